@@ -1,0 +1,217 @@
+"""Random-access image sources, named by a short string.
+
+A source is a grain-compatible sequence (``__len__``, ``__getitem__``) whose element
+``i`` is ``{"image": uint8 [H, W, C], "name": str}``; ``name`` says where the image
+came from and is used in error messages. Source strings:
+
+  "embedded"               the photographs that scikit-image and PyWavelets ship
+                           (``collage.data.embedded``); split "train", "eval" or "all".
+  "folder:PATH"            every PNG / JPEG under PATH (recursive, any-case extension),
+                           decoded lazily per element. A folder has no splits: every
+                           split reads every file (point eval at another folder).
+  "tfds:NAME"              a tfds dataset in array_record format via
+  "tfds:NAME:SPLIT"        ``tfds.data_source``. NAME may carry a config and version
+                           ("name/config:1.0.0"); SPLIT may use tfds slicing
+                           ("train[:90%]"). Without SPLIT, split "train" reads "train"
+                           and split "eval" reads the first of "eval", "validation",
+                           "test" that the dataset has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from collage.data import embedded as embedded_lib
+from collage.data.images import image_paths, load_image, to_channels
+
+SOURCE_KINDS = ("embedded", "folder:PATH", "tfds:NAME[:SPLIT]")
+_TFDS_RE = re.compile(r"^(?P<name>[A-Za-z0-9_./-]+(?::[0-9][0-9.*]*)?)(?::(?P<split>.+))?$")
+_TFDS_EVAL_SPLITS = ("eval", "validation", "test")
+
+
+class ArraySource:
+  """In-memory images. Element i: ``{"image": uint8 [H, W, C], "name": names[i]}``."""
+
+  def __init__(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None):
+    self._images = list(images)
+    self._names = list(names) if names is not None else [f"image{i}" for i in range(len(images))]
+    if len(self._names) != len(self._images):
+      raise ValueError(f"{len(self._images)} images but {len(self._names)} names")
+
+  def __len__(self) -> int:
+    return len(self._images)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return {"image": self._images[index], "name": self._names[index]}
+
+  def __repr__(self) -> str:
+    return f"ArraySource({len(self)} images)"
+
+
+class EmbeddedSource(ArraySource):
+  """The embedded photographs of one split, as ``channels``-channel uint8 images."""
+
+  def __init__(self, split: str = "all", channels: int = 3):
+    named = embedded_lib.embedded_images(channels=channels, split=split)
+    super().__init__([im for _, im in named], [f"embedded/{n}" for n, _ in named])
+
+  def __repr__(self) -> str:
+    return f"EmbeddedSource({len(self)} images)"
+
+
+class FolderSource:
+  """Every PNG / JPEG under a folder, decoded lazily on access.
+
+  Element i: ``{"image": uint8 [H, W, channels], "name": path}``. A corrupt file
+  raises ``ValueError`` naming it when its element is read.
+  """
+
+  def __init__(self, folder: str | os.PathLike, channels: int = 3):
+    if channels not in (1, 3):
+      raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
+    self.folder = os.fspath(folder)
+    self.paths = image_paths(folder)
+    self.channels = channels
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    path = self.paths[index]
+    return {"image": to_channels(load_image(path), self.channels), "name": path}
+
+  def __repr__(self) -> str:
+    return f"FolderSource({self.folder!r}, {len(self)} images)"
+
+
+class TfdsSource:
+  """One split of a tfds dataset (array_record), read through ``tfds.data_source``.
+
+  Element i: ``{"image": uint8 [H, W, channels], "name": "tfds/NAME/SPLIT/i"}``.
+  """
+
+  def __init__(self, name: str, split: str | None = None, *, role: str = "train",
+               channels: int = 3, data_dir: str | None = None,
+               image_key: str | None = None, download: bool = False):
+    """Open (and for ``collage_embedded``, prepare) a tfds dataset.
+
+    Args:
+      name: tfds name, optionally "name/config:version".
+      split: a tfds split (slicing allowed), or None to choose from ``role``.
+      role: "train" or "eval"; with ``split=None`` picks "train", or for "eval" the
+        first of "eval", "validation", "test" that exists.
+      channels: 3 or 1.
+      data_dir: tfds data directory (tfds' default when None).
+      image_key: the image feature (default: "image" or the only Image feature).
+      download: let tfds download and prepare the dataset if it is not prepared.
+    """
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from collage.data import tfds_builder  # pylint: disable=g-import-not-at-top
+    if channels not in (1, 3):
+      raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
+    try:
+      builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises several types for unknown names
+      raise ValueError(f"unknown tfds dataset {name!r}: {e}") from e
+    if not builder.is_prepared():
+      if download or builder.name == tfds_builder.CollageEmbedded.name:
+        # The embedded builder needs no network, so it is prepared on first use.
+        builder.download_and_prepare(file_format="array_record")
+      else:
+        raise FileNotFoundError(
+            f"tfds dataset {name!r} is not prepared in data_dir {builder.data_dir_root!r}; "
+            f"prepare it with `tfds build {name} --file_format=array_record "
+            f"--data_dir=DIR` or pass download=True")
+    split = split or _tfds_split(list(builder.info.splits.keys()), role, name)
+    self.image_key = image_key or _image_feature(builder.info.features, name)
+    self._source = builder.as_data_source(split=split)
+    self._label = f"tfds/{name}/{split}"
+    self.channels = channels
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    record = self._source[index]
+    image = np.asarray(record[self.image_key])
+    return {"image": to_channels(image, self.channels), "name": f"{self._label}/{index}"}
+
+  def __repr__(self) -> str:
+    return f"TfdsSource({self._label!r}, {len(self)} images)"
+
+
+def _image_feature(features, name: str) -> str:
+  """The key of the image feature: "image" if present, else the only Image feature."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  keys = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+  if "image" in keys:
+    return "image"
+  if len(keys) == 1:
+    return keys[0]
+  raise ValueError(
+      f"tfds dataset {name!r} has image features {keys}; pass image_key= to choose one "
+      f"(features: {sorted(features.keys())})")
+
+
+def _tfds_split(builder_splits: Sequence[str], split: str, name: str) -> str:
+  if split in builder_splits:
+    return split
+  if split == "eval":
+    for s in _TFDS_EVAL_SPLITS:
+      if s in builder_splits:
+        return s
+  raise ValueError(
+      f"tfds dataset {name!r} has no split for {split!r}; its splits are "
+      f"{sorted(builder_splits)}; name one explicitly as 'tfds:{name}:SPLIT'")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+  """A parsed source string. ``kind`` is "embedded", "folder" or "tfds"."""
+  kind: str
+  path: str = ""   # folder path, or tfds name (with optional /config and :version)
+  split: str = ""  # tfds split given in the string, "" when absent
+
+
+def parse_source(source: str) -> SourceSpec:
+  """Parse a source string (grammar in the module docstring)."""
+  if source == "embedded":
+    return SourceSpec("embedded")
+  kind, sep, rest = source.partition(":")
+  if sep and rest and kind == "folder":
+    return SourceSpec("folder", rest)
+  if sep and rest and kind == "tfds":
+    m = _TFDS_RE.match(rest)
+    if m:
+      return SourceSpec("tfds", m["name"], m["split"] or "")
+  raise ValueError(f"bad data source {source!r}; valid forms: {', '.join(SOURCE_KINDS)}")
+
+
+def open_source(source: str, *, split: str = "train", channels: int = 3,
+                data_dir: str | None = None, image_key: str | None = None,
+                download: bool = False):
+  """Open a source string as a random-access sequence of ``{"image", "name"}`` dicts.
+
+  Args:
+    source: "embedded", "folder:PATH" or "tfds:NAME[:SPLIT]".
+    split: "train" or "eval" ("all" too for embedded); ignored by folders.
+    channels: 3 or 1; images are converted (gray repeated / BT.601 luma).
+    data_dir: tfds data directory (tfds' default when None).
+    image_key: tfds image feature (default: "image" or the only Image feature).
+    download: let tfds download and prepare a dataset that is not prepared.
+
+  Returns:
+    A source object (``ArraySource`` subclass, ``FolderSource`` or ``TfdsSource``).
+  """
+  spec = parse_source(source)
+  if spec.kind == "embedded":
+    return EmbeddedSource(split=split, channels=channels)
+  if spec.kind == "folder":
+    return FolderSource(spec.path, channels=channels)
+  return TfdsSource(spec.path, spec.split or None, role=split, channels=channels,
+                    data_dir=data_dir, image_key=image_key, download=download)
