@@ -22,6 +22,7 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.eval_batches = 4             # batches per evaluation
   c.checkpoint_every = 500       # steps between checkpoints (also saved at the end)
   c.keep_checkpoints = 3         # how many recent checkpoints to keep
+  c.max_steps_ahead = 4          # the host dispatches at most this many steps ahead of the devices
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adamw"           # optax optimizer: adam | adamw | sgd | lamb

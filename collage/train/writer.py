@@ -1,0 +1,75 @@
+"""Scalar metrics to TensorBoard and ``WORKDIR/metrics.jsonl`` (process 0 only), and progress lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Mapping
+
+import jax
+from absl import logging
+
+
+class MetricWriter:
+  """Writes scalars on process 0; a no-op on every other process.
+
+  Args:
+    workdir: the run directory; TensorBoard events go directly in it, JSON lines to
+      ``metrics.jsonl``.
+  """
+
+  def __init__(self, workdir: str):
+    self.active = jax.process_index() == 0
+    self._tb = None
+    self._jsonl = None
+    if self.active:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    """Writes one row: ``{"step": step, **scalars}``."""
+    if not self.active:
+      return
+    row = {"step": int(step)}
+    for k, v in scalars.items():
+      v = float(v)
+      row[k] = v if math.isfinite(v) else str(v)
+      self._tb.add_scalar(k, v, int(step))
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+
+  def flush(self) -> None:
+    if self.active:
+      self._tb.flush()
+      self._jsonl.flush()
+
+  def close(self) -> None:
+    if self.active:
+      self._tb.close()
+      self._jsonl.close()
+      self.active = False
+
+
+class Progress:
+  """Steps/s and ETA between successive reports."""
+
+  def __init__(self, start_step: int, total_steps: int):
+    self.total = total_steps
+    self._last_step = start_step
+    self._last_time = time.perf_counter()
+
+  def report(self, step: int, scalars: Mapping[str, float]) -> float:
+    """Logs ``step N/T  X steps/s  ETA h:mm:ss  key=value ...`` and returns steps/s."""
+    now = time.perf_counter()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    shown = "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(scalars.items()))
+    if jax.process_index() == 0:
+      logging.info("step %d/%d  %.2f steps/s  ETA %s  %s", step, self.total, rate, eta_s, shown)
+    return rate

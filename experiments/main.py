@@ -1,0 +1,216 @@
+r"""The only entrypoint: trains or evaluates the experiment a config names.
+
+    python -m experiments.main --config experiments/configs/NAME.py[:ARG] --workdir DIR \
+        [--config.key=value ...] [--mode train|eval]
+
+The config is locked: an unknown or ill-typed ``--config.key=value`` stops with a message that
+names the key and lists the valid ones. The resolved config is written to ``DIR/config.json``.
+``config.task`` names a module ``experiments/tasks/<task>.py`` (or, for tests and out-of-tree
+experiments, a full dotted module path); main calls its ``run(config, workdir, mode)``.
+
+Multi-process jobs (SLURM, Open MPI, TPU pods, or the explicit --coordinator_address /
+--num_processes / --process_id flags) join with ``jax.distributed.initialize()`` before anything
+touches a device; see ``launch/README.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging as std_logging
+import importlib.util
+import os
+import pkgutil
+import sys
+from typing import Any, Sequence
+
+from absl import app, flags, logging
+import ml_collections
+from ml_collections import config_flags
+
+from collage.train import distributed
+from collage.train.errors import CheckpointError, ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "experiments/configs/NAME.py[:ARG], the experiment's get_config(arg).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory: config.json, metrics.jsonl, checkpoints/, artifacts/.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "eval"],
+    "train: resume from the latest checkpoint in --workdir if any and train; "
+    "eval: restore the latest checkpoint and evaluate + write artifacts only.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for an explicit multi-process launch.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in an explicit multi-process launch.")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's rank in an explicit multi-process launch.")
+
+_OVERRIDE = "--config."
+
+
+# -- flag parsing with clear errors -----------------------------------------------------------
+
+def _die(message: str) -> None:
+  sys.stderr.write("error: " + " ".join(message.split()) + "\n")
+  sys.exit(2)
+
+
+def config_keys(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, str]:
+  """Dotted leaf keys of ``config`` -> their type name, e.g. ``{"optimizer.name": "str"}``."""
+  out = {}
+  for k, v in sorted(config.items()):
+    if isinstance(v, (ml_collections.ConfigDict, dict)):
+      out.update(config_keys(ml_collections.ConfigDict(v) if isinstance(v, dict) else v,
+                             f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = type(v).__name__
+  return out
+
+
+def _override_keys(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """(argv without --config.* overrides, the overridden keys)."""
+  rest, keys, skip_next = [], [], False
+  for i, a in enumerate(argv):
+    if skip_next:
+      skip_next = False
+      continue
+    if a.startswith(_OVERRIDE):
+      key = a[len(_OVERRIDE):]
+      if "=" in key:
+        key = key.split("=", 1)[0]
+      elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+        skip_next = True  # "--config.key value"
+      keys.append(key)
+    else:
+      rest.append(a)
+  return rest, keys
+
+
+def _valid_list(keys: dict[str, str]) -> str:
+  return ", ".join(f"{k} ({t})" for k, t in keys.items())
+
+
+def _config_path(argv: Sequence[str]) -> str | None:
+  """The value of --config in ``argv`` (``--config=PATH`` or ``--config PATH``; the last wins)."""
+  found = None
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      found = a.split("=", 1)[1]
+    elif a == "--config" and i + 1 < len(argv):
+      found = argv[i + 1]
+  return found
+
+
+def _load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``get_config(ARG)`` of the file in ``PATH[:ARG]`` (the same call config_flags makes)."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    _die(f"--config={spec}: no such file {path!r}; configs live in experiments/configs/.")
+  module_spec = importlib.util.spec_from_file_location("_config_under_check", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    _die(f"--config={spec}: get_config() returned {type(config).__name__}, not a ConfigDict.")
+  return config
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parser that turns config errors into one clear paragraph and exit code 2."""
+  _, override_keys = _override_keys(argv)
+  path, keys = _config_path(argv), {}
+  if path:  # load the config once up front to check override keys against it
+    keys = config_keys(_load_config_file(path))
+    for key in override_keys:
+      bare = key[2:] if key.startswith("no") and key[2:] in keys else key
+      if bare not in keys:
+        _die(f"unknown config key {key!r} in {_OVERRIDE}{key}; this config's valid keys are: "
+             f"{_valid_list(keys)}.")
+  try:
+    rest = flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    detail = " ".join(str(e).split())
+    _die(f"invalid command line: {detail}. Give each --config.key=value a value of the key's "
+         f"type; valid keys are: {_valid_list(keys) or '(load a config with --config first)'}. "
+         "Usage: python -m experiments.main --config experiments/configs/NAME.py[:ARG] "
+         "--workdir DIR [--config.key=value ...] [--mode train|eval].")
+  return rest
+
+
+# -- task dispatch ------------------------------------------------------------------------------
+
+def task_names() -> list[str]:
+  """The modules in experiments/tasks/, i.e. the valid values of ``config.task``."""
+  import experiments.tasks  # pylint: disable=g-import-not-at-top
+  return sorted(m.name for m in pkgutil.iter_modules(experiments.tasks.__path__)
+                if not m.name.startswith("_"))
+
+
+def load_task(name: str) -> Any:
+  """The module for ``config.task``: ``experiments.tasks.<name>`` or a full dotted path."""
+  module_name = name if "." in name else f"experiments.tasks.{name}"
+  valid = task_names()
+  if not name:
+    raise LookupError(f"config.task is empty; valid tasks: {', '.join(valid) or '(none yet)'}.")
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name not in (module_name, *_parents(module_name)):
+      raise  # the task exists but one of its imports is missing: show the real error
+    raise LookupError(f"unknown task {name!r} (config.task): no module {module_name}; "
+                      f"valid tasks: {', '.join(valid) or '(none yet)'}.") from None
+  if not callable(getattr(module, "run", None)):
+    raise LookupError(f"task module {module_name} has no run(config, workdir, mode) function.")
+  return module
+
+
+def _parents(module_name: str) -> list[str]:
+  parts = module_name.split(".")
+  return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Writes the resolved config to ``workdir/config.json``; returns the path."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  return path
+
+
+def _quiet_library_info() -> None:
+  """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show)."""
+  marker = os.sep + "orbax" + os.sep
+
+  def keep(record) -> bool:
+    return record.levelno >= std_logging.WARNING or marker not in record.pathname
+
+  logging.get_absl_logger().addFilter(keep)
+
+
+def main(argv: Sequence[str]) -> None:
+  _quiet_library_info()
+  if len(argv) > 1:
+    _die(f"unexpected arguments {list(argv[1:])}; overrides take the form --config.key=value.")
+  if not _WORKDIR.value:
+    _die("--workdir is required: the directory for config.json, checkpoints/ and metrics.")
+  distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  import jax  # pylint: disable=g-import-not-at-top  (after distributed initialisation)
+
+  config, workdir = _CONFIG.value, os.path.abspath(_WORKDIR.value)
+  try:
+    module = load_task(config.task)
+  except LookupError as e:
+    _die(str(e))
+  if jax.process_index() == 0:
+    logging.info("config written to %s", write_config(config, workdir))
+  try:
+    module.run(config, workdir, _MODE.value)
+  except (CheckpointError, ConfigError) as e:
+    sys.stderr.write(f"error: {e}\n")
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,71 @@
+"""The entrypoint: config overrides, clear errors, task dispatch, config.json."""
+
+import json
+
+import pytest
+
+from experiments import main
+from tests.train import helpers
+
+
+def test_trains_and_writes_resolved_config(tmp_path):
+  done = helpers.run_main(tmp_path, "--config.total_steps=4", "--config.log_every=2",
+                          "--config.optimizer.learning_rate=0.01", devices=2)
+  assert done.returncode == 0, done.stderr[-3000:]
+  cfg = json.loads((tmp_path / "config.json").read_text())
+  assert cfg["total_steps"] == 4 and cfg["optimizer"]["learning_rate"] == 0.01
+  rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows if "loss" in r] == [2, 4]
+  assert "steps/s" in done.stderr and "ETA" in done.stderr
+  assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("--config.total_stepz=3", "total_stepz"),
+    ("--config.optimizer.lr=0.1", "optimizer.lr"),
+])
+def test_unknown_override_names_key_and_lists_valid(tmp_path, override, key):
+  done = helpers.run_main(tmp_path, override, devices=1)
+  assert done.returncode != 0
+  assert "Traceback" not in done.stderr
+  assert key in done.stderr
+  assert "total_steps (int)" in done.stderr and "optimizer.learning_rate (float)" in done.stderr
+  assert not (tmp_path / "config.json").exists()
+
+
+def test_ill_typed_override_names_key(tmp_path):
+  done = helpers.run_main(tmp_path, "--config.total_steps=abc", devices=1)
+  assert done.returncode != 0
+  assert "Traceback" not in done.stderr
+  assert "config.total_steps" in done.stderr and "batch_size (int)" in done.stderr
+
+
+def test_unknown_task_names_valid_ones(tmp_path):
+  done = helpers.run_main(tmp_path, "--config.task=no_such_task", devices=1)
+  assert done.returncode != 0
+  assert "Traceback" not in done.stderr
+  assert "no_such_task" in done.stderr and "valid tasks" in done.stderr
+
+
+def test_eval_without_checkpoint_is_clear(tmp_path):
+  done = helpers.run_main(tmp_path, "--mode", "eval", devices=1)
+  assert done.returncode != 0
+  assert "needs a checkpoint" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_load_task_lists_modules_in_experiments_tasks():
+  with pytest.raises(LookupError, match="valid tasks"):
+    main.load_task("no_such_task")
+  assert main.load_task("tests.train.linreg_task").run
+
+
+def test_config_keys_flattens_nested():
+  keys = main.config_keys(helpers.config())
+  assert keys["optimizer.name"] == "str" and keys["total_steps"] == "int"
+
+
+def test_batch_size_not_divisible_is_clear(tmp_path):
+  done = helpers.run_main(tmp_path, "--config.batch_size=12", devices=8)
+  assert done.returncode != 0
+  assert "batch_size=12" in done.stderr and "(8)" in done.stderr
+  assert "Traceback" not in done.stderr
