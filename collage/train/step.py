@@ -91,8 +91,12 @@ def make_train_step(task: Task, tx: optax.GradientTransformation,
   """The (unjitted) default train step: grad of ``task.loss_fn``, then :func:`apply_gradients`.
 
   Returns:
-    ``train_step(state, batch) -> (state, metrics)`` with ``batch`` the global batch.
+    ``train_step(state, batch) -> (state, metrics)`` with ``batch`` the global batch; the
+    task's own step instead when :meth:`Task.make_train_step` returns one.
   """
+  custom = task.make_train_step(tx, config)
+  if custom is not None:
+    return custom
   schedule = learning_rate_schedule(config.optimizer, int(config.total_steps))
 
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:

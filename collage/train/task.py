@@ -66,6 +66,18 @@ class Task(abc.ABC):
     _, metrics = self.loss_fn(params, batch, rng)
     return metrics
 
+  def make_train_step(self, tx, config):
+    """Optional: a custom ``train_step(state, batch) -> (state, metrics)`` (unjitted).
+
+    Return ``None`` (the default) to use the runtime's step: the gradient of
+    :meth:`loss_fn` then :func:`collage.train.step.apply_gradients`. A task with an
+    unusual update (a GAN's alternating generator and discriminator steps) returns its
+    own pure step here and calls ``apply_gradients`` itself, so clipping, skipping and
+    EMA behave the same everywhere. The runtime jits it once, like the default.
+    """
+    del tx, config
+    return None
+
   # -- outputs --------------------------------------------------------------------
   def write_artifacts(self, params: Params, step: int, workdir: str) -> None:
     """Write human-readable outputs (PNGs, tables, plots) under ``workdir/artifacts``.

@@ -69,3 +69,29 @@ def test_warmup_cosine_schedule():
   assert float(lr(0)) == 0.0
   assert float(lr(10)) == pytest.approx(0.05)
   assert float(lr(110)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_task_can_supply_its_own_train_step(tmp_path):
+  """A task's make_train_step replaces the default step inside the one loop (e.g. a GAN)."""
+  from collage.train import loop
+  from tests.train.linreg_task import LinRegTask
+
+  class HalfStepTask(LinRegTask):
+    """Applies half the gradient, through the shared update helper."""
+
+    def make_train_step(self, tx, config):
+      def train_step(state, batch):
+        (loss, _), grads = jax.value_and_grad(self.loss_fn, has_aux=True)(
+            state.params, batch, step.step_rng(state))
+        grads = jax.tree.map(lambda g: 0.5 * g, grads)
+        new_state, metrics = step.apply_gradients(state, grads, tx, config)
+        return new_state, {"loss": loss, "custom": jnp.ones(()), **metrics}
+      return train_step
+
+  cfg = helpers.config(total_steps=3, optimizer__name="sgd", optimizer__grad_clip_norm=0.0,
+                       log_every=1, eval_every=0, checkpoint_every=100)
+  half = loop.run(HalfStepTask(cfg), cfg, str(tmp_path / "half"), devices=jax.devices()[:1])
+  full = loop.run(LinRegTask(cfg), cfg, str(tmp_path / "full"), devices=jax.devices()[:1])
+  rows = [l for l in (tmp_path / "half" / "metrics.jsonl").read_text().splitlines() if "custom" in l]
+  assert rows, "the custom step's metrics must be logged"
+  assert not np.allclose(np.asarray(half.params["w"]), np.asarray(full.params["w"]))

@@ -1,0 +1,27 @@
+"""The README's two set-up commands are the contract with users and CI."""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _readme_commands():
+  text = (ROOT / "README.md").read_text()
+  blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S)
+  assert len(blocks) >= 2, "README.md must open with two bash blocks: run the main job; run the tests"
+  return [b.strip() for b in blocks[:2]]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+  _, test_cmd = _readme_commands()
+  ci = (ROOT / ".ci" / "run").read_text()
+  last = test_cmd.splitlines()[-1]
+  assert last in ci, f".ci/run must run the README's test command {last!r}"
+
+
+def test_readme_main_job_uses_the_one_entrypoint():
+  main_cmd, _ = _readme_commands()
+  assert "python -m experiments.main" in main_cmd
+  config = re.search(r"--config[= ](\S+)", main_cmd).group(1).split(":")[0]
+  assert (ROOT / config).is_file(), f"the README's main job names a missing config {config}"
