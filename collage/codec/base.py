@@ -75,3 +75,35 @@ def _import_builtin_codecs() -> None:
     except ModuleNotFoundError as e:
       if e.name != module:
         raise
+
+
+def check_image(image) -> np.ndarray:
+  """Validates a codec's input: uint8 [H, W, C] with C in (1, 3) and H, W >= 1 -> the array.
+
+  Raises:
+    CodecError: wrong dtype, rank, channel count or an empty image (the message names the
+      valid form).
+  """
+  image = np.asarray(image)
+  if image.dtype != np.uint8:
+    raise CodecError(f"expected a uint8 image [H, W, C], got dtype {image.dtype}")
+  if image.ndim != 3 or image.shape[-1] not in (1, 3) or 0 in image.shape:
+    raise CodecError(f"expected an image [H, W, C] with C = 1 (gray) or 3 (RGB) and H, W >= 1, "
+                     f"got shape {image.shape}")
+  return image
+
+
+def check_quality(quality) -> int:
+  """Validates a quality setting: an integer in 1..100 (higher is better) -> int."""
+  if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not (
+      1 <= int(quality) <= 100):
+    raise CodecError(f"quality must be an integer in 1..100 (higher is better), got {quality!r}")
+  return int(quality)
+
+
+def check_scale(scale) -> int:
+  """Validates a decoding scale factor: an integer in 1..16 -> int."""
+  if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not (
+      1 <= int(scale) <= 16):
+    raise CodecError(f"scale must be an integer in 1..16, got {scale!r}")
+  return int(scale)

@@ -1,0 +1,260 @@
+"""``collage-codec``: compress images to files, decompress them, and describe files.
+
+Usage::
+
+  collage-codec compress [--codec pifs] [--quality 75] [--force] IN.png OUT.clg
+  collage-codec decompress [--scale 1] [--force] IN.clg OUT.png
+  collage-codec info IN.clg
+  collage-codec codecs
+
+``decompress`` and ``info`` read the codec from the file (its codec id); files written by
+the reference codecs (``--codec jpeg|webp|jpeg2000``) are standard JPEG / WebP / J2K files
+and are recognised by their signature. Every error (unreadable or unsupported image, not
+our file, wrong version, corrupt file, bad option, unknown codec) prints one line to stderr
+and exits with status 2; an existing output is kept unless ``--force``; outputs are written
+to a temporary file and renamed, so a failed run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+import numpy as np
+
+from collage.codec import container
+from collage.codec.base import CodecError, check_quality, check_scale, codec_names, get_codec
+
+PROG = "collage-codec"
+EXIT_ERROR = 2
+EXIT_INTERNAL = 1
+
+
+class UsageError(Exception):
+  """A command-line mistake; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line instead of usage + message
+    raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+  p = _Parser(prog=PROG, description="Compress images with the collage codecs.")
+  sub = p.add_subparsers(dest="command", metavar="{compress,decompress,info,codecs}",
+                         parser_class=_Parser)
+  sub.required = True
+  c = sub.add_parser("compress", help="image file -> compressed file")
+  c.add_argument("--codec", default="pifs", help="codec name (see 'codecs'; default: pifs)")
+  c.add_argument("--quality", "-q", default="75",
+                 help="integer 1..100, higher is better (default: 75)")
+  c.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
+  c.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...; gray or RGB)")
+  c.add_argument("output", metavar="OUT", help="compressed file to write")
+  d = sub.add_parser("decompress", help="compressed file -> image file")
+  d.add_argument("--scale", "-s", default="1",
+                 help="integer decoding scale factor 1..16 (default: 1)")
+  d.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
+  d.add_argument("input", metavar="IN", help="compressed file")
+  d.add_argument("output", metavar="OUT", help="image file to write (.png, .bmp, .tif, ...)")
+  i = sub.add_parser("info", help="describe a compressed file")
+  i.add_argument("input", metavar="IN", help="compressed file")
+  sub.add_parser("codecs", help="list the available codecs")
+  return p
+
+
+def _int_option(text: str, name: str, check) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    value = text
+  try:
+    return check(value)
+  except CodecError as e:
+    raise UsageError(str(e).replace(name, f"--{name}", 1)) from None
+
+
+def _read_bytes(path: str) -> bytes:
+  if not os.path.isfile(path):
+    raise UsageError(f"input file {path!r} does not exist")
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except OSError as e:
+    raise UsageError(f"cannot read {path!r}: {e.strerror or e}") from None
+
+
+def _check_output(path: str, force: bool) -> None:
+  if os.path.isdir(path):
+    raise UsageError(f"output {path!r} is a directory")
+  if os.path.exists(path) and not force:
+    raise UsageError(f"output file {path!r} exists; pass --force to overwrite it")
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise UsageError(f"output folder {folder!r} does not exist")
+
+
+def _write_atomic(path: str, write) -> None:
+  """Calls ``write(file_object)`` on a temporary file next to ``path``, then renames it."""
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+  umask = os.umask(0)
+  os.umask(umask)
+  try:
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def _load_image(path: str) -> np.ndarray:
+  from collage.data.images import load_image  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(path):
+    raise UsageError(f"input image {path!r} does not exist")
+  try:
+    return load_image(path)
+  except (OSError, ValueError) as e:
+    raise UsageError(str(e)) from None
+
+
+def _codec_for_file(data: bytes):
+  """(codec instance, codec name) for a compressed file, from its codec id or signature."""
+  from collage.codec import reference  # pylint: disable=import-outside-toplevel
+  foreign = reference.sniff(data[:16])
+  if foreign is not None:
+    return get_codec(foreign), foreign
+  header, _, _ = container.unpack(data)  # raises the precise error for bad files
+  name = container.codec_name_for_id(header.codec_id)
+  if name is None:
+    ids = []
+    for n in codec_names():
+      cid = _codec_id_of(n)
+      if cid is not None:
+        ids.append(f"{cid} ({n})")
+    raise CodecError(f"the file was written by codec id {header.codec_id}, which this build "
+                     f"does not have; available codec ids: {', '.join(ids) or 'none'}")
+  return get_codec(name), name
+
+
+def _codec_id_of(name: str) -> int | None:
+  """The container codec id of a registered codec (None for standard-format codecs)."""
+  from collage.codec import base  # pylint: disable=import-outside-toplevel
+  return base._REGISTRY[name].codec_id  # pylint: disable=protected-access
+
+
+def _compress(args) -> None:
+  quality = _int_option(args.quality, "quality", check_quality)
+  if args.codec not in codec_names():
+    raise UsageError(f"unknown codec {args.codec!r}; valid codecs: {', '.join(codec_names())}")
+  _check_output(args.output, args.force)
+  image = _load_image(args.input)
+  codec = get_codec(args.codec)
+  start = time.perf_counter()
+  data = codec.compress(image, quality)
+  seconds = time.perf_counter() - start
+  _write_atomic(args.output, lambda f: f.write(data))
+  h, w, c = image.shape
+  print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp "
+        f"({w}x{h}, {c} channel{'s' if c > 1 else ''}, {args.codec} quality {quality}, "
+        f"{seconds:.2f} s)")
+
+
+def _save_format(path: str) -> str:
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  ext = os.path.splitext(path)[1].lower()
+  formats = Image.registered_extensions()
+  if ext not in formats:
+    raise UsageError(f"cannot tell the image format of output {path!r} from its extension; "
+                     "use e.g. .png, .bmp or .tif")
+  return formats[ext]
+
+
+def _decompress(args) -> None:
+  scale = _int_option(args.scale, "scale", check_scale)
+  _check_output(args.output, args.force)
+  fmt = _save_format(args.output)
+  data = _read_bytes(args.input)
+  codec, name = _codec_for_file(data)
+  start = time.perf_counter()
+  image = codec.decompress(data, scale=scale)
+  seconds = time.perf_counter() - start
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  image = np.asarray(image)
+  pil = Image.fromarray(image[..., 0], "L") if image.shape[-1] == 1 else Image.fromarray(
+      image, "RGB")
+  _write_atomic(args.output, lambda f: pil.save(f, format=fmt))
+  h, w = image.shape[:2]
+  print(f"{args.output}: {w}x{h} from {len(data)} bytes ({name}, scale {scale}, "
+        f"{seconds:.2f} s)")
+
+
+def _info(args) -> None:
+  data = _read_bytes(args.input)
+  from collage.codec import reference  # pylint: disable=import-outside-toplevel
+  foreign = reference.sniff(data[:16])
+  if foreign is not None:
+    image = get_codec(foreign).decompress(data)
+    h, w, c = image.shape
+    rows = [("format", f"{foreign} (a standard file, not the collage container)"),
+            ("size", f"{w} x {h}, {c} channel{'s' if c > 1 else ''}"),
+            ("file", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h * w):.4f}")]
+  else:
+    d = container.describe(data)
+    codec = d["codec"] or "not available in this build"
+    rows = [("codec", f"{codec} (id {d['codec_id']})"),
+            ("version", str(d["version"])),
+            ("size", f"{d['width']} x {d['height']}, {d['channels']} "
+                     f"channel{'s' if d['channels'] > 1 else ''}"),
+            ("params", f"{d['params_bytes']} bytes"),
+            ("payload", f"{d['payload_bytes']} bytes"),
+            ("file", f"{d['file_bytes']} bytes (container overhead {d['overhead_bytes']})"),
+            ("bpp", f"{d['bpp']:.4f}")]
+    if d["codec"] is not None:
+      extra = getattr(get_codec(d["codec"]), "describe", None)
+      if callable(extra):
+        rows += [(str(k), str(v)) for k, v in extra(data).items()]
+  print(f"{args.input}")
+  for key, value in rows:
+    print(f"  {key:<10} {value}")
+
+
+def _codecs(_) -> None:
+  for name in codec_names():
+    cid = _codec_id_of(name)
+    print(f"{name:<10} {'container id ' + str(cid) if cid is not None else 'standard format'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the command line; returns the exit status (0 ok, 2 bad input, 1 internal error)."""
+  parser = _build_parser()
+  try:
+    try:
+      args = parser.parse_args(argv)
+    except SystemExit as e:  # --help
+      return int(e.code or 0)
+    {"compress": _compress, "decompress": _decompress, "info": _info,
+     "codecs": _codecs}[args.command](args)
+    return 0
+  except (UsageError, CodecError) as e:
+    print(f"{PROG}: error: {e}", file=sys.stderr)
+    return EXIT_ERROR
+  except KeyboardInterrupt:
+    print(f"{PROG}: interrupted", file=sys.stderr)
+    return 130
+  except Exception as e:  # a bug, not bad input: still one line  # noqa: BLE001
+    print(f"{PROG}: internal error (please report): {type(e).__name__}: {e}", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+  sys.exit(main())
