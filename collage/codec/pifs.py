@@ -1,0 +1,209 @@
+"""The PIFS fractal codec (Jacquin 1992; Fisher 1995): a quadtree code in a container file.
+
+``compress`` runs :func:`collage.ops.pifs.encode` with a quadtree threshold chosen by the
+quality (higher quality, lower threshold, more and smaller range blocks) and writes the
+:class:`~collage.ops.pifs.PIFSCode` into the project's container (codec id 1).
+
+Params section (7 bytes + 4): u8 max_range, u8 min_range, u8 chroma_min_range, u8 stride_div,
+u8 s_bits, u8 o_bits, u8 reserved (0), float32 little-endian s_max.
+
+Payload, for each channel in order (Y, or Y Cb Cr), all streams from
+:func:`collage.codec.entropy.encode_categorical` as length-prefixed sections:
+  varint n_split; section split flags (alphabet 2);
+  for each level with leaves: section domain indices (alphabet = that level's domain count);
+  section isometries (alphabet 8); section s indices (2**s_bits); section o indices
+  (2**o_bits, coded as the difference to the previous leaf's index modulo 2**o_bits).
+The leaf count per level follows from the split flags and the geometry, so it is not stored.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from collage.codec import container, entropy
+from collage.codec.base import Codec, CodecError, register
+from collage.ops import pifs
+from collage.ops.pifs_search import Quantizer, domain_grid
+
+_RAW_MODE = 2  # encode_categorical's plain bit-packing stream mode (see collage.codec.entropy)
+
+
+def quality_to_threshold(quality: int) -> float:
+  """Quadtree RMS-error threshold in [0, 1] units: 1/255 at quality 100, doubling every
+  15 quality steps down (about 100/255 at quality 1). Strictly decreasing in quality."""
+  return float(2.0 ** ((100 - quality) / 15.0)) / 255.0
+
+
+@register
+class PIFSCodec(Codec):
+  """Quadtree fractal codec.
+
+  Args:
+    max_range, min_range, stride_div, s_bits, o_bits, s_max: see ``pifs.PIFSParams``.
+    chroma_min_range: smallest chroma range block (colour images).
+    chroma_factor: chroma threshold = chroma_factor * luma threshold.
+    entropy_coding: False writes every stream as plain bit packing (for comparison).
+    deblocking: apply the light deblocking filter when decoding.
+  """
+
+  name = "pifs"
+  codec_id = 1
+
+  def __init__(self, max_range: int = 16, min_range: int = 4, chroma_min_range: int = 8,
+               stride_div: int = 2, s_bits: int = 5, o_bits: int = 7, s_max: float = 0.9,
+               chroma_factor: float = 2.0, entropy_coding: bool = True,
+               deblocking: bool = False):
+    s_max = float(np.float32(s_max))
+    self.params = pifs.PIFSParams(max_range, min_range, stride_div,
+                                  Quantizer(s_bits, o_bits, s_max))
+    try:
+      self.params.validate()
+      pifs.PIFSParams(max_range, chroma_min_range, stride_div).validate()
+    except ValueError as e:
+      raise CodecError(f"invalid PIFS parameters: {e}") from e
+    self.chroma_min_range = chroma_min_range
+    self.chroma_factor = chroma_factor
+    self.entropy_coding = entropy_coding
+    self.deblocking = deblocking
+
+  # ---------------------------------------------------------------------------- encoding
+
+  def encode(self, image: np.ndarray, quality: int) -> pifs.PIFSCode:
+    """uint8 [H, W, C] -> PIFSCode (what ``compress`` serializes)."""
+    image = _check_image(image)
+    if not (isinstance(quality, (int, np.integer)) and 1 <= quality <= 100):
+      raise CodecError(f"quality must be an integer in 1..100, got {quality!r}")
+    thr = quality_to_threshold(int(quality))
+    return pifs.encode(image.astype(np.float32) / 255.0, self.params, threshold=thr,
+                       chroma_threshold=self.chroma_factor * thr,
+                       chroma_min_range=self.chroma_min_range)
+
+  def compress(self, image: np.ndarray, quality: int = 75) -> bytes:
+    code = self.encode(image, quality)
+    return container.pack(self.codec_id, code.height, code.width, len(code.channels),
+                          self._params_bytes(code), self.serialize(code))
+
+  def _params_bytes(self, code: pifs.PIFSCode) -> bytes:
+    p = code.params
+    cmin = code.channels[1].min_range if len(code.channels) == 3 else p.min_range
+    return bytes([p.max_range, p.min_range, cmin, p.stride_div, p.quant.s_bits,
+                  p.quant.o_bits, 0]) + struct.pack("<f", p.quant.s_max)
+
+  def _stream(self, symbols: np.ndarray, alphabet: int) -> bytes:
+    symbols = np.asarray(symbols, np.int64)
+    if self.entropy_coding or symbols.size == 0 or entropy.bits_for(alphabet) == 0:
+      return entropy.encode_categorical(symbols, alphabet)
+    return bytes([_RAW_MODE]) + entropy.pack_bits(symbols, entropy.bits_for(alphabet))
+
+  def serialize(self, code: pifs.PIFSCode) -> bytes:
+    """PIFSCode -> payload bytes (layout in the module docstring)."""
+    hp, wp = code.padded_shape
+    p = code.params
+    w = entropy.ByteWriter()
+    for ch in code.channels:
+      w.varint(len(ch.split)).section(self._stream(ch.split.astype(np.int64), 2))
+      layout = pifs.leaf_layout(hp, wp, p, ch.min_range, ch.split)
+      start = 0
+      for (ys, _), b in zip(layout, p.sizes(ch.min_range)):
+        m = len(ys)
+        if m:
+          nh, nw = domain_grid(hp, wp, b, p.stride(b))
+          w.section(self._stream(ch.domain[start:start + m], nh * nw))
+        start += m
+      w.section(self._stream(ch.iso, 8))
+      w.section(self._stream(ch.s_idx, p.quant.s_levels))
+      w.section(self._stream(_delta(ch.o_idx, p.quant.o_levels), p.quant.o_levels))
+    return w.getvalue()
+
+  # ---------------------------------------------------------------------------- decoding
+
+  def parse(self, data: bytes) -> pifs.PIFSCode:
+    """A complete file -> PIFSCode. Raises CodecError on anything malformed."""
+    header, params_b, payload = container.unpack(data, expected_codec_id=self.codec_id)
+    params, cmin = _parse_params(params_b)
+    hp, wp = pifs.padded_shape(header.height, header.width, params.max_range)
+    r = entropy.ByteReader(payload, "PIFS payload")
+    channels = []
+    for c in range(header.channels):
+      min_range = params.min_range if c == 0 else cmin
+      sizes = params.sizes(min_range)
+      max_flags = sum((hp // b) * (wp // b) for b in sizes[:-1])
+      n_split = r.varint(max_value=max_flags)
+      split = _read(r, n_split, 2).astype(bool)
+      try:
+        layout = pifs.leaf_layout(hp, wp, params, min_range, split)
+      except ValueError as e:
+        raise CodecError(f"corrupt PIFS payload: {e}") from e
+      domains = []
+      for (ys, _), b in zip(layout, sizes):
+        if len(ys):
+          nh, nw = domain_grid(hp, wp, b, params.stride(b))
+          if nh * nw == 0:
+            raise CodecError(f"corrupt PIFS payload: leaves of size {b} where no domain fits")
+          domains.append(_read(r, len(ys), nh * nw))
+      n = pifs.num_leaves(layout)
+      iso = _read(r, n, 8)
+      s_idx = _read(r, n, params.quant.s_levels)
+      o_idx = _undelta(_read(r, n, params.quant.o_levels), params.quant.o_levels)
+      dom = np.concatenate(domains) if domains else np.zeros(0, np.int64)
+      channels.append(pifs.ChannelCode(min_range, split, dom.astype(np.int32),
+                                       iso.astype(np.int32), s_idx.astype(np.int32),
+                                       o_idx.astype(np.int32)))
+    r.expect_end()
+    return pifs.PIFSCode(header.height, header.width, params, tuple(channels))
+
+  def reconstruct(self, code: pifs.PIFSCode, scale: int = 1) -> np.ndarray:
+    """PIFSCode -> uint8 [H*scale, W*scale, C]."""
+    x = pifs.decode(code, scale=scale, deblocking=self.deblocking)
+    return np.round(x * 255.0).astype(np.uint8)
+
+  def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
+    if not (isinstance(scale, (int, np.integer)) and 1 <= scale <= 16):
+      raise CodecError(f"scale must be an integer in 1..16, got {scale!r}")
+    return self.reconstruct(self.parse(data), int(scale))
+
+
+def _check_image(image) -> np.ndarray:
+  image = np.asarray(image)
+  if image.dtype != np.uint8:
+    raise CodecError(f"PIFS compresses uint8 images, got dtype {image.dtype}")
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 3) or min(image.shape[:2]) < 1:
+    raise CodecError(f"image must be [H, W, C] with C = 1 or 3, got shape {image.shape}")
+  return image
+
+
+def _parse_params(b: bytes) -> tuple[pifs.PIFSParams, int]:
+  if len(b) != 11:
+    raise CodecError(f"corrupt PIFS parameters: {len(b)} bytes, expected 11")
+  max_r, min_r, cmin, sdiv, sb, ob, reserved = b[:7]
+  (s_max,) = struct.unpack("<f", b[7:])
+  params = pifs.PIFSParams(max_r, min_r, sdiv, Quantizer(sb, ob, float(s_max)))
+  try:
+    if reserved != 0 or not np.isfinite(s_max):
+      raise ValueError("reserved byte or s_max invalid")
+    params.validate()
+    pifs.PIFSParams(max_r, cmin, sdiv).validate()
+  except ValueError as e:
+    raise CodecError(f"corrupt PIFS parameters: {e}") from e
+  return params, cmin
+
+
+def _read(r: entropy.ByteReader, count: int, alphabet: int) -> np.ndarray:
+  s = entropy.decode_categorical(r.section(), count, alphabet)
+  if s.size != count or (count and (s.min() < 0 or s.max() >= alphabet)):
+    raise CodecError(f"corrupt PIFS payload: a stream of {count} symbols holds values "
+                     f"outside 0..{alphabet - 1}")
+  return s
+
+
+def _delta(x: np.ndarray, levels: int) -> np.ndarray:
+  x = np.asarray(x, np.int64)
+  return np.diff(x, prepend=0) % levels
+
+
+def _undelta(d: np.ndarray, levels: int) -> np.ndarray:
+  return np.cumsum(d) % levels
