@@ -1,0 +1,264 @@
+"""The codec rate-distortion benchmark (config: experiments/configs/codec_benchmark.py).
+
+Not a training task: ``run`` encodes every image with every codec at every quality, decodes
+it, and measures bpp from the real file bytes, PSNR (RGB or gray, over all channels, peak
+255), MS-SSIM, and encode / decode seconds. Artifacts in ``WORKDIR/artifacts/``:
+
+  per_image.csv   one row per (codec, quality, image)
+  averages.csv    one row per (codec, quality): the mean of each column over the images
+  summary.md      the averages table, and PSNR / MS-SSIM at the target rates
+  rd_psnr.png, rd_msssim.png   rate-distortion curves of the averages
+
+PSNR at a target rate is read off the curve of averages (mean bpp, mean PSNR per quality
+setting, as CompressAI does), linearly interpolated in bpp; a target outside a codec's
+range of mean bpp is reported as "n/a", never extrapolated.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from collage.codec.base import CodecError, codec_names, get_codec
+from collage.metrics.distortion import psnr
+from collage.metrics.msssim import min_side, ms_ssim
+
+FIELDS = ("codec", "quality", "image", "height", "width", "channels", "bytes", "bpp", "psnr",
+          "ms_ssim", "encode_s", "decode_s")
+AVERAGED = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+def _parse_list(text: str, kind, what: str) -> list:
+  try:
+    return [kind(t.strip()) for t in str(text).split(",") if t.strip()]
+  except ValueError:
+    raise ValueError(f"{what} must be a comma-separated list of {kind.__name__}s, got "
+                     f"{text!r}") from None
+
+
+def _crop(image: np.ndarray, size: int) -> np.ndarray:
+  if size <= 0:
+    return image
+  h, w = image.shape[:2]
+  if h < size or w < size:
+    raise ValueError(f"config.crop={size} is larger than an image of {h}x{w}")
+  top, left = (h - size) // 2, (w - size) // 2
+  return np.ascontiguousarray(image[top:top + size, left:left + size])
+
+
+def load_images(config) -> list[tuple[str, np.ndarray]]:
+  """[(name, uint8 [H, W, C])] as the config selects them."""
+  from collage.data import embedded, images  # pylint: disable=import-outside-toplevel
+  if config.channels not in (1, 3):
+    raise ValueError(f"config.channels must be 1 or 3, got {config.channels}")
+  if config.images:
+    folder = os.path.abspath(config.images)
+    if not os.path.isdir(folder):
+      raise FileNotFoundError(f"config.images={config.images!r}: no such folder ({folder})")
+    paths = images.image_paths(folder)
+    if config.max_images:
+      paths = paths[:config.max_images]
+    out = [(os.path.splitext(os.path.relpath(p, folder))[0],
+            images.to_channels(images.load_image(p), config.channels)) for p in paths]
+  else:
+    out = embedded.embedded_images(config.channels, config.embedded_split)
+    if config.max_images:
+      out = out[:config.max_images]
+  return [(name, _crop(np.asarray(img), config.crop)) for name, img in out]
+
+
+def select_codecs(config) -> tuple[list[tuple[str, list[int]]], list[str]]:
+  """([(codec name, qualities)], [messages about codecs that are skipped])."""
+  available = codec_names()
+  chosen, skipped = [], []
+  sweeps = dict(config.qualities.items())
+  for name in _parse_list(config.codecs, str, "config.codecs"):
+    if name not in available:
+      skipped.append(f"codec {name!r} is not available in this build (registered codecs: "
+                     f"{', '.join(available)}); skipped")
+      continue
+    if name not in sweeps:
+      raise ValueError(f"config.qualities has no sweep for codec {name!r}; it has: "
+                       f"{', '.join(sorted(sweeps))}")
+    chosen.append((name, _parse_list(sweeps[name], int, f"config.qualities.{name}")))
+  return chosen, skipped
+
+
+# -- measurement --------------------------------------------------------------------------------
+
+def _match_channels(decoded: np.ndarray, channels: int) -> np.ndarray:
+  """WebP has no gray mode: a gray image comes back as (near-)equal RGB; take its luma."""
+  if decoded.shape[-1] == channels:
+    return decoded
+  from collage.data.images import to_channels  # pylint: disable=import-outside-toplevel
+  return to_channels(decoded, channels)
+
+
+def measure(codec, quality: int, image: np.ndarray, with_ms_ssim: bool = True) -> dict[str, Any]:
+  """One encode + decode of ``image`` -> the metrics of FIELDS (without names)."""
+  h, w, c = image.shape
+  start = time.perf_counter()
+  data = codec.compress(image, quality)
+  encode_s = time.perf_counter() - start
+  start = time.perf_counter()
+  decoded = np.asarray(codec.decompress(data))
+  decode_s = time.perf_counter() - start
+  decoded = _match_channels(decoded, c)
+  if decoded.shape != image.shape:
+    raise CodecError(f"codec {codec.name!r} decoded shape {decoded.shape}, expected "
+                     f"{image.shape}")
+  use_ms = with_ms_ssim and min(h, w) >= min_side()
+  return {
+      "height": h, "width": w, "channels": c, "bytes": len(data),
+      "bpp": 8.0 * len(data) / (h * w),
+      "psnr": psnr(image, decoded, peak=255.0),
+      "ms_ssim": ms_ssim(image, decoded) if use_ms else float("nan"),
+      "encode_s": encode_s, "decode_s": decode_s,
+  }
+
+
+def average_rows(rows: list[dict]) -> list[dict]:
+  """Mean of AVERAGED per (codec, quality), in first-seen order."""
+  groups: dict[tuple[str, int], list[dict]] = {}
+  for r in rows:
+    groups.setdefault((r["codec"], r["quality"]), []).append(r)
+  out = []
+  for (name, quality), members in groups.items():
+    avg = {"codec": name, "quality": quality, "images": len(members)}
+    for key in AVERAGED:
+      avg[key] = float(np.mean([m[key] for m in members]))
+    out.append(avg)
+  return out
+
+
+def value_at_rate(averages: list[dict], codec: str, target_bpp: float,
+                  key: str = "psnr") -> float:
+  """``key`` on the codec's curve of averages at ``target_bpp`` (linear in bpp; NaN outside)."""
+  pts = sorted((a["bpp"], a[key]) for a in averages if a["codec"] == codec)
+  if not pts or not pts[0][0] <= target_bpp <= pts[-1][0]:
+    return float("nan")
+  bpps, values = zip(*pts)
+  return float(np.interp(target_bpp, bpps, values))
+
+
+# -- artifacts ----------------------------------------------------------------------------------
+
+def _fmt(v: Any, digits: int = 4) -> str:
+  if isinstance(v, float):
+    return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
+  return str(v)
+
+
+def write_csv(path: str, rows: list[dict], fields) -> None:
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+      writer.writerow({k: _fmt(r[k], 6) for k in fields})
+
+
+def summary_markdown(averages: list[dict], targets: list[float], skipped: list[str],
+                     n_images: int, source: str) -> str:
+  lines = [f"# Codec benchmark: {n_images} images ({source})", ""]
+  lines += [f"- {s}" for s in skipped] + ([""] if skipped else [])
+  codecs = list(dict.fromkeys(a["codec"] for a in averages))
+  header = " | ".join(f"{t:g} bpp" for t in targets)
+  lines += ["## PSNR (dB) at target rates (curve of per-quality averages, linear in bpp)", "",
+            f"| codec | {header} |", "| --- |" + " --- |" * len(targets)]
+  for name in codecs:
+    vals = " | ".join(_fmt(value_at_rate(averages, name, t), 2) for t in targets)
+    lines.append(f"| {name} | {vals} |")
+  lines += ["", "## MS-SSIM at target rates", "", f"| codec | {header} |",
+            "| --- |" + " --- |" * len(targets)]
+  for name in codecs:
+    vals = " | ".join(_fmt(value_at_rate(averages, name, t, "ms_ssim"), 4) for t in targets)
+    lines.append(f"| {name} | {vals} |")
+  lines += ["", "## Averages per quality setting", "",
+            "| codec | quality | bpp | PSNR (dB) | MS-SSIM | encode (s) | decode (s) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+  for a in averages:
+    lines.append(f"| {a['codec']} | {a['quality']} | {a['bpp']:.4f} | {_fmt(a['psnr'], 2)} | "
+                 f"{_fmt(a['ms_ssim'], 4)} | {a['encode_s']:.3f} | {a['decode_s']:.3f} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_curves(averages: list[dict], folder: str) -> list[str]:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  paths = []
+  for key, label, name in [("psnr", "PSNR (dB)", "rd_psnr.png"),
+                           ("ms_ssim", "MS-SSIM", "rd_msssim.png")]:
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    for codec in dict.fromkeys(a["codec"] for a in averages):
+      pts = sorted((a["bpp"], a[key]) for a in averages if a["codec"] == codec)
+      ax.plot(*zip(*pts), marker="o", markersize=3, label=codec)
+    ax.set_xlabel("bits per pixel (from file bytes)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = os.path.join(folder, name)
+    fig.savefig(path)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+# -- the task -----------------------------------------------------------------------------------
+
+def run(config, workdir: str, mode: str = "train") -> dict:
+  """Runs the benchmark (``mode`` is ignored: there is nothing to train) -> the averages."""
+  del mode
+  targets = _parse_list(config.target_bpps, float, "config.target_bpps")
+  codecs, skipped = select_codecs(config)
+  for message in skipped:
+    print(f"codec_benchmark: {message}", flush=True)
+  images = load_images(config)
+  if not images:
+    raise ValueError("no images selected (check config.images / config.max_images)")
+  folder = os.path.join(workdir, "artifacts")
+  os.makedirs(folder, exist_ok=True)
+  total = len(images) * sum(len(q) for _, q in codecs)
+  rows, done, start = [], 0, time.perf_counter()
+  # per_image.csv grows row by row, so an interrupted run keeps what it measured.
+  with open(os.path.join(folder, "per_image.csv"), "w", newline="") as per_image:
+    writer = csv.DictWriter(per_image, fieldnames=list(FIELDS))
+    writer.writeheader()
+    for name, qualities in codecs:
+      codec = get_codec(name)
+      if config.warmup and qualities:
+        codec.decompress(codec.compress(images[0][1], qualities[0]))
+      for quality in qualities:
+        for image_name, image in images:
+          row = {"codec": name, "quality": quality, "image": image_name}
+          row.update(measure(codec, quality, image, config.ms_ssim))
+          rows.append(row)
+          writer.writerow({k: _fmt(row[k], 6) for k in FIELDS})
+          per_image.flush()
+          done += 1
+          elapsed = time.perf_counter() - start
+          eta = elapsed / done * (total - done)
+          print(f"[{done}/{total}] {name} q={quality} {image_name}: {row['bpp']:.3f} bpp "
+                f"{row['psnr']:.2f} dB | {elapsed:.0f} s elapsed, ETA {eta:.0f} s", flush=True)
+  averages = average_rows(rows)
+  write_csv(os.path.join(folder, "averages.csv"), averages,
+            ("codec", "quality", "images") + AVERAGED)
+  source = config.images or f"embedded:{config.embedded_split}"
+  if config.crop:
+    source += f", centre crop {config.crop}x{config.crop}"
+  text = summary_markdown(averages, targets, skipped, len(images), source)
+  with open(os.path.join(folder, "summary.md"), "w") as f:
+    f.write(text)
+  if averages:
+    plot_curves(averages, folder)
+  print(text, flush=True)
+  print(f"codec_benchmark: artifacts in {folder}", flush=True)
+  return {"averages": averages, "rows": rows, "skipped": skipped}

@@ -1,0 +1,78 @@
+"""The codec_benchmark experiment: config variants, run() artifacts, and the entrypoint."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments.configs import codec_benchmark as config_lib
+from experiments.tasks import codec_benchmark as task
+
+
+def _small_config():
+  c = config_lib.get_config("quick")
+  c.codecs = "jpeg,nope,webp"
+  c.qualities.jpeg = "10,60"
+  c.qualities.webp = "20"
+  c.max_images = 2
+  c.crop = 192
+  return c
+
+
+def test_config_variants():
+  assert config_lib.get_config().images == ""
+  kodak = config_lib.get_config("kodak")
+  assert kodak.task == "codec_benchmark" and kodak.images.endswith("kodak") and kodak.crop == 0
+  assert "batch_size" in kodak  # the runtime's shared fields are there
+  with pytest.raises(ValueError, match="valid: quick, kodak"):
+    config_lib.get_config("huge")
+
+
+def test_run_writes_artifacts(tmp_path, capsys):
+  result = task.run(_small_config(), str(tmp_path), "train")
+  out = capsys.readouterr().out
+  assert "codec 'nope' is not available" in out and "[6/6]" in out and "ETA" in out
+  art = tmp_path / "artifacts"
+  assert sorted(os.listdir(art)) == ["averages.csv", "per_image.csv", "rd_msssim.png",
+                                     "rd_psnr.png", "summary.md"]
+  with open(art / "per_image.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 6 and set(rows[0]) == set(task.FIELDS)
+  for r in rows:
+    assert float(r["bpp"]) == pytest.approx(8 * int(r["bytes"]) / (192 * 192), abs=1e-5)
+    assert 15 < float(r["psnr"]) < 60 and 0.5 < float(r["ms_ssim"]) <= 1
+  assert [(a["codec"], a["quality"]) for a in result["averages"]] == [
+      ("jpeg", 10), ("jpeg", 60), ("webp", 20)]
+  summary = (art / "summary.md").read_text()
+  assert "not available" in summary and "| jpeg | 60 |" in summary
+
+
+def test_value_at_rate_interpolates_curve_of_averages():
+  averages = [{"codec": "a", "bpp": 0.2, "psnr": 20.0}, {"codec": "a", "bpp": 0.6, "psnr": 30.0},
+              {"codec": "b", "bpp": 1.0, "psnr": 40.0}]
+  assert task.value_at_rate(averages, "a", 0.5) == pytest.approx(27.5)
+  assert np.isnan(task.value_at_rate(averages, "a", 1.0))   # never extrapolated
+  assert np.isnan(task.value_at_rate(averages, "b", 0.5))
+
+
+def test_unknown_quality_sweep_is_an_error():
+  c = _small_config()
+  c.codecs = "jpeg2000"
+  del c.qualities["jpeg2000"]
+  with pytest.raises(ValueError, match="no sweep for codec 'jpeg2000'"):
+    task.select_codecs(c)
+
+
+def test_through_the_entrypoint(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.main",
+         "--config", "experiments/configs/codec_benchmark.py:quick", "--workdir", str(tmp_path),
+         "--config.codecs=jpeg", "--config.qualities.jpeg=50", "--config.max_images=1",
+         "--config.ms_ssim=False"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=os.getcwd()))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (tmp_path / "config.json").exists()
+  assert (tmp_path / "artifacts" / "summary.md").exists()
