@@ -22,6 +22,7 @@ import dataclasses
 import zlib
 
 from collage.codec.base import CodecError
+from collage.codec.entropy import encode_varint as _varint
 
 MAGIC = b"CLG\x1a"
 FORMAT_VERSION = 1
@@ -51,18 +52,6 @@ def _check_geometry(height: int, width: int, channels: int) -> None:
   if channels not in SUPPORTED_CHANNELS:
     raise CodecError(f"unsupported channel count {channels}; valid: "
                      f"{', '.join(map(str, SUPPORTED_CHANNELS))}")
-
-
-def _varint(value: int) -> bytes:
-  out = bytearray()
-  while True:
-    byte = value & 0x7F
-    value >>= 7
-    if value:
-      out.append(byte | 0x80)
-    else:
-      out.append(byte)
-      return bytes(out)
 
 
 def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
