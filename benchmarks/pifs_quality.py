@@ -1,7 +1,7 @@
 """Rate-distortion of the PIFS codec (rate from real file bytes) next to JPEG (Pillow).
 
-  /work/venv/bin/python benchmarks/pifs_quality.py [--gray_q 45 55 65] [--kodak 3]
-      [--kodak_q 30 50 70] [--jpeg_q 10 20 30 50 70 90]
+  /work/venv/bin/python benchmarks/pifs_quality.py [--gray_q 50 55 60 65] [--kodak 3]
+      [--kodak_q 30 40 50 60 70] [--jpeg_q 10 20 30 50 70 90]
 
 Grayscale 512x512 photographs shipped with the dependencies (skimage camera, moon; pywt
 ascent, camera, aero): bpp / PSNR per quality and PSNR interpolated at 0.6 bpp. Kodak (RGB,
@@ -53,9 +53,9 @@ def at_rate(points, rate):
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--gray_q", type=int, nargs="*", default=[45, 55, 65])
+  ap.add_argument("--gray_q", type=int, nargs="*", default=[50, 55, 60, 65])
   ap.add_argument("--kodak", type=int, default=3)
-  ap.add_argument("--kodak_q", type=int, nargs="*", default=[30, 50, 70])
+  ap.add_argument("--kodak_q", type=int, nargs="*", default=[30, 40, 50, 60, 70])
   ap.add_argument("--jpeg_q", type=int, nargs="*", default=[5, 10, 20, 30, 50, 70, 90])
   args = ap.parse_args()
   codec, raw = PIFSCodec(), PIFSCodec(entropy_coding=False)

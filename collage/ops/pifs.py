@@ -17,7 +17,8 @@ The code (:class:`PIFSCode`) in canonical order, per channel:
   * ``domain, iso, s_idx, o_idx``: one entry per leaf (unsplit node, and every node of the
     last level), levels concatenated, raster order within a level. ``domain`` indexes the
     level's domain grid in raster order (``domain_grid``) with stride
-    ``max(1, size // stride_div)``.
+    ``PIFSParams.stride(size, Hp, Wp)``: ``max(1, size // stride_div)``, doubled while the
+    level has more than ``2**domain_cap_log2`` domains (when ``domain_cap_log2 > 0``).
 Images are padded by edge replication to a multiple of ``max_range`` (and to at least
 ``2 * max_range`` so that a domain fits) and cropped back after decoding.
 """
@@ -32,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from collage.ops import blocks
-from collage.ops.pifs_search import Quantizer, domain_grid, domain_pool, search
+from collage.ops.pifs_search import (Quantizer, domain_grid, domain_pool, prepare_domains,
+                                     range_batch, search_ranges)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,13 +43,19 @@ class PIFSParams:
 
   max_range: largest (root) range block side, a power of two times min_range.
   min_range: smallest range block side (>= 2, even).
-  stride_div: domain stride at a level is max(1, range_size // stride_div).
+  stride_div, domain_cap_log2: the domain stride of a level (:meth:`stride`) is
+    max(1, range_size // stride_div), doubled while the level has more than
+    2**domain_cap_log2 domains (0: no cap). A cap bounds the search's work per range on
+    large images (the domain lattice thins out, as with Fisher 1995's coarser domain pools)
+    while small images keep the dense pool; 2**15 with stride_div 2 gives stride = range / 2
+    on 8x8 and larger ranges and stride = range on 4x4 ranges of a 512x512 or 768x512 image.
   quant: the contrast/brightness quantizers.
   """
   max_range: int = 16
   min_range: int = 4
   stride_div: int = 1
   quant: Quantizer = Quantizer()
+  domain_cap_log2: int = 0
 
   def validate(self) -> None:
     self.quant.validate()
@@ -59,6 +67,8 @@ class PIFSParams:
                        "times a power of two")
     if self.stride_div < 1:
       raise ValueError(f"stride_div must be >= 1, got {self.stride_div}")
+    if not 0 <= self.domain_cap_log2 <= 40:
+      raise ValueError(f"domain_cap_log2 must be in 0..40, got {self.domain_cap_log2}")
 
   def sizes(self, min_range: int | None = None) -> list[int]:
     """Range sizes per level, largest first."""
@@ -69,8 +79,17 @@ class PIFSParams:
       b //= 2
     return out
 
-  def stride(self, size: int) -> int:
-    return max(1, size // self.stride_div)
+  def stride(self, size: int, height: int, width: int) -> int:
+    """Domain stride of the ``size`` level in a padded ``height`` x ``width`` image."""
+    stride = max(1, size // self.stride_div)
+    if self.domain_cap_log2:
+      cap = 1 << self.domain_cap_log2
+      while True:
+        nh, nw = domain_grid(height, width, size, stride)
+        if nh * nw <= cap:
+          break
+        stride *= 2
+    return stride
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +176,11 @@ def num_leaves(layout) -> int:
 # ----------------------------------------------------------------------------------------
 # Encoder.
 
-def _bucket(n: int) -> int:
-  return max(64, 1 << int(np.ceil(np.log2(max(n, 1)))))
+def _batch_size(m: int, batch: int) -> int:
+  """Ranges per search call: the power of two >= m (at least 64) below ``batch``, else
+  ``batch``. A level's ranges are searched in calls of this one size, so each level compiles
+  for a handful of shapes only and pads at most one batch."""
+  return min(batch, max(64, 1 << int(np.ceil(np.log2(max(m, 1))))))
 
 
 @functools.partial(jax.jit, static_argnames=("size",))
@@ -168,9 +190,33 @@ def _gather_ranges(img: jnp.ndarray, ys: jnp.ndarray, xs: jnp.ndarray, size: int
   return img[ys[:, None, None] + i[None, :, None], xs[:, None, None] + i[None, None, :]]
 
 
-@functools.partial(jax.jit, static_argnames=("size", "stride"))
-def _domains(img, size, stride):
-  return domain_pool(img, size, stride)
+@functools.partial(jax.jit, static_argnames=("size", "stride", "quant", "col_chunk"))
+def _domain_table(img, size, stride, quant, col_chunk):
+  return prepare_domains(domain_pool(img, size, stride), quant, col_chunk)
+
+
+def search_level(img: jnp.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, stride: int,
+                 quant: Quantizer, col_chunk: int = 64,
+                 memory_limit_bytes: int = 8 << 20):
+  """Best maps of the ``size`` x ``size`` ranges at (ys, xs) against every domain of ``img``.
+
+  img: [Hp, Wp]; ys, xs: [m] int top-left corners -> Maps with numpy fields [m]. The domain
+  table is built once per call; ranges go through ``search_ranges`` in equal-size batches.
+  """
+  m = len(ys)
+  table = _domain_table(img, size, stride, quant, col_chunk)
+  bs = _batch_size(m, range_batch(size * size, col_chunk, memory_limit_bytes))
+  calls = -(-m // bs)
+  pys = np.zeros(calls * bs, np.int32)
+  pxs = np.zeros(calls * bs, np.int32)
+  pys[:m], pxs[:m] = ys, xs
+  parts = []
+  for k in range(calls):
+    rng = _gather_ranges(img, jnp.asarray(pys[k * bs:(k + 1) * bs]),
+                         jnp.asarray(pxs[k * bs:(k + 1) * bs]), size)
+    parts.append(search_ranges(rng, table, quant, memory_limit_bytes))  # dispatched async
+  parts = [jax.tree.map(np.asarray, p) for p in parts]
+  return jax.tree.map(lambda *f: np.concatenate(f)[:m], *parts)
 
 
 def encode_channel(img: jnp.ndarray, params: PIFSParams, threshold: float,
@@ -199,16 +245,10 @@ def encode_channel(img: jnp.ndarray, params: PIFSParams, threshold: float,
   for li, b in enumerate(sizes):
     last = li == len(sizes) - 1
     m = len(ys)
-    stride = params.stride(b)
+    stride = params.stride(b, hp, wp)
     if domain_grid(hp, wp, b, stride)[0] == 0:
       raise ValueError(f"no {2 * b}x{2 * b} domain fits a {hp}x{wp} image")
-    mp = _bucket(m)
-    pys = np.zeros(mp, np.int32)
-    pxs = np.zeros(mp, np.int32)
-    pys[:m], pxs[:m] = ys, xs
-    rng = _gather_ranges(img, jnp.asarray(pys), jnp.asarray(pxs), b)
-    maps = search(rng, _domains(img, b, stride), params.quant, col_chunk, memory_limit_bytes)
-    maps = jax.tree.map(lambda x: np.asarray(x)[:m], maps)
+    maps = search_level(img, ys, xs, b, stride, params.quant, col_chunk, memory_limit_bytes)
     if last:
       flags = np.zeros(m, bool)
     else:
@@ -293,7 +333,7 @@ def decoder_tables(code_ch: ChannelCode, hp: int, wp: int, params: PIFSParams,
     m = len(ys)
     if m == 0:
       continue
-    stride = params.stride(b)
+    stride = params.stride(b, hp, wp)
     nh, nw = domain_grid(hp, wp, b, stride)
     dom = code_ch.domain[start:start + m]
     iso = code_ch.iso[start:start + m]

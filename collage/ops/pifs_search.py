@@ -29,6 +29,10 @@ map whose isometry is ``inverse(j)``), chunked over domains with a running minim
 The running minimum records only the winning domain CHUNK per row (a plain, vectorised
 ``min`` reduction); the winning column inside it is found afterwards by recomputing that one
 chunk for each range's best row. Peak memory is bounded by ``memory_limit_bytes``.
+
+The domain side (centred pooled domains in column chunks, their sums) does not depend on the
+ranges: :func:`prepare_domains` builds it once per quadtree level and :func:`search_ranges`
+reuses it for every batch of ranges; :func:`search` is the two in one call.
 """
 
 from __future__ import annotations
@@ -113,31 +117,32 @@ def search_chunks(n_ranges: int, n_pixels: int, col_chunk: int,
   return int(max(1, min(n_ranges, memory_limit_bytes // per_range)))
 
 
-@functools.partial(jax.jit, static_argnames=("quant", "col_chunk", "memory_limit_bytes"))
-def search(ranges: jnp.ndarray, domains: jnp.ndarray, quant: Quantizer = Quantizer(),
-           col_chunk: int = 64, memory_limit_bytes: int = 8 << 20) -> Maps:
-  """Exhaustive search of the best quantized map for each range block.
+class DomainTable(NamedTuple):
+  """The domain side of the search, built once per quadtree level (:func:`prepare_domains`).
 
-  Args:
-    ranges: [R, b, b] float32 range blocks.
-    domains: [Nd, b, b] float32 domain blocks, already pooled to the range size.
-    quant: the quantizers (static).
-    col_chunk: domains per step of the running minimum (static).
-    memory_limit_bytes: bound on one chunk's working buffers (static).
-
-  Returns:
-    Maps with fields [R]. Ties go to the lowest domain chunk, then the lowest isometry row,
-    then the lowest domain index.
+  dmat: [C#, C, n] centred pooled domains as rows, in chunks of C = col_chunk (the last chunk
+  padded by repeating the last domain); dmat_t: [C#, n, C] the same, transposed; a: [C#, C]
+  ``1 / (sum(dc^2) * s_step)`` (0 for flat domains); vd: [C#, C] ``sum(dc^2)``; count: int32
+  [] the number of real domains Nd.
   """
-  r_count, b, _ = ranges.shape
-  nd = domains.shape[0]
-  n = b * b
-  levels = quant.s_levels
-  step = jnp.float32(quant.s_step)
-  c0 = jnp.float32(quant.s_max / quant.s_step)
-  s_max = jnp.float32(quant.s_max)
+  dmat: jnp.ndarray
+  dmat_t: jnp.ndarray
+  a: jnp.ndarray
+  vd: jnp.ndarray
+  count: jnp.ndarray
 
-  # Domain side: centred, pooled domains as columns; flat domains get s = 0 and error 0.
+
+@functools.partial(jax.jit, static_argnames=("quant", "col_chunk"))
+def prepare_domains(domains: jnp.ndarray, quant: Quantizer = Quantizer(),
+                    col_chunk: int = 64) -> DomainTable:
+  """domains: [Nd, b, b] pooled domain blocks -> DomainTable (see its docstring).
+
+  Flat domains (variance ~ 0) get zero rows, so their contrast is 0 and only the brightness
+  codes the range.
+  """
+  nd, b, _ = domains.shape
+  n = b * b
+  step = jnp.float32(quant.s_step)
   d = domains.reshape(nd, n).astype(jnp.float32)
   dc = d - d.mean(axis=1, keepdims=True)
   vd = jnp.sum(dc * dc, axis=1)
@@ -151,9 +156,19 @@ def search(ranges: jnp.ndarray, domains: jnp.ndarray, quant: Quantizer = Quantiz
   a = jnp.concatenate([a, jnp.repeat(a[-1:], pad)])
   vd = jnp.concatenate([vd, jnp.repeat(vd[-1:], pad)])
   dmat = dmat.reshape(n_chunks, col_chunk, n)  # [C#, C, n]
-  dmat_t = dmat.transpose(0, 2, 1)  # [C#, n, C] for the resolve step (reduce over n)
-  a = a.reshape(n_chunks, col_chunk)
-  vd = vd.reshape(n_chunks, col_chunk)
+  return DomainTable(dmat, dmat.transpose(0, 2, 1), a.reshape(n_chunks, col_chunk),
+                     vd.reshape(n_chunks, col_chunk), jnp.int32(nd))
+
+
+def _search_table(ranges, table, quant, memory_limit_bytes):
+  """The body of :func:`search_ranges` (traced inside the jitted callers)."""
+  r_count, b, _ = ranges.shape
+  n_chunks, col_chunk, n = table.dmat.shape
+  levels = quant.s_levels
+  step = jnp.float32(quant.s_step)
+  c0 = jnp.float32(quant.s_max / quant.s_step)
+  s_max = jnp.float32(quant.s_max)
+  dmat, dmat_t, a, vd = table.dmat, table.dmat_t, table.a, table.vd
 
   def rel_err(prod, a_c, vd_c):
     # sum (rc - s_q dc)^2 - sum rc^2, with s_q the quantized least-squares contrast.
@@ -183,13 +198,15 @@ def search(ranges: jnp.ndarray, domains: jnp.ndarray, quant: Quantizer = Quantiz
     best = best.reshape(rc_per, 8)
     row_iso = jnp.argmin(best, axis=1)  # isometry applied to the range
     chunk = jnp.take_along_axis(best_chunk.reshape(rc_per, 8), row_iso[:, None], 1)[:, 0]
+    # Resolve: the exact column inside the winning chunk, one [n] x [n, C] product per
+    # range (1 / (8 * C#) of the loop's work).
     rsel = jnp.take_along_axis(rws.reshape(rc_per, 8, n), row_iso[:, None, None], 1)[:, 0]
-    prod = jnp.sum(rsel[:, :, None] * dmat_t[chunk], axis=1)  # [rc, C]
+    prod = jnp.einsum("rn,rnc->rc", rsel, dmat_t[chunk])  # [rc, C]
     e, j = rel_err(prod, a[chunk], vd[chunk])
     col = jnp.argmin(e, axis=1)
     e_best = jnp.take_along_axis(e, col[:, None], 1)[:, 0]
     s_idx = jnp.take_along_axis(j, col[:, None], 1)[:, 0]
-    dom = jnp.minimum(chunk * col_chunk + col, nd - 1)
+    dom = jnp.minimum(chunk * col_chunk + col, table.count - 1)
     return dom, row_iso, s_idx, e_best
 
   dom, row_iso, s_idx, e_rel = lax.map(one_chunk, rows)
@@ -203,6 +220,44 @@ def search(ranges: jnp.ndarray, domains: jnp.ndarray, quant: Quantizer = Quantiz
   iso = jnp.asarray(INVERSE_ISOMETRY, jnp.int32)[row_iso]
   return Maps(dom.astype(jnp.int32), iso, s_idx.astype(jnp.int32), o_idx.astype(jnp.int32),
               jnp.maximum(err, 0.0))
+
+
+@functools.partial(jax.jit, static_argnames=("quant", "memory_limit_bytes"))
+def search_ranges(ranges: jnp.ndarray, table: DomainTable, quant: Quantizer = Quantizer(),
+                  memory_limit_bytes: int = 8 << 20) -> Maps:
+  """Exhaustive search of a batch of ranges against a prepared domain table.
+
+  ranges: [R, b, b] float32; table: from :func:`prepare_domains` with the same ``quant``
+  -> Maps with fields [R]. One compile per (R, table shape): the quadtree encoder calls it
+  with a few fixed batch sizes per level and reuses the table for every batch.
+  """
+  return _search_table(ranges, table, quant, memory_limit_bytes)
+
+
+@functools.partial(jax.jit, static_argnames=("quant", "col_chunk", "memory_limit_bytes"))
+def search(ranges: jnp.ndarray, domains: jnp.ndarray, quant: Quantizer = Quantizer(),
+           col_chunk: int = 64, memory_limit_bytes: int = 8 << 20) -> Maps:
+  """Exhaustive search of the best quantized map for each range block.
+
+  Args:
+    ranges: [R, b, b] float32 range blocks.
+    domains: [Nd, b, b] float32 domain blocks, already pooled to the range size.
+    quant: the quantizers (static).
+    col_chunk: domains per step of the running minimum (static).
+    memory_limit_bytes: bound on one chunk's working buffers (static).
+
+  Returns:
+    Maps with fields [R]. Ties go to the lowest domain chunk, then the lowest isometry row,
+    then the lowest domain index.
+  """
+  table = prepare_domains(domains, quant, col_chunk)
+  return _search_table(ranges, table, quant, memory_limit_bytes)
+
+
+def range_batch(n_pixels: int, col_chunk: int = 64, memory_limit_bytes: int = 8 << 20) -> int:
+  """Ranges per step of the search's range loop when there are many ranges (the natural
+  batch size for :func:`search_ranges`)."""
+  return search_chunks(1 << 30, n_pixels, col_chunk, memory_limit_bytes)
 
 
 def domain_pool(image: jnp.ndarray, size: int, stride: int) -> jnp.ndarray:

@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.channels = 3                       # 3: RGB (gray images repeated), 1: BT.601 luma
   c.codecs = "pifs,jpeg,webp,jpeg2000"  # comma-separated codec names; unregistered ones are reported
   c.qualities = ml_collections.ConfigDict()  # per codec: comma-separated quality settings 1..100
-  c.qualities.pifs = "20,50,80"        # PIFS quality sweep
+  c.qualities.pifs = "30,50,70"        # PIFS quality sweep (q 30 .. 70: low .. high rate)
   c.qualities.jpeg = "2,10,30,60"      # JPEG (libjpeg, 4:2:0) quality sweep
   c.qualities.webp = "1,10,40,75"      # WebP quality sweep
   c.qualities.jpeg2000 = "10,25,40,55"  # JPEG 2000: ratio 2**((100-q)/12), 0.08 .. 1.5 bpp RGB
@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "kodak":
     c.images = "../shared/data/kodak"  # relative to the working directory (the project root)
     c.crop = 0
-    c.qualities.pifs = "10,20,30,40,50,60,70,80,90"
+    c.qualities.pifs = "30,35,40,50,60,70"  # Kodak average ~0.17 .. ~1.4 bpp
     c.qualities.jpeg = "2,5,8,10,15,20,30,40,50,60,70,80,90"
     c.qualities.webp = "1,3,5,10,20,30,40,50,60,70,80,90"
     c.qualities.jpeg2000 = "5,10,15,20,25,30,35,40,45,50,55,60"

@@ -50,6 +50,17 @@ def test_quality_monotone_in_rate(codec):
   assert sizes[0] < sizes[1] < sizes[2], sizes
 
 
+def test_files_without_domain_cap_still_decode(codec):
+  # Files written before the domain cap (params byte 6 = 0, stride = range / stride_div).
+  img = make_image()
+  # (On this small image the cap does not bind, so the shapes, and compiles, are shared.)
+  old = PIFSCodec(domain_cap_log2=0)
+  data = old.compress(img, 60)
+  _, params, _ = container.unpack(data)
+  assert params[6] == 0
+  np.testing.assert_array_equal(codec.decompress(data), old.reconstruct(old.encode(img, 60)))
+
+
 def test_plain_bit_packing_option_decodes_the_same(codec):
   img = make_image()
   raw = PIFSCodec(entropy_coding=False)
@@ -84,7 +95,7 @@ def test_corrupted_files_raise_codec_error(codec):
     with pytest.raises(CodecError):
       codec.decompress(data[:n])
   # Damaged params / payload behind a valid checksum: CodecError or a well-formed image.
-  bad_params = [b"", params[:-1], bytes([3]) + params[1:], params[:6] + b"\x01" + params[7:],
+  bad_params = [b"", params[:-1], bytes([3]) + params[1:], params[:6] + b"\xff" + params[7:],
                 params[:7] + b"\x00\x00\x80\x3f"]
   for p in bad_params:
     with pytest.raises(CodecError):
