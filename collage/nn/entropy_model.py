@@ -1,0 +1,145 @@
+"""A learned entropy model for quantized collage parameters.
+
+Every quantized parameter belongs to a *slot* (e.g. "luma weight of candidate 3", "chroma
+bias coefficient (0, 1)"); all parameters in a slot share one learned probability mass
+function over the integers ``-M..M``. This is the fully factorized prior of Ballé et al.
+2018 ("Variational image compression with a scale hyperprior", Sec. 2 / App. 6.1) in its
+simplest non-parametric form: one softmax over the support per slot.
+
+Training needs a *continuous* likelihood of the relaxed value ``y~ = y + u``
+(``u ~ U(-1/2, 1/2)``, Ballé et al.'s additive-noise proxy for rounding). We use the
+density that is piecewise constant on the bins ``[k - 1/2, k + 1/2)`` with mass ``p[k]``;
+its probability of a unit-width interval centred at ``y~`` is the linear interpolation of
+``p`` between ``floor(y~)`` and ``floor(y~) + 1``. It equals ``p[k]`` exactly at integers,
+so the rate that training optimises is the rate that the codec pays (up to coder overhead),
+and it is differentiable in ``y~``, so the rate pulls parameters towards cheap values.
+
+For coding, :func:`integer_tables` turns the learned pmfs into integer frequency tables
+(each entry ``>= 1``, each row summing to ``2**precision``) by a deterministic procedure, so
+encoder and decoder build bit-identical models from the same weights.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+LOG2 = float(np.log(2.0))
+
+
+class FactorizedPrior(nnx.Module):
+  """Per-slot learned pmf over the integers ``-support..support``.
+
+  Attributes:
+    logits: nnx.Param [num_slots, 2 * support + 1], the unnormalised log-pmf of each slot.
+  """
+
+  def __init__(self, num_slots: int, support: int, init_scale: float | np.ndarray = 2.0):
+    """Args:
+      num_slots: number of slots S.
+      support: M; symbols are the integers in ``[-M, M]`` (2M + 1 of them).
+      init_scale: scalar or [S]; the initial pmf is a discrete Laplace with this scale.
+    """
+    if support < 1:
+      raise ValueError(f"support must be >= 1, got {support}")
+    if num_slots < 1:
+      raise ValueError(f"num_slots must be >= 1, got {num_slots}")
+    self.support = int(support)
+    self.num_slots = int(num_slots)
+    k = np.arange(-support, support + 1, dtype=np.float32)
+    scale = np.broadcast_to(np.asarray(init_scale, np.float32), (num_slots,))
+    self.logits = nnx.Param(jnp.asarray(-np.abs(k)[None, :] / scale[:, None]))
+
+  def log_pmf(self) -> jax.Array:
+    """-> [S, 2M+1] natural-log pmf of every slot."""
+    return log_pmf(self.logits[...])
+
+  def bits(self, y: jax.Array, slots: jax.Array) -> jax.Array:
+    """-log2 likelihood of relaxed values. y: [..., N] in quantization units (values beyond
+    ``+-M`` are clipped), slots: int [N] -> bits [..., N]."""
+    return relaxed_bits(self.logits[...], y, slots)
+
+
+def log_pmf(logits: jax.Array) -> jax.Array:
+  """logits: [S, K] -> [S, K] log-softmax over the support."""
+  return jax.nn.log_softmax(logits, axis=-1)
+
+
+def relaxed_bits(logits: jax.Array, y: jax.Array, slots: jax.Array) -> jax.Array:
+  """-log2 of the interpolated pmf at ``y``.
+
+  Args:
+    logits: [S, 2M+1].
+    y: [..., N] real values in quantization units; clipped to ``[-M, M]``.
+    slots: int [N], the slot of every position.
+
+  Returns:
+    [..., N] bits; at integer ``y`` exactly ``-log2 pmf[slot, y]``.
+  """
+  k = logits.shape[-1]
+  m = (k - 1) // 2
+  pmf = jax.nn.softmax(logits, axis=-1)[slots]                      # [N, K]
+  y = jnp.clip(y + m, 0.0, float(k - 1))                            # index space
+  lo = jnp.clip(jnp.floor(y), 0, k - 2)
+  frac = y - lo
+  lo = lo.astype(jnp.int32)
+  cols = jnp.arange(pmf.shape[0])
+  p_lo = pmf[cols, lo]
+  p_hi = pmf[cols, lo + 1]
+  p = (1.0 - frac) * p_lo + frac * p_hi
+  return -jnp.log(jnp.maximum(p, 1e-12)) / LOG2
+
+
+def round_ste(y: jax.Array) -> jax.Array:
+  """Rounding with a straight-through (identity) gradient."""
+  return y + jax.lax.stop_gradient(jnp.round(y) - y)
+
+
+def uniform_noise(rng: jax.Array, y: jax.Array) -> jax.Array:
+  """Ballé et al.'s training proxy for rounding: y + U(-1/2, 1/2)."""
+  return y + jax.random.uniform(rng, y.shape, y.dtype, -0.5, 0.5)
+
+
+def integer_tables(logits, precision: int = 16) -> np.ndarray:
+  """Deterministic integer frequency tables from learned logits.
+
+  Args:
+    logits: [S, K] array (any float dtype; computed in float64).
+    precision: bits of the tables; every row sums to exactly ``2**precision``.
+
+  Returns:
+    int64 [S, K], every entry ``>= 1`` (every symbol stays encodable).
+  """
+  logits = np.asarray(logits, np.float64)
+  s, k = logits.shape
+  total = 1 << precision
+  if k >= total:
+    raise ValueError(f"support of {k} symbols does not fit {precision}-bit tables")
+  p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  p /= p.sum(axis=-1, keepdims=True)
+  free = total - k
+  scaled = p * free
+  counts = np.floor(scaled).astype(np.int64) + 1
+  frac = scaled - np.floor(scaled)
+  rest = total - counts.sum(axis=-1)                                 # in [0, K]
+  # Hand the leftover units to the largest fractional parts (ties: lower index first).
+  order = np.argsort(-frac, axis=-1, kind="stable")
+  ranks = np.empty_like(order)
+  np.put_along_axis(ranks, order, np.arange(k)[None, :].repeat(s, 0), axis=-1)
+  counts += (ranks < rest[:, None]).astype(np.int64)
+  assert (counts.sum(-1) == total).all() and counts.min() >= 1
+  return counts
+
+
+def table_bits(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> float:
+  """Ideal code length in bits of integer symbols under integer tables.
+
+  q: int [..., N] in ``[-M, M]``, slots: int [N], tables: int [S, 2M+1] -> float.
+  """
+  m = (tables.shape[-1] - 1) // 2
+  total = tables[0].sum()
+  q = np.asarray(q).reshape(-1, len(slots))
+  counts = tables[np.asarray(slots)[None, :], q + m]
+  return float(-(np.log2(counts / total)).sum())

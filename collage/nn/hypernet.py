@@ -1,0 +1,397 @@
+"""The Neural Collage compression model: a hypernetwork that encodes an image tile into the
+quantized parameters of a collage operator, whose fixed point is the decoded tile.
+
+Method: Poli et al. 2022, "Self-Similarity Priors: Neural Collages as Differentiable Fractal
+Representations" (hypernetwork encoder, contractive collage decoder, learned auxiliary
+sources), with the rate term of Ballé et al. 2018 (additive-noise quantization proxy and a
+learned factorized entropy model, :mod:`collage.nn.entropy_model`).
+
+Structure of one ``T x T`` tile (``ModelConfig`` defaults, T = 32):
+
+* Colour: RGB -> YCbCr (JPEG full range), each channel centred by -0.5. Luma and chroma
+  are two independent collage operators (:mod:`collage.ops.collage`): luma with ``ry x ry``
+  ranges, chroma (Cb, Cr) with coarser ``rc x rc`` ranges, as in 4:2:0-style codecs.
+* Candidates per range: pooled domains under a few isometries, then learned auxiliary
+  patches (model parameters shared by all images).
+* Code: a flat vector per tile of N integers. For each of Y, Cb, Cr: the raw
+  (unconstrained) weights ``[R, K]`` range-major, then the bias field's 2-D DCT
+  coefficients ``[R]`` (an orthonormal transform of the ``range_grid`` of biases, so
+  smooth bias fields cost few bits). Every position has a *slot* (candidate index or DCT
+  coefficient, per channel); each slot has a learned quantization step and a learned pmf.
+* Dequantize: ``raw = q * step[slot]``; weights through the contractive parametrization
+  ``collage.params_from_raw``; the decode is ``decode_steps`` iterations of the operator
+  from a flat (zero) start, so it is exactly reproducible and differentiable.
+* Grayscale images use the luma part of the code only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from collage.nn import entropy_model as em
+from collage.nn import layers
+from collage.ops import collage as col
+
+MODEL_FORMAT = "collage-neural-v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture of a Neural Collage codec model (hashable; saved with the weights).
+
+  Attributes:
+    tile: T, the side of a square tile (the codec tiles images into T x T crops).
+    luma_range, luma_domain, luma_stride: range size, domain size and domain stride of the
+      luma operator (domain None: the whole tile).
+    luma_isometries: isometries of the luma domain candidates.
+    luma_aux: number of learned luma auxiliary patches.
+    chroma_range, chroma_domain, chroma_stride, chroma_isometries, chroma_aux: the same
+      for the chroma (Cb, Cr) operator.
+    s_max: contraction bound of the weight parametrization.
+    decode_steps: operator iterations of the decode (train and codec alike).
+    width: channels of the hypernetwork's conv trunk.
+    depth: residual blocks at the luma range grid.
+    hidden: width of the global (dense) head.
+    support: M; quantized values are integers in [-M, M].
+    coding: "entropy" (learned factorized prior, range coded) or "bitpack" (the paper's
+      baseline: fixed bits per value, L2 magnitude regularizer in training).
+    bitpack_bits: bits per value for "bitpack" (values clipped to its signed range).
+  """
+  tile: int = 32
+  luma_range: int = 8
+  luma_domain: int | None = 16
+  luma_stride: int | None = 16
+  luma_isometries: tuple[int, ...] = (0, 4)
+  luma_aux: int = 24
+  chroma_range: int = 16
+  chroma_domain: int | None = None
+  chroma_stride: int | None = None
+  chroma_isometries: tuple[int, ...] = (0, 4)
+  chroma_aux: int = 8
+  s_max: float = 0.8
+  decode_steps: int = 12
+  width: int = 64
+  depth: int = 2
+  hidden: int = 128
+  support: int = 127
+  coding: str = "entropy"
+  bitpack_bits: int = 6
+
+  def __post_init__(self):
+    object.__setattr__(self, "luma_isometries", tuple(int(k) for k in self.luma_isometries))
+    object.__setattr__(self, "chroma_isometries", tuple(int(k) for k in self.chroma_isometries))
+    if self.coding not in ("entropy", "bitpack"):
+      raise ValueError(f"coding must be 'entropy' or 'bitpack', got {self.coding!r}")
+    if not 1 <= self.bitpack_bits <= 16:
+      raise ValueError(f"bitpack_bits must be in 1..16, got {self.bitpack_bits}")
+    r = self.luma_range
+    if r < 2 or r & (r - 1) or self.tile % r or self.tile % self.chroma_range:
+      raise ValueError(f"luma_range must be a power of two >= 2 dividing tile={self.tile}, and "
+                       f"chroma_range must divide the tile; got {r} and {self.chroma_range}")
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d["luma_isometries"] = list(self.luma_isometries)
+    d["chroma_isometries"] = list(self.chroma_isometries)
+    return d
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+      raise ValueError(f"unknown model config keys {sorted(unknown)}; valid: {sorted(names)}")
+    return cls(**d)
+
+
+class Layout:
+  """Where every value of a tile's code lives, and its slot. Pure Python / numpy.
+
+  Attributes:
+    spec_y, spec_c: the luma (1 channel) and chroma (2 channels) ``CollageSpec``.
+    n_y, n_c: code length of the luma part and of one chroma channel.
+    num_values(channels): N for a 1- or 3-channel image.
+    slots: int [N] for a colour tile (a grayscale tile uses ``slots[:n_y]``).
+    num_slots: S.
+  """
+
+  def __init__(self, cfg: ModelConfig):
+    t = cfg.tile
+    self.cfg = cfg
+    self.spec_y = col.CollageSpec(
+        image_size=(t, t), range_size=cfg.luma_range, domain_size=cfg.luma_domain,
+        domain_stride=cfg.luma_stride, isometries=cfg.luma_isometries, num_aux=cfg.luma_aux,
+        channels=1, s_max=cfg.s_max)
+    self.spec_c = col.CollageSpec(
+        image_size=(t, t), range_size=cfg.chroma_range, domain_size=cfg.chroma_domain,
+        domain_stride=cfg.chroma_stride, isometries=cfg.chroma_isometries,
+        num_aux=cfg.chroma_aux, channels=2, s_max=cfg.s_max)
+    ry, ky = self.spec_y.num_ranges, self.spec_y.num_candidates
+    rc, kc = self.spec_c.num_ranges, self.spec_c.num_candidates
+    self.ry, self.ky, self.rc, self.kc = ry, ky, rc, kc
+    self.n_y = ry * ky + ry
+    self.n_c = rc * kc + rc
+    slots = [np.tile(np.arange(ky), ry), ky + np.arange(ry)]
+    base = ky + ry
+    for ch in range(2):
+      b = base + ch * (kc + rc)
+      slots += [b + np.tile(np.arange(kc), rc), b + kc + np.arange(rc)]
+    self.slots = np.concatenate(slots).astype(np.int32)
+    self.num_slots = base + 2 * (kc + rc)
+    # Which slots hold bias DCT coefficients (DC first in each channel).
+    is_bias = np.zeros(self.num_slots, bool)
+    is_bias[ky:ky + ry] = True
+    for ch in range(2):
+      b = base + ch * (kc + rc) + kc
+      is_bias[b:b + rc] = True
+    self.is_bias_slot = is_bias
+    self.dct_y = [layers.dct_matrix(n) for n in self.spec_y.range_grid]
+    self.dct_c = [layers.dct_matrix(n) for n in self.spec_c.range_grid]
+
+  def num_values(self, channels: int) -> int:
+    if channels not in (1, 3):
+      raise ValueError(f"channels must be 1 or 3, got {channels}")
+    return self.n_y if channels == 1 else self.n_y + 2 * self.n_c
+
+  def slots_for(self, channels: int) -> np.ndarray:
+    return self.slots[:self.num_values(channels)]
+
+
+def _bias_from_dct(coefs: jax.Array, dct: list[np.ndarray]) -> jax.Array:
+  """coefs: [B, gh*gw] DCT coefficients -> [B, gh*gw] biases (row-major range order)."""
+  dh, dw = (jnp.asarray(d) for d in dct)
+  c = coefs.reshape(coefs.shape[0], dh.shape[0], dw.shape[0])
+  return jnp.einsum("kh,bkl,lw->bhw", dh, c, dw).reshape(coefs.shape[0], -1)
+
+
+class Hypernet(nnx.Module):
+  """Encoder: a centred YCbCr tile -> the continuous code (quantization units).
+
+  x: [B, T, T, 3] -> y: [B, N] with N = ``Layout.num_values(3)``.
+  Trunk: log2(luma_range) stride-2 convs down to the luma range grid, ``depth`` residual
+  blocks; per-range 1x1 head for luma weights; a dense head on the flattened grid for the
+  luma bias DCT coefficients and all chroma values.
+  """
+
+  def __init__(self, cfg: ModelConfig, layout: Layout, *, rngs: nnx.Rngs):
+    w = cfg.width
+    n_down = int(np.log2(cfg.luma_range))
+    chans = [3] + [max(w // 2 ** (n_down - 1 - i), 8) for i in range(n_down)]
+    self.down = nnx.List([layers.ConvAct(chans[i], chans[i + 1], 4 if i == 0 else 3, 2,
+                                         rngs=rngs) for i in range(n_down)])
+    self.blocks = nnx.List([layers.ResBlock(w, rngs=rngs) for _ in range(cfg.depth)])
+    self.head_w = nnx.Linear(w, layout.ky, rngs=rngs)
+    grid = layout.spec_y.range_grid
+    n_global = layout.ry + 2 * layout.n_c
+    self.head_g1 = nnx.Linear(w * grid[0] * grid[1], cfg.hidden, rngs=rngs)
+    self.head_g2 = nnx.Linear(cfg.hidden, n_global, rngs=rngs)
+    self.layout = layout
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h = x
+    for layer in self.down:
+      h = layer(h)
+    for block in self.blocks:
+      h = block(h)
+    h = jax.nn.gelu(h)
+    b = x.shape[0]
+    lay = self.layout
+    wy = self.head_w(h).reshape(b, lay.ry * lay.ky)                  # range-major
+    g = self.head_g2(jax.nn.gelu(self.head_g1(h.reshape(b, -1))))
+    by, rest = g[:, :lay.ry], g[:, lay.ry:]
+    return jnp.concatenate([wy, by, rest], axis=-1)
+
+
+class NeuralCollage(nnx.Module):
+  """Hypernetwork encoder + learned auxiliary patches + per-slot steps + entropy model."""
+
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.layout = lay = Layout(cfg)
+    self.encoder = Hypernet(cfg, lay, rngs=rngs)
+    ry, rc = cfg.luma_range, cfg.chroma_range
+    self.aux_y = nnx.Param(0.1 * jax.random.normal(rngs.params(), (cfg.luma_aux, ry, ry, 1)))
+    self.aux_c = nnx.Param(0.1 * jax.random.normal(rngs.params(), (cfg.chroma_aux, rc, rc, 2)))
+    # Initial steps: fine for DCT bias coefficients, coarser for weights.
+    step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
+    self.log_step = nnx.Param(jnp.log(jnp.asarray(step0)))
+    scale0 = np.where(lay.is_bias_slot, 8.0, 1.0)
+    self.prior = em.FactorizedPrior(lay.num_slots, cfg.support, scale0)
+
+  # -- code <-> collage parameters ----------------------------------------------------
+  def analyse(self, rgb: jax.Array) -> jax.Array:
+    """rgb: [B, T, T, 3] in [0, 1] -> continuous code y: [B, N] (quantization units)."""
+    return self.encoder(layers.rgb_to_ycbcr(rgb) - 0.5)
+
+  def clip_range(self) -> tuple[float, float]:
+    """The integer range of quantized values."""
+    if self.cfg.coding == "bitpack":
+      h = 2 ** (self.cfg.bitpack_bits - 1)
+      return (-float(h), float(h - 1))
+    return (-float(self.cfg.support), float(self.cfg.support))
+
+  def dequantize(self, q: jax.Array, channels: int = 3) -> jax.Array:
+    """q: [B, N] (integers, or relaxed values) -> raw parameter values [B, N]."""
+    slots = self.layout.slots_for(channels)
+    return q * jnp.exp(self.log_step[...])[slots]
+
+  def collage_params(self, raw: jax.Array, channels: int = 3):
+    """raw: [B, N] -> (luma CollageParams, chroma CollageParams or None)."""
+    lay = self.layout
+    b = raw.shape[0]
+    wy = raw[:, :lay.ry * lay.ky].reshape(b, 1, lay.ry, lay.ky)
+    by = _bias_from_dct(raw[:, lay.ry * lay.ky:lay.n_y], lay.dct_y)[:, None, :]
+    py = col.params_from_raw(lay.spec_y, wy, by)
+    if channels == 1:
+      return py, None
+    ws, bs = [], []
+    for ch in range(2):
+      part = raw[:, lay.n_y + ch * lay.n_c: lay.n_y + (ch + 1) * lay.n_c]
+      ws.append(part[:, :lay.rc * lay.kc].reshape(b, lay.rc, lay.kc))
+      bs.append(_bias_from_dct(part[:, lay.rc * lay.kc:], lay.dct_c))
+    pc = col.params_from_raw(lay.spec_c, jnp.stack(ws, 1), jnp.stack(bs, 1))
+    return py, pc
+
+  def synthesise(self, q: jax.Array, channels: int = 3, scale: int = 1) -> jax.Array:
+    """Decode a code. q: [B, N] -> image [B, kT, kT, channels] (RGB or gray, not clipped).
+
+    ``decode_steps`` operator iterations from a flat start, at integer ``scale``."""
+    raw = self.dequantize(q, channels)
+    py, pc = self.collage_params(raw, channels)
+    steps = self.cfg.decode_steps
+    y = col.decode(self.layout.spec_y, py, self.aux_y[...], steps=steps, scale=scale,
+                   start=0.0)
+    if channels == 1:
+      return y + 0.5
+    c = col.decode(self.layout.spec_c, pc, self.aux_c[...], steps=steps, scale=scale,
+                   start=0.0)
+    return layers.ycbcr_to_rgb(jnp.concatenate([y, c], axis=-1) + 0.5)
+
+  def quantize(self, y: jax.Array) -> jax.Array:
+    """Hard quantization used by the codec: round and clip. [B, N] -> [B, N] float."""
+    lo, hi = self.clip_range()
+    return jnp.clip(jnp.round(y), lo, hi)
+
+  # -- training objective -----------------------------------------------------------------
+  def losses(self, rgb: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
+    """Relaxed rate and distortion of a batch. rgb: [B, T, T, 3] in [0, 1].
+
+    Distortion uses straight-through rounding (what the codec decodes); the rate uses the
+    additive-noise relaxation under the learned prior (Ballé et al. 2018).
+
+    Returns: dict with mse (RGB), bpp (relaxed, entropy coding; fixed for bitpack),
+      l2 (mean squared raw value), y_abs (mean |y|).
+    """
+    lo, hi = self.clip_range()
+    y = self.analyse(rgb)
+    y_c = jnp.clip(y, lo, hi)
+    q = em.round_ste(y_c)
+    x_hat = self.synthesise(q, 3)
+    mse = jnp.mean((x_hat - rgb) ** 2)
+    pixels = rgb.shape[1] * rgb.shape[2]
+    if self.cfg.coding == "entropy":
+      y_noisy = em.uniform_noise(rng, y_c)
+      bits = self.prior.bits(y_noisy, jnp.asarray(self.layout.slots))
+      bpp = jnp.mean(jnp.sum(bits, axis=-1)) / pixels
+    else:
+      bpp = jnp.asarray(y.shape[-1] * self.cfg.bitpack_bits / pixels, jnp.float32)
+    raw = self.dequantize(q, 3)
+    return {"mse": mse, "bpp": bpp, "l2": jnp.mean(raw ** 2), "y_abs": jnp.mean(jnp.abs(y))}
+
+  def num_params(self) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(self, nnx.Param)))
+
+
+def abstract_model(cfg: ModelConfig) -> NeuralCollage:
+  """A model whose parameters are shape/dtype placeholders (no computation; fill them with
+  ``nnx.update``, as :func:`load_model` does). Building a real model eagerly compiles every
+  initializer, which takes long on a busy CPU; under ``jax.jit`` (as the runtime does) it
+  does not matter."""
+  return nnx.eval_shape(lambda: NeuralCollage(cfg, rngs=nnx.Rngs(0)))
+
+
+def random_model(cfg: ModelConfig, seed: int = 0, stddev: float = 0.1) -> NeuralCollage:
+  """A model with cheap host-side random weights (normal * stddev; prior and steps at their
+  initial values). For tests and tools; training initialises with :class:`NeuralCollage`."""
+  model = abstract_model(cfg)
+  rng = np.random.default_rng(seed)
+  state = nnx.state(model, nnx.Param)
+  leaves, treedef = jax.tree_util.tree_flatten(state)
+  new = [jnp.asarray(stddev * rng.standard_normal(l.shape), l.dtype) for l in leaves]
+  nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+  lay = model.layout
+  step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
+  model.log_step[...] = jnp.log(jnp.asarray(step0))
+  k = np.arange(-cfg.support, cfg.support + 1, dtype=np.float32)
+  scale = np.where(lay.is_bias_slot, 8.0, 1.0).astype(np.float32)
+  model.prior.logits[...] = jnp.asarray(-np.abs(k)[None, :] / scale[:, None])
+  return model
+
+
+# -- saving and loading an exported model ------------------------------------------------------
+def save_model(model: NeuralCollage, directory: str, meta: dict[str, Any] | None = None,
+               half: bool = False) -> None:
+  """Write ``model.json`` (format, architecture, meta) and ``params.npz`` to ``directory``.
+
+  ``half``: store the weights as float16 (half the size; loaded back as float32). Encoder and
+  decoder both use the stored values, so coding stays exact; only the weights change by the
+  float16 rounding."""
+  os.makedirs(directory, exist_ok=True)
+  flat = _flat_params(model)
+  if half:
+    flat = {k: v.astype(np.float16) for k, v in flat.items()}
+  np.savez_compressed(os.path.join(directory, "params.npz"), **flat)
+  with open(os.path.join(directory, "model.json"), "w") as f:
+    json.dump({"format": MODEL_FORMAT, "config": model.cfg.to_dict(), "meta": meta or {}},
+              f, indent=1, sort_keys=True)
+
+
+def load_model(directory: str) -> tuple[NeuralCollage, dict[str, Any]]:
+  """Inverse of :func:`save_model` -> (model, meta). Raises ValueError naming the problem."""
+  jpath = os.path.join(directory, "model.json")
+  npath = os.path.join(directory, "params.npz")
+  if not (os.path.isfile(jpath) and os.path.isfile(npath)):
+    raise ValueError(f"{directory!r} is not an exported neural collage model: it needs "
+                     "model.json and params.npz")
+  with open(jpath) as f:
+    info = json.load(f)
+  if info.get("format") != MODEL_FORMAT:
+    raise ValueError(f"{jpath}: format {info.get('format')!r}, expected {MODEL_FORMAT!r}")
+  model = abstract_model(ModelConfig.from_dict(info["config"]))
+  with np.load(npath) as z:
+    flat = {k: z[k] for k in z.files}
+  _set_flat_params(model, flat)
+  return model, info.get("meta", {})
+
+
+def _flat_params(model: NeuralCollage) -> dict[str, np.ndarray]:
+  state = nnx.state(model, nnx.Param)
+  out = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    out[jax.tree_util.keystr(path)] = np.asarray(leaf)
+  return out
+
+
+def _set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
+  state = nnx.state(model, nnx.Param)
+  leaves = jax.tree_util.tree_leaves_with_path(state)
+  names = [jax.tree_util.keystr(p) for p, _ in leaves]
+  missing = sorted(set(names) - set(flat))
+  if missing:
+    raise ValueError(f"saved parameters lack {missing[:5]} (model/config mismatch)")
+  new = []
+  for name, (_, leaf) in zip(names, leaves):
+    v = flat[name]
+    if v.shape != leaf.shape:
+      raise ValueError(f"parameter {name}: saved shape {v.shape}, model expects {leaf.shape}")
+    new.append(jnp.asarray(v, leaf.dtype))
+  treedef = jax.tree_util.tree_structure(state)
+  nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))

@@ -1,0 +1,59 @@
+"""Small shared Flax NNX layers (conv stems, residual blocks, colour transforms)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# Full-range JPEG (ITU-T T.871) RGB -> YCbCr, applied to [0, 1] values; chroma offset 0.5.
+_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
+                        [-0.168735892, -0.331264108, 0.5],
+                        [0.5, -0.418687589, -0.081312411]], np.float32)
+_YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC.astype(np.float64)).astype(np.float32)
+
+
+def rgb_to_ycbcr(x: jax.Array) -> jax.Array:
+  """x: [..., 3] RGB in [0, 1] -> [..., 3] YCbCr, Y in [0, 1], Cb/Cr centred on 0.5."""
+  y = jnp.einsum("...c,dc->...d", x, jnp.asarray(_RGB_TO_YCC))
+  return y + jnp.asarray([0.0, 0.5, 0.5], x.dtype)
+
+
+def ycbcr_to_rgb(y: jax.Array) -> jax.Array:
+  """Inverse of :func:`rgb_to_ycbcr`. y: [..., 3] -> [..., 3] RGB (not clipped)."""
+  y = y - jnp.asarray([0.0, 0.5, 0.5], y.dtype)
+  return jnp.einsum("...c,dc->...d", y, jnp.asarray(_YCC_TO_RGB))
+
+
+def dct_matrix(n: int) -> np.ndarray:
+  """Orthonormal DCT-II matrix D: [n, n] (rows are frequencies), D @ D.T = I."""
+  k = np.arange(n)[:, None]
+  i = np.arange(n)[None, :]
+  d = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+  d[0] /= np.sqrt(2.0)
+  return d.astype(np.float32)
+
+
+class ConvAct(nnx.Module):
+  """Conv (SAME padding) then GELU. x: [B, H, W, Cin] -> [B, H/stride, W/stride, Cout]."""
+
+  def __init__(self, cin: int, cout: int, kernel: int, stride: int, *, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
+                         padding="SAME", rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(self.conv(x))
+
+
+class ResBlock(nnx.Module):
+  """Pre-activation residual block of two 3x3 convs. x: [B, H, W, C] -> same."""
+
+  def __init__(self, channels: int, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(channels, channels, (3, 3), padding="SAME", rngs=rngs)
+    self.conv2 = nnx.Conv(channels, channels, (3, 3), padding="SAME", rngs=rngs,
+                          kernel_init=nnx.initializers.variance_scaling(
+                              0.1, "fan_in", "truncated_normal"))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x + self.conv2(jax.nn.gelu(self.conv1(jax.nn.gelu(x))))
