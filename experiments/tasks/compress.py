@@ -1,0 +1,133 @@
+"""Neural Collage compression: train the hypernetwork codec model on random image crops.
+
+Loss (entropy coding, Ballé et al. 2018): ``bpp + lam * 255**2 * MSE`` with the rate from the
+learned factorized prior of noisy parameters and the distortion of the straight-through
+quantized decode. Baseline (``coding = "bitpack"``, the regularizer of Poli et al. 2022):
+``lam * 255**2 * MSE + l2 * mean(raw**2)`` at a fixed number of bits per value.
+
+Artifacts (``WORKDIR/artifacts``): ``model/`` (the exported model: ``model.json`` +
+``params.npz``, loadable by ``collage.codec.neural`` via ``model=PATH``), ``recon_STEP.png``
+(eval crops: originals on top, decodes below) and ``eval_STEP.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from collage.data.pipeline import make_image_dataset
+from collage.nn import hypernet as hn
+from collage.train import loop
+from collage.train.task import Task
+
+
+def model_config(config: ml_collections.ConfigDict) -> hn.ModelConfig:
+  """The ``ModelConfig`` described by ``config.model``."""
+  d = dict(config.model.to_dict())
+  for k in ("luma_domain", "luma_stride", "chroma_domain", "chroma_stride"):
+    d[k] = None if int(d[k]) <= 0 else int(d[k])
+  for k in ("luma_isometries", "chroma_isometries"):
+    d[k] = tuple(int(v) for v in str(d[k]).split(",") if v.strip())
+  return hn.ModelConfig(**d)
+
+
+class CompressTask(Task):
+  """Trains :class:`collage.nn.hypernet.NeuralCollage` for one rate-distortion trade-off."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    super().__init__(config)
+    self.model_cfg = model_config(config)
+    if int(config.data.crop) != self.model_cfg.tile:
+      raise ValueError(f"data.crop ({config.data.crop}) must equal model.tile "
+                       f"({self.model_cfg.tile}): the model encodes one tile per crop")
+    self.graphdef, _ = nnx.split(hn.abstract_model(self.model_cfg))
+
+  # -- data -----------------------------------------------------------------------------
+  def dataset(self, split, *, seed, process_index, process_count, batch_size):
+    c = self.config.data
+    source = c.source if split == "train" or not c.eval_source else c.eval_source
+    return make_image_dataset(source, split=split, crop_size=int(c.crop), batch_size=batch_size,
+                              seed=seed, process_index=process_index,
+                              process_count=process_count, channels=3)
+
+  # -- model ----------------------------------------------------------------------------
+  def _model(self, params) -> hn.NeuralCollage:
+    return nnx.merge(self.graphdef, params)
+
+  def init_params(self, rng):
+    if self.config.init_from:
+      model, _ = hn.load_model(self.config.init_from)
+      if model.cfg != self.model_cfg:
+        raise ValueError(f"init_from={self.config.init_from!r} has architecture {model.cfg}, "
+                         f"but this config asks for {self.model_cfg}")
+    else:
+      model = hn.NeuralCollage(self.model_cfg, rngs=nnx.Rngs(params=rng))
+    return nnx.state(model, nnx.Param).to_pure_dict()
+
+  def loss_fn(self, params, batch, rng):
+    model = self._model(params)
+    m = model.losses(batch["image"], rng)
+    scaled_mse = 255.0 ** 2 * m["mse"]
+    if self.model_cfg.coding == "entropy":
+      loss = m["bpp"] + float(self.config.lam) * scaled_mse
+    else:
+      loss = float(self.config.lam) * scaled_mse + float(self.config.l2) * m["l2"]
+    psnr = -10.0 * jnp.log10(jnp.maximum(m["mse"], 1e-10))
+    return loss, {"loss": loss, "bpp": m["bpp"], "mse": m["mse"], "psnr": psnr,
+                  "l2": m["l2"], "y_abs": m["y_abs"]}
+
+  def eval_fn(self, params, batch, rng):
+    """Hard-quantized metrics: PSNR of the codec's decode, and the ideal code length."""
+    model = self._model(params)
+    x = batch["image"]
+    mask = batch.get("mask", jnp.ones(x.shape[:1], x.dtype))
+    q = model.quantize(model.analyse(x))
+    x_hat = jnp.clip(model.synthesise(q, 3), 0.0, 1.0)
+    mse_i = jnp.mean((x_hat - x) ** 2, axis=(1, 2, 3))
+    pix = x.shape[1] * x.shape[2]
+    if self.model_cfg.coding == "entropy":
+      bits = model.prior.bits(q, jnp.asarray(model.layout.slots))
+      bpp_i = jnp.sum(bits, axis=-1) / pix
+    else:
+      bpp_i = jnp.full(x.shape[:1], q.shape[-1] * self.model_cfg.bitpack_bits / pix)
+    n = jnp.maximum(mask.sum(), 1.0)
+    mse = jnp.sum(mse_i * mask) / n
+    return {"mse": mse, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10)),
+            "bpp": jnp.sum(bpp_i * mask) / n}
+
+  # -- artifacts --------------------------------------------------------------------------
+  def write_artifacts(self, params, step, workdir):
+    out = os.path.join(workdir, "artifacts")
+    os.makedirs(out, exist_ok=True)
+    model = self._model(jax.device_get(params))
+    meta = {"lam": float(self.config.lam), "l2": float(self.config.l2), "step": int(step),
+            "source": str(self.config.data.source)}
+    hn.save_model(model, os.path.join(out, "model"), meta)
+    try:
+      batch = next(iter(self.dataset("eval", seed=0, process_index=0, process_count=1,
+                                     batch_size=8)))
+    except (StopIteration, ValueError):
+      return
+    x = jnp.asarray(batch["image"])
+    m = self.eval_fn(nnx.state(model, nnx.Param).to_pure_dict(), {"image": x},
+                     jax.random.PRNGKey(0))
+    q = model.quantize(model.analyse(x))
+    x_hat = np.asarray(jnp.clip(model.synthesise(q, 3), 0.0, 1.0))
+    grid = np.concatenate([np.concatenate(list(np.asarray(x)), 1),
+                           np.concatenate(list(x_hat), 1)], 0)
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    Image.fromarray(np.round(grid * 255).astype(np.uint8)).save(
+        os.path.join(out, f"recon_{step}.png"))
+    with open(os.path.join(out, f"eval_{step}.json"), "w") as f:
+      json.dump({k: float(v) for k, v in m.items()} | meta, f, indent=1)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:
+  return loop.run(CompressTask(config), config, workdir, mode)

@@ -1,0 +1,67 @@
+"""Neural collage compression end to end: train a tiny model through the one entrypoint
+(``python -m experiments.main``) and compress with its exported model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from collage.codec import neural
+from experiments.configs import compress as compress_config
+from experiments.tasks import compress as compress_task
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config.model.tile=16", "--config.data.crop=16", "--config.model.luma_range=4",
+        "--config.model.luma_domain=8", "--config.model.luma_stride=8",
+        "--config.model.luma_aux=3", "--config.model.chroma_range=8",
+        "--config.model.chroma_aux=2", "--config.model.width=8", "--config.model.depth=1",
+        "--config.model.hidden=16", "--config.model.decode_steps=3",
+        "--config.batch_size=4", "--config.eval_batches=1", "--config.log_every=2"]
+
+
+def test_config_variants_and_unknown_variant():
+  for arg in compress_config.VARIANTS:
+    c = compress_config.get_config(arg)
+    assert c.task == "compress" and c.data.crop == c.model.tile
+    compress_task.model_config(c)  # a valid architecture
+  assert compress_config.get_config().total_steps == 5000  # "quick" is the default
+  assert compress_config.get_config("baseline").model.coding == "bitpack"
+  with pytest.raises(ValueError, match="valid: quick, full, baseline, baseline_quick"):
+    compress_config.get_config("huge")
+
+
+def _main(workdir, *extra):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  cmd = [sys.executable, "-m", "experiments.main",
+         "--config", "experiments/configs/compress.py:quick", "--workdir", str(workdir),
+         *TINY, *extra]
+  proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc.stderr
+
+
+@pytest.mark.slow
+def test_compress_tiny_through_main_and_codec(tmp_path):
+  workdir = tmp_path / "run"
+  _main(workdir, "--config.total_steps=4", "--config.checkpoint_every=4",
+        "--config.eval_every=4")
+  assert (workdir / "checkpoints").is_dir()
+  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  steps = [r["step"] for r in rows if "bpp" in r]
+  assert steps and max(steps) == 4
+  assert all(np.isfinite(r["bpp"]) and r["bpp"] > 0 for r in rows if "bpp" in r)
+  art = workdir / "artifacts"
+  assert (art / "recon_4.png").is_file() and (art / "model" / "model.json").is_file()
+  summary = json.loads((art / "eval_4.json").read_text())
+  assert summary["step"] == 4 and np.isfinite(summary["psnr"])
+
+  # The workdir is a model for the codec (as --model would pass it).
+  codec = neural.NeuralCollageCodec(model=str(workdir))
+  img = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+  data = codec.compress(img, 50)
+  m, q = codec.encode_code(img, 50)
+  np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(m, q, 20, 30, 3))
