@@ -1,0 +1,156 @@
+"""The neural collage codec: bit-exact decoding from the file alone, rates from real bytes,
+any image size, resolution-agnostic decoding, model selection and clear errors."""
+
+import numpy as np
+import pytest
+
+from collage.codec import base, container
+from collage.codec import neural
+from collage.nn import entropy_model as em
+from collage.nn import hypernet as hn
+
+TINY = dict(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3, chroma_range=8,
+            chroma_aux=2, width=8, depth=1, hidden=16, support=15, decode_steps=4)
+
+
+def _save(path, seed, lam, **over):
+  m = hn.random_model(hn.ModelConfig(**{**TINY, **over}), seed=seed)
+  # Make the code non-trivial: biased heads give non-zero parameters.
+  m.encoder.head_g2.bias[...] = m.encoder.head_g2.bias[...] + 3.0
+  m.encoder.head_w.bias[...] = m.encoder.head_w.bias[...] + 1.0
+  hn.save_model(m, str(path), {"lam": lam})
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  root = tmp_path_factory.mktemp("neural_models")
+  _save(root / "lo" / "artifacts" / "model", 0, 0.001)   # a training workdir layout
+  _save(root / "hi", 1, 0.1)
+  return str(root)
+
+
+@pytest.fixture(scope="module")
+def codec(models):
+  return base.get_codec("neural", model=models)
+
+
+def _image(h, w, c, seed=0):
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:h, :w]
+  smooth = 128 + 60 * np.sin(xx / 5.0)[..., None] * np.cos(yy / 7.0)[..., None]
+  img = smooth + rng.normal(0, 10, (h, w, c))
+  return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_registered_with_codec_id_2(codec):
+  assert codec.name == "neural" and codec.codec_id == 2
+  assert "neural" in base.codec_names()
+
+
+def test_decode_reproduces_the_encoder_bit_exactly(codec):
+  img = _image(37, 21, 3)   # not a multiple of the tile: padded, then cropped back
+  data = codec.compress(img, quality=90)
+  m, q_enc = codec.encode_code(img, 90)
+  m2, q_dec, header = codec.decode_code(data)
+  assert m2 is m and (header.height, header.width, header.channels) == (37, 21, 3)
+  np.testing.assert_array_equal(q_dec, q_enc)
+  assert np.abs(q_enc).sum() > 0
+  expected = codec.reconstruct(m, q_enc, 37, 21, 3)
+  out = codec.decompress(data)
+  assert out.shape == (37, 21, 3) and out.dtype == np.uint8
+  np.testing.assert_array_equal(out, expected)
+  np.testing.assert_array_equal(codec.decompress(data), out)  # deterministic
+
+
+def test_rate_is_the_model_rate_plus_small_overhead(codec):
+  img = _image(64, 48, 3, seed=1)
+  data = codec.compress(img, quality=1)
+  m, q = codec.encode_code(img, 1)
+  ideal = em.table_bits(q, m.layout.slots_for(3), m.tables)
+  header_bytes = len(data) - len(container.unpack(data)[2])
+  payload_bits = 8 * (len(data) - header_bytes)
+  assert ideal <= payload_bits <= ideal * 1.03 + 64
+  info = container.describe(data)
+  assert info["codec"] == "neural" and info["bpp"] == 8 * len(data) / (64 * 48)
+
+
+def test_gray_images_and_scaled_decode(codec):
+  img = _image(20, 33, 1, seed=2)
+  data = codec.compress(img, 50)
+  out = codec.decompress(data)
+  assert out.shape == (20, 33, 1)
+  big = codec.decompress(data, scale=2)
+  assert big.shape == (40, 66, 1)
+  m, q, _ = codec.decode_code(data)
+  assert q.shape[1] == m.layout.n_y  # luma only
+  rgb = codec.decompress(codec.compress(_image(16, 16, 3), 50), scale=3)
+  assert rgb.shape == (48, 48, 3)
+
+
+def test_quality_selects_models_lowest_rate_first(codec, models):
+  assert [m.lam for m in codec.models] == [0.001, 0.1]
+  assert codec.model_for_quality(1) is codec.models[0]
+  assert codec.model_for_quality(50) is codec.models[0]
+  assert codec.model_for_quality(51) is codec.models[1]
+  assert codec.model_for_quality(100) is codec.models[1]
+  for bad in (0, 101, 2.5, True):
+    with pytest.raises(base.CodecError, match="quality"):
+      codec.model_for_quality(bad)
+  single = neural.NeuralCollageCodec(model=f"{models}/hi")
+  assert len(single.models) == 1
+
+
+def test_files_need_the_model_that_wrote_them(codec, models):
+  data = codec.compress(_image(16, 16, 3), 1)  # written by the "lo" model
+  other = neural.NeuralCollageCodec(model=f"{models}/hi")
+  with pytest.raises(base.CodecError, match="not among the models"):
+    other.decompress(data)
+  with pytest.raises(base.CodecError, match="no neural collage model"):
+    neural.NeuralCollageCodec(model=f"{models}/missing").compress(_image(8, 8, 3), 50)
+
+
+def test_bad_input_gives_clear_errors(codec):
+  data = codec.compress(_image(16, 16, 3), 50)
+  with pytest.raises(base.CodecError):
+    codec.decompress(data[:-7])
+  corrupted = bytearray(data)
+  corrupted[len(data) // 2] ^= 0xFF
+  with pytest.raises(base.CodecError):
+    codec.decompress(bytes(corrupted))
+  other = container.pack(1, 16, 16, 3, b"", b"")
+  with pytest.raises(base.CodecError, match="wrong codec"):
+    codec.decompress(other)
+  with pytest.raises(base.CodecError, match="scale"):
+    codec.decompress(data, scale=0)
+  with pytest.raises(base.CodecError, match="uint8"):
+    codec.compress(np.zeros((8, 8, 3), np.float32), 50)
+  with pytest.raises(base.CodecError, match="C = 1 or 3"):
+    codec.compress(np.zeros((8, 8, 4), np.uint8), 50)
+
+
+def test_bitpack_baseline_round_trip(tmp_path):
+  path = _save(tmp_path / "bp", 2, 1.0, coding="bitpack", bitpack_bits=5)
+  codec = neural.NeuralCollageCodec(model=path)
+  img = _image(24, 40, 3, seed=3)
+  data = codec.compress(img, 50)
+  m, q = codec.encode_code(img, 50)
+  assert q.min() >= -16 and q.max() <= 15
+  n_values = q.size
+  assert len(container.unpack(data)[2]) == (n_values * 5 + 7) // 8
+  np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(m, q, 24, 40, 3))
+
+
+def test_shipped_models_load_and_round_trip():
+  codec = neural.NeuralCollageCodec()  # collage/assets/neural
+  assert len(codec.models) >= 2
+  lams = [m.lam for m in codec.models]
+  assert lams == sorted(lams) and all(m.cfg.coding == "entropy" for m in codec.models)
+  img = _image(40, 70, 3, seed=4)
+  sizes = []
+  for quality in (1, 100):
+    data = codec.compress(img, quality)
+    m, q = codec.encode_code(img, quality)
+    np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(m, q, 40, 70, 3))
+    sizes.append(len(data))
+  assert sizes[0] < sizes[1]  # the lowest-rate model writes the smaller file
