@@ -1,0 +1,239 @@
+r"""Measurements of the neural collage codec (results in benchmarks/neural_codec.md).
+
+    python benchmarks/neural_codec.py rd --images ../shared/data/kodak \
+        [--models DIR1,DIR2,...] [--baselines DIR,...] [--pifs 20,50,80] [--jpeg 5,10,20,40]
+    python benchmarks/neural_codec.py speed --image ../shared/data/kodak/kodim23.png
+    python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
+    python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
+
+``rd``: average bpp (from the real file bytes) and RGB PSNR over the images, one row per
+model / quality, for the neural models (``--models``; default: the shipped ones), L2 + bit
+packing baselines (``--baselines``), PIFS and JPEG (via the codec registry).
+``speed``: encode time of the neural codec and the PIFS encoder on the same image, and the
+neural encoder's batch throughput (megapixels/s, tiles per forward pass = ENCODE_BATCH).
+``sr``: PSNR of ``decode(encode(box-downsampled x), scale=2)`` against ``x``, next to bicubic
+upsampling of the same downsampled image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from collage.codec import base  # noqa: E402
+from collage.codec import neural  # noqa: E402
+from collage.data.images import image_paths, load_image  # noqa: E402
+from collage.metrics.distortion import psnr  # noqa: E402
+
+
+def _images(folder: str, max_images: int) -> list[tuple[str, np.ndarray]]:
+  paths = image_paths(folder)
+  if max_images:
+    paths = paths[:max_images]
+  return [(os.path.basename(p), load_image(p)) for p in paths]
+
+
+def _rd_row(codec, images, quality) -> dict:
+  bpps, psnrs, enc, dec = [], [], 0.0, 0.0
+  for _, img in images:
+    t = time.perf_counter()
+    data = codec.compress(img, quality)
+    enc += time.perf_counter() - t
+    t = time.perf_counter()
+    out = codec.decompress(data)
+    dec += time.perf_counter() - t
+    bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
+    psnrs.append(psnr(out, img, peak=255.0))
+  n = len(images)
+  return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
+          "encode_s": enc / n, "decode_s": dec / n}
+
+
+def _warm(codec, images, quality):
+  img = images[0][1]
+  codec.decompress(codec.compress(img, quality))
+
+
+def cmd_rd(args) -> list[dict]:
+  images = _images(args.images, args.max_images)
+  rows = []
+
+  def emit(row):
+    rows.append(row)
+    print(f"| {row['codec']} | {row['setting']} | {row['bpp']:.4f} | {row['psnr']:.2f} | "
+          f"{row['encode_s']:.3f} | {row['decode_s']:.3f} |", flush=True)
+
+  print(f"{len(images)} images from {args.images}")
+  print("| codec | setting | bpp | PSNR (dB) | encode (s) | decode (s) |")
+  print("| --- | --- | ---: | ---: | ---: | ---: |")
+  groups = [("neural", m) for m in (args.models.split(",") if args.models else [None])]
+  groups += [("neural-l2-bitpack", m) for m in args.baselines.split(",") if m]
+  for label, path in groups:
+    codec = neural.NeuralCollageCodec(model=path)
+    n = len(codec.models)
+    for i, m in enumerate(codec.models):
+      q = 1 + (i * 100) // n  # the first quality of model i's band
+      _warm(codec, images, q)
+      row = _rd_row(codec, images, q)
+      emit({"codec": label, "setting": f"{os.path.relpath(m.directory)} (lam={m.lam:g})",
+            **row})
+  for name, qualities in (("pifs", args.pifs), ("jpeg", args.jpeg)):
+    if not qualities:
+      continue
+    try:
+      codec = base.get_codec(name)
+    except base.CodecError as e:
+      print(f"skipping {name}: {e}")
+      continue
+    qs = [int(v) for v in qualities.split(",")]
+    _warm(codec, images, qs[0])
+    for q in qs:
+      emit({"codec": name, "setting": f"quality {q}", **_rd_row(codec, images, q)})
+  return rows
+
+
+def cmd_speed(args) -> dict:
+  img = load_image(args.image)
+  h, w = img.shape[:2]
+  res = {"image": args.image, "size": f"{w}x{h}"}
+  codec = neural.NeuralCollageCodec(model=args.model)
+  q = args.quality
+  codec.compress(img, q)  # compile
+  times = []
+  for _ in range(args.repeats):
+    t = time.perf_counter()
+    codec.compress(img, q)
+    times.append(time.perf_counter() - t)
+  res["neural_encode_s"] = float(np.median(times))
+  # Batch throughput of the encoder forward pass alone (tiles already cut).
+  m = codec.model_for_quality(q)
+  tiles = np.random.default_rng(0).random(
+      (neural.ENCODE_BATCH * 8, m.cfg.tile, m.cfg.tile, 3), np.float32)
+  m.analyse(tiles[:neural.ENCODE_BATCH])
+  t = time.perf_counter()
+  m.analyse(tiles)
+  dt = time.perf_counter() - t
+  res["neural_encoder_mpix_per_s"] = float(tiles.shape[0] * m.cfg.tile ** 2 / dt / 1e6)
+  res["neural_encode_mpix_per_s"] = float(h * w / res["neural_encode_s"] / 1e6)
+  t = time.perf_counter()
+  codec.decompress(codec.compress(img, q))
+  res["neural_roundtrip_s"] = time.perf_counter() - t
+  try:
+    pifs = base.get_codec("pifs")
+    pifs.compress(img, args.pifs_quality)  # compile
+    t = time.perf_counter()
+    pifs.compress(img, args.pifs_quality)
+    res["pifs_encode_s"] = time.perf_counter() - t
+    res["speedup"] = res["pifs_encode_s"] / res["neural_encode_s"]
+  except base.CodecError as e:
+    res["pifs"] = f"unavailable: {e}"
+  print(json.dumps(res, indent=1))
+  return res
+
+
+def _box_down(img: np.ndarray) -> np.ndarray:
+  h, w, c = img.shape
+  x = img[:h - h % 2, :w - w % 2].astype(np.float64)
+  x = x.reshape(h // 2, 2, w // 2, 2, c).mean(axis=(1, 3))
+  return np.round(x).astype(np.uint8)
+
+
+def cmd_sr(args) -> list[dict]:
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  images = _images(args.images, args.max_images)
+  codec = neural.NeuralCollageCodec(model=args.models.split(",")[0] if args.models else None)
+  rows = []
+  for q in [int(v) for v in args.qualities.split(",")]:
+    p_sr, p_bic, p_near, p_low = [], [], [], []
+    for _, img in images:
+      x = img[:img.shape[0] - img.shape[0] % 2, :img.shape[1] - img.shape[1] % 2]
+      small = _box_down(x)
+      data = codec.compress(small, q)
+      up = codec.decompress(data, scale=2)
+      p_sr.append(psnr(up, x, 255.0))
+      p_low.append(psnr(codec.decompress(data), small, 255.0))
+      bic = np.asarray(Image.fromarray(small).resize((x.shape[1], x.shape[0]), Image.BICUBIC))
+      p_bic.append(psnr(bic, x, 255.0))
+      dec_bic = np.asarray(Image.fromarray(codec.decompress(data)).resize(
+          (x.shape[1], x.shape[0]), Image.BICUBIC))
+      p_near.append(psnr(dec_bic, x, 255.0))
+    row = {"quality": q, "model": os.path.relpath(codec.model_for_quality(q).directory),
+           "collage_scale2_psnr": float(np.mean(p_sr)),
+           "bicubic_of_uncompressed_psnr": float(np.mean(p_bic)),
+           "bicubic_of_decoded_psnr": float(np.mean(p_near)),
+           "scale1_decode_vs_downsampled_psnr": float(np.mean(p_low))}
+    print(json.dumps(row), flush=True)
+    rows.append(row)
+  return rows
+
+
+def cmd_plot(args) -> None:
+  """RD curves (bpp, PSNR) of every codec label in the ``rd`` JSON files, one PNG."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  curves: dict[str, list[tuple[float, float]]] = {}
+  for path in args.inputs.split(","):
+    with open(path) as f:
+      for row in json.load(f):
+        curves.setdefault(row["codec"], []).append((row["bpp"], row["psnr"]))
+  fig, ax = plt.subplots(figsize=(6, 4.5))
+  for label, pts in curves.items():
+    pts = sorted(set(pts))
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
+  for label, pts in (("JPEG (published)", [(0.25, 24.55), (0.5, 28.94), (1.0, 32.59)]),
+                     ("COIN (published)", [(0.25, 25.72), (0.5, 27.68), (1.0, 29.86)])):
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "x--", label=label)
+  ax.set_xlabel("bpp (from file bytes)")
+  ax.set_ylabel("PSNR (dB, RGB)")
+  ax.set_title(args.title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(args.out, dpi=120)
+  print(f"wrote {args.out}")
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  sub = p.add_subparsers(dest="cmd", required=True)
+  rd = sub.add_parser("rd")
+  rd.add_argument("--images", default="../shared/data/kodak")
+  rd.add_argument("--max_images", type=int, default=0)
+  rd.add_argument("--models", default="")
+  rd.add_argument("--baselines", default="")
+  rd.add_argument("--pifs", default="")
+  rd.add_argument("--jpeg", default="")
+  sp = sub.add_parser("speed")
+  sp.add_argument("--image", default="../shared/data/kodak/kodim23.png")
+  sp.add_argument("--model", default=None)
+  sp.add_argument("--quality", type=int, default=50)
+  sp.add_argument("--pifs_quality", type=int, default=50)
+  sp.add_argument("--repeats", type=int, default=3)
+  sr = sub.add_parser("sr")
+  sr.add_argument("--images", default="../shared/data/kodak")
+  sr.add_argument("--max_images", type=int, default=0)
+  sr.add_argument("--models", default="")
+  sr.add_argument("--qualities", default="100")
+  for q in (rd, sp, sr):
+    q.add_argument("--out", default="")
+  pl = sub.add_parser("plot")
+  pl.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
+  pl.add_argument("--title", default="Kodak (24 images)")
+  pl.add_argument("--out", default="neural_codec_rd.png")
+  args = p.parse_args(argv)
+  res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "plot": cmd_plot}[args.cmd](args)
+  if args.out and args.cmd != "plot":
+    with open(args.out, "w") as f:
+      json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
