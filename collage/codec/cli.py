@@ -52,12 +52,18 @@ def _build_parser() -> argparse.ArgumentParser:
   c.add_argument("--codec", default="pifs", help="codec name (see 'codecs'; default: pifs)")
   c.add_argument("--quality", "-q", default="75",
                  help="integer 1..100, higher is better (default: 75)")
+  c.add_argument("--model", "-m", default=None,
+                 help="learned codecs (neural): a trained model directory or training workdir "
+                      "(default: the models shipped with the package)")
   c.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
   c.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...; gray or RGB)")
   c.add_argument("output", metavar="OUT", help="compressed file to write")
   d = sub.add_parser("decompress", help="compressed file -> image file")
   d.add_argument("--scale", "-s", default="1",
                  help="integer decoding scale factor 1..16 (default: 1)")
+  d.add_argument("--model", "-m", default=None,
+                 help="learned codecs (neural): the model directory the file was written with, "
+                      "if it is not one of the shipped models")
   d.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
   d.add_argument("input", metavar="IN", help="compressed file")
   d.add_argument("output", metavar="OUT", help="image file to write (.png, .bmp, .tif, ...)")
@@ -127,12 +133,27 @@ def _load_image(path: str) -> np.ndarray:
     raise UsageError(str(e)) from None
 
 
-def _codec_for_file(data: bytes):
+LEARNED_CODECS = ("neural",)  # codecs that take a trained model (--model)
+
+
+def _make_codec(name: str, model: str | None):
+  """A codec instance; ``model`` only for learned codecs, else a clear error."""
+  if model is None:
+    return get_codec(name)
+  if name not in LEARNED_CODECS:
+    raise UsageError(f"--model applies only to learned codecs ({', '.join(LEARNED_CODECS)}), "
+                     f"not to {name!r}")
+  if not os.path.exists(model):
+    raise UsageError(f"--model {model!r} does not exist")
+  return get_codec(name, model=model)
+
+
+def _codec_for_file(data: bytes, model: str | None = None):
   """(codec instance, codec name) for a compressed file, from its codec id or signature."""
   from collage.codec import reference  # pylint: disable=import-outside-toplevel
   foreign = reference.sniff(data[:16])
   if foreign is not None:
-    return get_codec(foreign), foreign
+    return _make_codec(foreign, model), foreign
   header, _, _ = container.unpack(data)  # raises the precise error for bad files
   name = container.codec_name_for_id(header.codec_id)
   if name is None:
@@ -143,7 +164,7 @@ def _codec_for_file(data: bytes):
         ids.append(f"{cid} ({n})")
     raise CodecError(f"the file was written by codec id {header.codec_id}, which this build "
                      f"does not have; available codec ids: {', '.join(ids) or 'none'}")
-  return get_codec(name), name
+  return _make_codec(name, model), name
 
 
 def _codec_id_of(name: str) -> int | None:
@@ -157,8 +178,8 @@ def _compress(args) -> None:
   if args.codec not in codec_names():
     raise UsageError(f"unknown codec {args.codec!r}; valid codecs: {', '.join(codec_names())}")
   _check_output(args.output, args.force)
+  codec = _make_codec(args.codec, args.model)
   image = _load_image(args.input)
-  codec = get_codec(args.codec)
   start = time.perf_counter()
   data = codec.compress(image, quality)
   seconds = time.perf_counter() - start
@@ -184,7 +205,7 @@ def _decompress(args) -> None:
   _check_output(args.output, args.force)
   fmt = _save_format(args.output)
   data = _read_bytes(args.input)
-  codec, name = _codec_for_file(data)
+  codec, name = _codec_for_file(data, args.model)
   start = time.perf_counter()
   image = codec.decompress(data, scale=scale)
   seconds = time.perf_counter() - start
