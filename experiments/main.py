@@ -110,7 +110,10 @@ def _load_config_file(spec: str) -> ml_collections.ConfigDict:
   module_spec = importlib.util.spec_from_file_location("_config_under_check", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  try:
+    config = module.get_config(arg) if arg else module.get_config()
+  except ValueError as e:  # e.g. an unknown variant: the config names the valid ones
+    _die(f"--config={spec}: {e}")
   if not isinstance(config, ml_collections.ConfigDict):
     _die(f"--config={spec}: get_config() returned {type(config).__name__}, not a ConfigDict.")
   return config

@@ -69,3 +69,15 @@ def test_batch_size_not_divisible_is_clear(tmp_path):
   assert done.returncode != 0
   assert "batch_size=12" in done.stderr and "(8)" in done.stderr
   assert "Traceback" not in done.stderr
+
+
+def test_unknown_config_variant_lists_valid_ones(tmp_path):
+  import subprocess
+  import sys
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.main", "--config",
+       "experiments/configs/fractalize.py:nope", "--workdir", str(tmp_path)],
+      cwd=helpers.REPO, env=helpers.env(1), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 2
+  assert "Traceback" not in done.stderr
+  assert "unknown fractalize variant 'nope'; valid: quick, tiny, full" in done.stderr

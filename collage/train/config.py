@@ -36,3 +36,15 @@ def training_defaults() -> ml_collections.ConfigDict:
   c.optimizer.skip_threshold = 0.0     # skip updates whose gradient norm exceeds this (0: off); non-finite gradients are always skipped
   c.ema_decay = 0.0                    # EMA of parameters (0: off), e.g. 0.999
   return c
+
+
+def variant(arg: str | None, variants: tuple[str, ...], experiment: str) -> str:
+  """The config variant named by ``arg`` (the first of ``variants`` when empty).
+
+  Raises:
+    ValueError: naming the experiment and listing the valid variants.
+  """
+  arg = arg or variants[0]
+  if arg not in variants:
+    raise ValueError(f"unknown {experiment} variant {arg!r}; valid: {', '.join(variants)}")
+  return arg

@@ -14,16 +14,14 @@ A later codec adds its name to ``codecs`` and its sweep to ``qualities``.
 
 import ml_collections
 
-from collage.train.config import training_defaults
+from collage.train.config import training_defaults, variant
 
 VARIANTS = ("quick", "kodak")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The benchmark config; ``arg`` is one of VARIANTS (default "quick")."""
-  arg = arg or "quick"
-  if arg not in VARIANTS:
-    raise ValueError(f"unknown codec_benchmark variant {arg!r}; valid: {', '.join(VARIANTS)}")
+  arg = variant(arg, VARIANTS, "codec_benchmark")
   c = training_defaults()
   c.task = "codec_benchmark"           # experiments/tasks/codec_benchmark.py (not a training task)
   c.images = ""                        # image folder (PNG/JPEG, recursive); "" = embedded photos

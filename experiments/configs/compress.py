@@ -17,16 +17,14 @@ regularizer with plain bit packing, a smaller candidate set so its rate is compa
 
 import ml_collections
 
-from collage.train.config import training_defaults
+from collage.train.config import training_defaults, variant
 
 VARIANTS = ("quick", "full", "baseline", "baseline_quick")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The compression config; ``arg`` is one of VARIANTS (default "quick")."""
-  arg = arg or "quick"
-  if arg not in VARIANTS:
-    raise ValueError(f"unknown compress variant {arg!r}; valid: {', '.join(VARIANTS)}")
+  arg = variant(arg, VARIANTS, "compress")
   c = training_defaults()
   c.task = "compress"                   # experiments/tasks/compress.py
   c.lam = 0.01                          # rate-distortion trade-off: loss = bpp + lam * 255^2 * MSE

@@ -21,16 +21,14 @@ the end-to-end test), ``full`` (512x512, longer).
 
 import ml_collections
 
-from collage.train.config import training_defaults
+from collage.train.config import training_defaults, variant
 
 VARIANTS = ("quick", "tiny", "full")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The fractalization config; ``arg`` is one of VARIANTS (default "quick")."""
-  arg = arg or "quick"
-  if arg not in VARIANTS:
-    raise ValueError(f"unknown fractalize variant {arg!r}; valid: {', '.join(VARIANTS)}")
+  arg = variant(arg, VARIANTS, "fractalize")
   c = training_defaults()
   c.task = "fractalize"          # experiments/tasks/fractalize.py
   c.total_steps = {"quick": 600, "tiny": 10, "full": 2000}[arg]  # Adam steps on the one image
