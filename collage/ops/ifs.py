@@ -94,6 +94,11 @@ def fit(points: jax.Array, key: jax.Array, num_maps: int, *, steps: int = 1500,
   Several random restarts run in parallel (``vmap``); the one with the lowest final loss is
   returned (the Chamfer collage loss has local minima, e.g. two maps covering one part).
 
+  Sample enough points: the loss is measured on samples, so it has a floor. On the Sierpinski
+  triangle the true maps score 5.3e-4 with 256 points, above misaligned fits (4.3e-4), and
+  6.4e-5 with 1024 points, where 600 steps and 4 restarts recover the triangle (up to its
+  symmetries).
+
   Args:
     points: [N, 2] samples of the target set.
     key: PRNG key for the initial maps.
