@@ -39,6 +39,7 @@ from flax import nnx
 from collage.nn import entropy_model as em
 from collage.nn import layers
 from collage.ops import collage as col
+from collage.ops import color
 
 MODEL_FORMAT = "collage-neural-v1"
 
@@ -229,7 +230,7 @@ class NeuralCollage(nnx.Module):
   # -- code <-> collage parameters ----------------------------------------------------
   def analyse(self, rgb: jax.Array) -> jax.Array:
     """rgb: [B, T, T, 3] in [0, 1] -> continuous code y: [B, N] (quantization units)."""
-    return self.encoder(layers.rgb_to_ycbcr(rgb) - 0.5)
+    return self.encoder(color.rgb_to_ycbcr(rgb) - 0.5)
 
   def clip_range(self) -> tuple[float, float]:
     """The integer range of quantized values."""
@@ -273,7 +274,7 @@ class NeuralCollage(nnx.Module):
       return y + 0.5
     c = col.decode(self.layout.spec_c, pc, self.aux_c[...], steps=steps, scale=scale,
                    start=0.0)
-    return layers.ycbcr_to_rgb(jnp.concatenate([y, c], axis=-1) + 0.5)
+    return color.ycbcr_to_rgb(jnp.concatenate([y, c], axis=-1) + 0.5)
 
   def quantize(self, y: jax.Array) -> jax.Array:
     """Hard quantization used by the codec: round and clip. [B, N] -> [B, N] float."""

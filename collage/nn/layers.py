@@ -1,4 +1,5 @@
-"""Small shared Flax NNX layers (conv stems, residual blocks, colour transforms)."""
+"""Small shared Flax NNX layers (conv stems, residual blocks); the colour transforms are
+``collage.ops.color``'s."""
 
 from __future__ import annotations
 
@@ -6,24 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
-# Full-range JPEG (ITU-T T.871) RGB -> YCbCr, applied to [0, 1] values; chroma offset 0.5.
-_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114],
-                        [-0.168735892, -0.331264108, 0.5],
-                        [0.5, -0.418687589, -0.081312411]], np.float32)
-_YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC.astype(np.float64)).astype(np.float32)
-
-
-def rgb_to_ycbcr(x: jax.Array) -> jax.Array:
-  """x: [..., 3] RGB in [0, 1] -> [..., 3] YCbCr, Y in [0, 1], Cb/Cr centred on 0.5."""
-  y = jnp.einsum("...c,dc->...d", x, jnp.asarray(_RGB_TO_YCC))
-  return y + jnp.asarray([0.0, 0.5, 0.5], x.dtype)
-
-
-def ycbcr_to_rgb(y: jax.Array) -> jax.Array:
-  """Inverse of :func:`rgb_to_ycbcr`. y: [..., 3] -> [..., 3] RGB (not clipped)."""
-  y = y - jnp.asarray([0.0, 0.5, 0.5], y.dtype)
-  return jnp.einsum("...c,dc->...d", y, jnp.asarray(_YCC_TO_RGB))
 
 
 def dct_matrix(n: int) -> np.ndarray:

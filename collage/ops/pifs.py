@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collage.ops import blocks
+from collage.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from collage.ops.pifs_search import (Quantizer, domain_grid, domain_pool, prepare_domains,
                                      range_batch, search_ranges)
 
@@ -422,22 +423,3 @@ def decode(code: PIFSCode, scale: int = 1, deblocking: bool = False, max_iter: i
   if out.shape[-1] == 3:
     out = ycbcr_to_rgb(out)
   return np.asarray(jnp.clip(out, 0.0, 1.0))
-
-
-# ----------------------------------------------------------------------------------------
-# Colour (JPEG / JFIF full-range BT.601, chroma centred at 0.5).
-
-_RGB2YCC = np.array([[0.299, 0.587, 0.114],
-                     [-0.168736, -0.331264, 0.5],
-                     [0.5, -0.418688, -0.081312]], np.float32)
-
-
-def rgb_to_ycbcr(x: jnp.ndarray) -> jnp.ndarray:
-  """x: [..., 3] RGB in [0, 1] -> [..., 3] YCbCr in [0, 1]."""
-  return x @ jnp.asarray(_RGB2YCC).T + jnp.asarray([0.0, 0.5, 0.5], jnp.float32)
-
-
-def ycbcr_to_rgb(x: jnp.ndarray) -> jnp.ndarray:
-  """Inverse of :func:`rgb_to_ycbcr`."""
-  inv = np.linalg.inv(_RGB2YCC.astype(np.float64)).astype(np.float32)
-  return (x - jnp.asarray([0.0, 0.5, 0.5], jnp.float32)) @ jnp.asarray(inv).T

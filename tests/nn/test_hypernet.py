@@ -34,9 +34,7 @@ def test_layout_counts_every_value_once(model):
   assert set(np.unique(lay.slots)) == set(range(lay.num_slots))
 
 
-def test_colour_transform_round_trips():
-  x = jax.random.uniform(jax.random.PRNGKey(0), (4, 5, 3))
-  np.testing.assert_allclose(layers.ycbcr_to_rgb(layers.rgb_to_ycbcr(x)), x, atol=1e-5)
+def test_dct_matrix_is_orthonormal():
   d = layers.dct_matrix(4)
   np.testing.assert_allclose(d @ d.T, np.eye(4), atol=1e-6)
 
