@@ -41,15 +41,15 @@ from typing import Sequence
 import numpy as np
 
 from collage.codec import container
-from collage.codec.base import Codec, CodecError, register
+from collage.codec.base import Codec, CodecError, check_quality, check_scale, register
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
+from collage.ops import blocks
 
 PARAMS_VERSION = 1
 TABLE_PRECISION = 16
 ASSET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "assets", "neural")
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
-MAX_SCALE = 16
 ENCODE_BATCH = 64  # tiles per jitted forward pass (the last chunk is padded)
 
 
@@ -212,18 +212,6 @@ def _pad_to_tiles(image: np.ndarray, tile: int) -> np.ndarray:
   return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
 
 
-def _to_tiles(image: np.ndarray, tile: int) -> np.ndarray:
-  """[H, W, C] (multiples of tile) -> [nh * nw, T, T, C], row-major."""
-  h, w, c = image.shape
-  t = image.reshape(h // tile, tile, w // tile, tile, c).transpose(0, 2, 1, 3, 4)
-  return t.reshape(-1, tile, tile, c)
-
-
-def _from_tiles(tiles: np.ndarray, nh: int, nw: int) -> np.ndarray:
-  n, t, _, c = tiles.shape
-  return tiles.reshape(nh, nw, t, t, c).transpose(0, 2, 1, 3, 4).reshape(nh * t, nw * t, c)
-
-
 @register
 class NeuralCollageCodec(Codec):
   """Neural Collage codec (see the module docstring).
@@ -249,8 +237,7 @@ class NeuralCollageCodec(Codec):
 
   def model_for_quality(self, quality: int) -> LoadedModel:
     """quality 1..100 -> one of :attr:`models`, in equal bands from lowest to highest rate."""
-    if isinstance(quality, bool) or int(quality) != quality or not 1 <= int(quality) <= 100:
-      raise CodecError(f"quality must be an integer in 1..100, got {quality!r}")
+    quality = check_quality(quality)
     n = len(self.models)
     return self.models[min(n - 1, (int(quality) - 1) * n // 100)]
 
@@ -263,7 +250,8 @@ class NeuralCollageCodec(Codec):
     x = image.astype(np.float32) / 255.0
     if c == 1:
       x = np.repeat(x, 3, axis=-1)
-    tiles = _to_tiles(_pad_to_tiles(x, m.cfg.tile), m.cfg.tile)
+    t = m.cfg.tile
+    tiles = np.asarray(blocks.to_blocks(_pad_to_tiles(x, t)[None], t, t)).reshape(-1, t, t, 3)
     q = m.analyse(tiles)[:, :m.layout.num_values(c)]
     return m, q
 
@@ -324,13 +312,14 @@ class NeuralCollageCodec(Codec):
     t = m.cfg.tile
     nh, nw = -(-height // t), -(-width // t)
     tiles = m.synthesise(q, channels, scale)
-    img = _from_tiles(tiles, nh, nw)[:height * scale, :width * scale]
+    tiles = np.asarray(tiles)
+    grid = tiles.reshape(1, nh, nw, *tiles.shape[1:])
+    img = np.asarray(blocks.from_blocks(grid))[0, :height * scale, :width * scale]
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
     """Container bytes -> uint8 [H * scale, W * scale, C]."""
-    if isinstance(scale, bool) or int(scale) != scale or not 1 <= int(scale) <= MAX_SCALE:
-      raise CodecError(f"scale must be an integer in 1..{MAX_SCALE}, got {scale!r}")
+    scale = check_scale(scale)
     m, q, header = self.decode_code(data)
     return self.reconstruct(m, q, header.height, header.width, header.channels, int(scale))
 

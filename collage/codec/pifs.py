@@ -24,7 +24,7 @@ import struct
 import numpy as np
 
 from collage.codec import container, entropy
-from collage.codec.base import Codec, CodecError, register
+from collage.codec.base import Codec, CodecError, check_quality, check_scale, register
 from collage.ops import pifs
 from collage.ops.pifs_search import Quantizer, domain_grid
 
@@ -87,9 +87,7 @@ class PIFSCodec(Codec):
   def encode(self, image: np.ndarray, quality: int) -> pifs.PIFSCode:
     """uint8 [H, W, C] -> PIFSCode (what ``compress`` serializes)."""
     image = _check_image(image)
-    if not (isinstance(quality, (int, np.integer)) and 1 <= quality <= 100):
-      raise CodecError(f"quality must be an integer in 1..100, got {quality!r}")
-    thr = quality_to_threshold(int(quality))
+    thr = quality_to_threshold(check_quality(quality))
     return pifs.encode(image.astype(np.float32) / 255.0, self.params, threshold=thr,
                        chroma_threshold=self.chroma_factor * thr,
                        chroma_min_range=self.chroma_min_range)
@@ -174,9 +172,7 @@ class PIFSCodec(Codec):
     return np.round(x * 255.0).astype(np.uint8)
 
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
-    if not (isinstance(scale, (int, np.integer)) and 1 <= scale <= 16):
-      raise CodecError(f"scale must be an integer in 1..16, got {scale!r}")
-    return self.reconstruct(self.parse(data), int(scale))
+    return self.reconstruct(self.parse(data), check_scale(scale))
 
 
 def _check_image(image) -> np.ndarray:
