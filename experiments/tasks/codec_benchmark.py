@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from collage.codec.base import CodecError, codec_names, get_codec
+from collage.data import augment
 from collage.metrics.distortion import psnr
 from collage.metrics.msssim import min_side, ms_ssim
+from collage.metrics.rate import bpp
 
 FIELDS = ("codec", "quality", "image", "height", "width", "channels", "bytes", "bpp", "psnr",
           "ms_ssim", "encode_s", "decode_s")
@@ -49,8 +51,7 @@ def _crop(image: np.ndarray, size: int) -> np.ndarray:
   h, w = image.shape[:2]
   if h < size or w < size:
     raise ValueError(f"config.crop={size} is larger than an image of {h}x{w}")
-  top, left = (h - size) // 2, (w - size) // 2
-  return np.ascontiguousarray(image[top:top + size, left:left + size])
+  return np.ascontiguousarray(augment.center_crop(image, (size, size)))
 
 
 def load_images(config) -> list[tuple[str, np.ndarray]]:
@@ -117,7 +118,7 @@ def measure(codec, quality: int, image: np.ndarray, with_ms_ssim: bool = True) -
   use_ms = with_ms_ssim and min(h, w) >= min_side()
   return {
       "height": h, "width": w, "channels": c, "bytes": len(data),
-      "bpp": 8.0 * len(data) / (h * w),
+      "bpp": bpp(len(data), h, w),
       "psnr": psnr(image, decoded, peak=255.0),
       "ms_ssim": ms_ssim(image, decoded) if use_ms else float("nan"),
       "encode_s": encode_s, "decode_s": decode_s,

@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from collage.data import augment
 from collage.metrics.distortion import psnr
 from collage.ops import blocks
 from collage.ops import collage as co
@@ -55,8 +56,7 @@ def load_target(config: ml_collections.ConfigDict) -> np.ndarray:
   img = _load_uint8(config)
   h, w = img.shape[:2]
   side = min(h, w)
-  top, left = (h - side) // 2, (w - side) // 2
-  img = img[top:top + side, left:left + side]
+  img = augment.center_crop(img, (side, side))
   size = int(config.image_size)
   if side != size:
     pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
