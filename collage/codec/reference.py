@@ -21,6 +21,7 @@ bicubic filter (these formats are not resolution independent).
 
 from __future__ import annotations
 
+import abc
 import io
 
 import numpy as np
@@ -56,8 +57,9 @@ class _PillowCodec(Codec):
 
   format_name: str = ""
 
+  @abc.abstractmethod
   def _save(self, img: Image.Image, quality: int, buf: io.BytesIO) -> None:
-    raise NotImplementedError
+    """Write ``img`` to ``buf`` in this codec's format at ``quality`` (1..100)."""
 
   def compress(self, image: np.ndarray, quality: int) -> bytes:
     quality = check_quality(quality)

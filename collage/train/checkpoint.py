@@ -65,7 +65,7 @@ class IteratorStateHandler(ocp.CheckpointHandler):
     del directory
 
   def close(self) -> None:
-    pass
+    """Part of orbax's handler interface; this handler holds no open resources."""
 
 
 @ocp.args.register_with_handler(IteratorStateHandler, for_save=True)
