@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from collage.data.pipeline import make_image_dataset
+from collage.metrics.distortion import psnr_from_mse
 from collage.nn import hypernet as hn
 from collage.train import loop
 from collage.train.task import Task
@@ -79,8 +80,7 @@ class CompressTask(Task):
       loss = m["bpp"] + float(self.config.lam) * scaled_mse
     else:
       loss = float(self.config.lam) * scaled_mse + float(self.config.l2) * m["l2"]
-    psnr = -10.0 * jnp.log10(jnp.maximum(m["mse"], 1e-10))
-    return loss, {"loss": loss, "bpp": m["bpp"], "mse": m["mse"], "psnr": psnr,
+    return loss, {"loss": loss, "bpp": m["bpp"], "mse": m["mse"], "psnr": psnr_from_mse(m["mse"]),
                   "l2": m["l2"], "y_abs": m["y_abs"]}
 
   def eval_fn(self, params, batch, rng):
@@ -99,7 +99,7 @@ class CompressTask(Task):
       bpp_i = jnp.full(x.shape[:1], q.shape[-1] * self.model_cfg.bitpack_bits / pix)
     n = jnp.maximum(mask.sum(), 1.0)
     mse = jnp.sum(mse_i * mask) / n
-    return {"mse": mse, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10)),
+    return {"mse": mse, "psnr": psnr_from_mse(mse),
             "bpp": jnp.sum(bpp_i * mask) / n}
 
   # -- artifacts --------------------------------------------------------------------------

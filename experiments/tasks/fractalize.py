@@ -21,7 +21,7 @@ from absl import logging
 from PIL import Image
 
 from collage.data import augment
-from collage.metrics.distortion import psnr
+from collage.metrics.distortion import psnr, psnr_from_mse
 from collage.ops import blocks
 from collage.ops import collage as co
 from collage.ops import ifs
@@ -129,7 +129,7 @@ class FractalizeTask(Task):
     decoded = jnp.clip(co.decode(self.spec, p, steps=int(self.config.eval_decode_steps)), 0, 1)
     mse = jnp.mean((decoded - x) ** 2)
     return {"collage_mse": jnp.mean(co.collage_error(self.spec, p, x)), "decode_mse": mse,
-            "psnr_1x": -10.0 * jnp.log10(jnp.maximum(mse, 1e-12))}
+            "psnr_1x": psnr_from_mse(mse, min_mse=1e-12)}
 
   # -- artifacts ----------------------------------------------------------------------------
   def write_artifacts(self, params: Params, step: int, workdir: str) -> None:
