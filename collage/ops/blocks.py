@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 
 NUM_ISOMETRIES = 8
@@ -79,6 +80,22 @@ def upsample_nearest(z: jnp.ndarray, k: int | Sequence[int]) -> jnp.ndarray:
   """Repeat each pixel k x k times. z: [..., H, W, C] -> [..., H*kh, W*kw, C]."""
   kh, kw = _pair(k)
   return jnp.repeat(jnp.repeat(z, kh, axis=-3), kw, axis=-2)
+
+
+def upsample_smooth(z: jnp.ndarray, k: int | Sequence[int]) -> jnp.ndarray:
+  """Bilinear upsampling by k, corrected so that ``mean_pool(result, k) == z`` exactly.
+
+  ``lin + upsample_nearest(z - mean_pool(lin, k), k)`` with ``lin`` the bilinear (half-pixel
+  centres, edge-clamped) upsampling of z: as smooth as bilinear where the image is smooth,
+  and still consistent with mean-pooling, like nearest. z: [..., H, W, C] -> [..., H*kh,
+  W*kw, C].
+  """
+  kh, kw = _pair(k)
+  if kh == kw == 1:
+    return z
+  *lead, h, w, c = z.shape
+  lin = jax.image.resize(z, (*lead, h * kh, w * kw, c), method="linear")
+  return lin + upsample_nearest(z - mean_pool(lin, (kh, kw)), (kh, kw))
 
 
 def isometry(x: jnp.ndarray, k: int) -> jnp.ndarray:

@@ -28,7 +28,8 @@ iteration converges from any start (Banach), and for any ``x`` the collage theor
 :func:`params_from_raw` maps unconstrained values to weights with ``s < spec.s_max < 1``.
 
 Resolution. At integer ``scale = k`` the image is ``kH x kW``, every block and stride is
-``k`` times larger and auxiliary sources are upsampled by ``k`` (nearest); ``R`` and ``K``
+``k`` times larger and auxiliary sources are upsampled by ``k`` (``blocks.upsample_smooth``:
+bilinear, corrected to pool back exactly); ``R`` and ``K``
 are unchanged, so the same parameters apply. Since mean-pooling by ``k`` commutes with the
 operator (``pool_k(T_k(y)) = T_1(pool_k(y))``), the converged scale-``k`` decode
 mean-pooled by ``k`` equals the converged scale-1 decode exactly.
@@ -316,7 +317,7 @@ def _resize_aux(spec: CollageSpec, aux, scale: int, batch: int):
   if aux.ndim != 5 or tuple(aux.shape[1:]) != want or aux.shape[0] not in (1, batch):
     raise ValueError(f"aux must be [A, rh, rw, C] = {want} or [B={batch}, *{want}] "
                      f"(at scale 1), got {tuple(aux.shape)}")
-  return blocks.upsample_nearest(aux, scale) if scale > 1 else aux
+  return blocks.upsample_smooth(aux, scale) if scale > 1 else aux
 
 
 def candidates(spec: CollageSpec, z: jax.Array, aux: jax.Array | None = None,
