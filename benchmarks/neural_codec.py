@@ -2,8 +2,11 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
 
     python benchmarks/neural_codec.py rd --images ../shared/data/kodak \
         [--models DIR1,DIR2,...] [--baselines DIR,...] [--pifs 20,50,80] [--jpeg 5,10,20,40]
+        [--refine STEPS]
     python benchmarks/neural_codec.py speed --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
+    python benchmarks/neural_codec.py sweep --image ../shared/data/kodak/kodim23.png
+    python benchmarks/neural_codec.py diagnose --image ../shared/data/kodak/kodim05.png
     python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
 
 ``rd``: average bpp (from the real file bytes) and RGB PSNR over the images, one row per
@@ -13,6 +16,12 @@ packing baselines (``--baselines``), PIFS and JPEG (via the codec registry).
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ENCODE_BATCH).
 ``sr``: PSNR of ``decode(encode(box-downsampled x), scale=2)`` against ``x``, next to bicubic
 upsampling of the same downsampled image.
+``sweep``: encode / decode seconds, bpp and PSNR of the neural and PIFS codecs over their
+quality settings on one image, in one process (speed at equal rate or equal PSNR).
+``diagnose``: where a model's distortion comes from: PSNR per YCbCr channel, RGB PSNR with
+the true luma or the true chroma put back, and test-time refinement of the code (Adam on the
+model's own rate-distortion loss, or on distortion alone with ``--rate_weight 0``: the best
+the decoder can do with these collage parameters, the encoder taken out of the picture).
 """
 
 from __future__ import annotations
@@ -73,10 +82,12 @@ def cmd_rd(args) -> list[dict]:
   print(f"{len(images)} images from {args.images}")
   print("| codec | setting | bpp | PSNR (dB) | encode (s) | decode (s) |")
   print("| --- | --- | ---: | ---: | ---: | ---: |")
-  groups = [("neural", m) for m in (args.models.split(",") if args.models else [None])]
+  label = f"neural, refine {args.refine}" if args.refine else "neural"
+  groups = [(label, m) for m in (args.models.split(",") if args.models else [None])]
   groups += [("neural-l2-bitpack", m) for m in args.baselines.split(",") if m]
   for label, path in groups:
-    codec = neural.NeuralCollageCodec(model=path)
+    codec = neural.NeuralCollageCodec(model=path,
+                                      refine=args.refine if label != "neural-l2-bitpack" else 0)
     n = len(codec.models)
     for i, m in enumerate(codec.models):
       q = 1 + (i * 100) // n  # the first quality of model i's band
@@ -174,6 +185,104 @@ def cmd_sr(args) -> list[dict]:
   return rows
 
 
+def cmd_sweep(args) -> list[dict]:
+  img = load_image(args.image)
+  h, w = img.shape[:2]
+  print(f"load average {os.getloadavg()}", flush=True)
+  rows = []
+  for name, qualities in (("neural", args.neural_q), ("pifs", args.pifs_q)):
+    codec = base.get_codec(name)
+    for q in [int(v) for v in qualities.split(",")]:
+      data = codec.compress(img, q)  # compile
+      times = []
+      for _ in range(args.repeats):
+        t = time.perf_counter()
+        data = codec.compress(img, q)
+        times.append(time.perf_counter() - t)
+      t = time.perf_counter()
+      out = codec.decompress(data)
+      row = {"codec": name, "quality": q, "bpp": 8 * len(data) / (h * w),
+             "psnr": psnr(out, img, 255.0), "encode_s": float(np.min(times)),
+             "encode_median_s": float(np.median(times)),
+             "decode_s": time.perf_counter() - t}
+      print(json.dumps(row), flush=True)
+      rows.append(row)
+  print(f"load average {os.getloadavg()}", flush=True)
+  return rows
+
+
+def cmd_diagnose(args) -> list[dict]:
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
+  from collage.ops import blocks, color  # pylint: disable=import-outside-toplevel
+  img = load_image(args.image)
+  h, w = img.shape[:2]
+  codec = neural.NeuralCollageCodec(model=args.model)
+  ycc = lambda a: np.asarray(color.rgb_to_ycbcr(jnp.asarray(a / 255.0, jnp.float32)))
+  to_rgb = lambda a: np.clip(np.round(np.asarray(color.ycbcr_to_rgb(jnp.asarray(a))) * 255),
+                             0, 255)
+  rows = []
+  for q in [int(v) for v in args.qualities.split(",")]:
+    m = codec.model_for_quality(q)
+    data = codec.compress(img, q)
+    out = codec.decompress(data)
+    a, b = ycc(img), ycc(out)
+    true_y, true_c = b.copy(), a.copy()
+    true_y[..., 0] = a[..., 0]
+    true_c[..., 0] = b[..., 0]
+    row = {"quality": q, "model": os.path.relpath(m.directory), "bpp": 8 * len(data) / (h * w),
+           "psnr": psnr(out, img, 255.0),
+           "psnr_ycbcr": [psnr(b[..., i], a[..., i], 1.0) for i in range(3)],
+           "psnr_with_true_luma": psnr(to_rgb(true_y), img, 255.0),
+           "psnr_with_true_chroma": psnr(to_rgb(true_c), img, 255.0)}
+    # Test-time refinement of the continuous code of every tile (decoder unchanged).
+    mdl, t = m.model, m.cfg.tile
+    x = img.astype(np.float32) / 255.0
+    tiles = jnp.asarray(np.asarray(blocks.to_blocks(
+        neural._pad_to_tiles(x, t)[None], t, t)).reshape(-1, t, t, 3))  # pylint: disable=protected-access
+    lo, hi = mdl.clip_range()
+    slots = jnp.asarray(mdl.layout.slots)
+
+    def loss(y, key):
+      yc = jnp.clip(y, lo, hi)
+      mse = jnp.mean((mdl.synthesise(em.round_ste(yc), 3) - tiles) ** 2)
+      bits = mdl.prior.bits(em.uniform_noise(key, yc), slots)
+      bpp = jnp.sum(bits) / (tiles.shape[0] * t * t)
+      return args.rate_weight * bpp + m.lam * 255.0 ** 2 * mse
+
+    opt = optax.adam(args.lr)
+
+    @jax.jit
+    def step(y, state, key):
+      g = jax.grad(loss)(y, key)
+      u, state = opt.update(g, state)
+      return optax.apply_updates(y, u), state
+
+    y = mdl.analyse(tiles)
+    state, key, t0 = opt.init(y), jax.random.PRNGKey(0), time.perf_counter()
+    for _ in range(args.steps):
+      key, k = jax.random.split(key)
+      y, state = step(y, state, k)
+    qv = np.asarray(mdl.quantize(y)).astype(np.int64)
+    payload = neural.encode_symbols(qv, m.layout.slots_for(3), m.tables)
+    dec = np.asarray(mdl.synthesise(jnp.asarray(qv, jnp.float32), 3))
+    gh, gw = -(-h // t), -(-w // t)
+    full = dec.reshape(gh, gw, t, t, 3).transpose(0, 2, 1, 3, 4).reshape(gh * t, gw * t, 3)
+    full = np.clip(np.round(full[:h, :w] * 255), 0, 255)
+    # Same container around the refined payload: the file's bytes minus its own payload.
+    overhead = len(data) - len(neural.encode_symbols(codec.encode_code(img, q)[1],
+                                                     m.layout.slots_for(3), m.tables))
+    row.update({"refine_steps": args.steps, "refine_rate_weight": args.rate_weight,
+                "refined_bpp": 8 * (len(payload) + overhead) / (h * w),
+                "refined_psnr": psnr(full, img, 255.0),
+                "refine_s": time.perf_counter() - t0})
+    print(json.dumps(row), flush=True)
+    rows.append(row)
+  return rows
+
+
 def cmd_plot(args) -> None:
   """RD curves (bpp, PSNR) of every codec label in the ``rd`` JSON files, one PNG."""
   import matplotlib  # pylint: disable=import-outside-toplevel
@@ -211,6 +320,8 @@ def main(argv=None):
   rd.add_argument("--baselines", default="")
   rd.add_argument("--pifs", default="")
   rd.add_argument("--jpeg", default="")
+  rd.add_argument("--refine", type=int, default=0,
+                  help="test-time refinement steps for the neural models (0: forward pass only)")
   sp = sub.add_parser("speed")
   sp.add_argument("--image", default="../shared/data/kodak/kodim23.png")
   sp.add_argument("--model", default=None)
@@ -222,14 +333,28 @@ def main(argv=None):
   sr.add_argument("--max_images", type=int, default=0)
   sr.add_argument("--models", default="")
   sr.add_argument("--qualities", default="100")
-  for q in (rd, sp, sr):
+  sw = sub.add_parser("sweep")
+  sw.add_argument("--image", default="../shared/data/kodak/kodim23.png")
+  sw.add_argument("--neural_q", default="1,26,51,76")
+  sw.add_argument("--pifs_q", default="15,30,45,60,70,80")
+  sw.add_argument("--repeats", type=int, default=3)
+  dg = sub.add_parser("diagnose")
+  dg.add_argument("--image", default="../shared/data/kodak/kodim05.png")
+  dg.add_argument("--model", default=None)
+  dg.add_argument("--qualities", default="61,100")
+  dg.add_argument("--steps", type=int, default=100)
+  dg.add_argument("--lr", type=float, default=0.2)
+  dg.add_argument("--rate_weight", type=float, default=1.0,
+                  help="weight of the rate in the refinement loss (0: distortion only)")
+  for q in (rd, sp, sr, sw, dg):
     q.add_argument("--out", default="")
   pl = sub.add_parser("plot")
   pl.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
   pl.add_argument("--title", default="Kodak (24 images)")
   pl.add_argument("--out", default="neural_codec_rd.png")
   args = p.parse_args(argv)
-  res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "plot": cmd_plot}[args.cmd](args)
+  res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "sweep": cmd_sweep,
+         "diagnose": cmd_diagnose, "plot": cmd_plot}[args.cmd](args)
   if args.out and args.cmd != "plot":
     with open(args.out, "w") as f:
       json.dump(res, f, indent=1)

@@ -5,7 +5,9 @@ after Ballé et al. 2018).
 Compression of an ``H x W`` image (1 or 3 channels):
 
 1. Pad (edge replication) to multiples of the model's tile ``T`` and cut ``T x T`` tiles.
-2. Encode all tiles in batched forward passes; round and clip to integers ``q``.
+2. Encode all tiles in batched forward passes; optionally refine each tile's code by a few
+   gradient steps on the model's rate-distortion loss (``refine``); round and clip to
+   integers ``q``.
 3. Entropy coding (``coding = "entropy"`` models): every slot of the code has an integer
    frequency table (``collage.nn.entropy_model.integer_tables``, deterministic, 16-bit);
    the symbols are range coded slot by slot (all tiles' values of slot 0, then slot 1, ...)
@@ -51,6 +53,7 @@ ASSET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
                          "assets", "neural")
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
 ENCODE_BATCH = 64  # tiles per jitted forward pass (the last chunk is padded)
+MAX_REFINE = 10_000  # bound on test-time refinement steps (``refine``)
 
 
 # -- entropy coding of slot-structured integer codes ------------------------------------------
@@ -132,10 +135,15 @@ class LoadedModel:
     graphdef, state = nnx.split(self.model)
     self._state = state
 
-    @jax.jit
-    def analyse(state, x):
+    lam = float(self.meta.get("lam", 0.0))
+
+    @functools.partial(jax.jit, static_argnums=(2,))
+    def analyse(state, x, refine_steps):
       mdl = nnx.merge(graphdef, state)
-      return mdl.quantize(mdl.analyse(x)).astype("int32")
+      y = mdl.analyse(x)
+      if refine_steps:
+        y = hn.refine_code(mdl, x, y, lam, refine_steps)
+      return mdl.quantize(y).astype("int32")
 
     @functools.partial(jax.jit, static_argnums=(2, 3))
     def synthesise(state, q, channels, scale):
@@ -148,9 +156,13 @@ class LoadedModel:
   def lam(self) -> float:
     return float(self.meta.get("lam", 0.0))
 
-  def analyse(self, tiles: np.ndarray) -> np.ndarray:
-    """tiles: float32 [n, T, T, 3] in [0, 1] -> int64 [n, N] (the full colour code)."""
-    out = [np.asarray(self._analyse(self._state, chunk)) for chunk in _chunks(tiles)]
+  def analyse(self, tiles: np.ndarray, refine_steps: int = 0) -> np.ndarray:
+    """tiles: float32 [n, T, T, 3] in [0, 1] -> int64 [n, N] (the full colour code).
+
+    ``refine_steps`` > 0: that many steps of test-time refinement of the code
+    (``collage.nn.hypernet.refine_code``) after the forward pass."""
+    out = [np.asarray(self._analyse(self._state, chunk, int(refine_steps)))
+           for chunk in _chunks(tiles)]
     return np.concatenate(out)[:len(tiles)].astype(np.int64)
 
   def synthesise(self, q: np.ndarray, channels: int, scale: int = 1) -> np.ndarray:
@@ -219,13 +231,21 @@ class NeuralCollageCodec(Codec):
   Args:
     model: None for the shipped models, or a PATH (exported model directory, training
       workdir, or a folder of model directories).
+    refine: steps of test-time refinement of the code per image (0: the encoder's single
+      forward pass). Refinement lowers the rate-distortion cost of the code at an encode
+      cost of about one decode and its gradient per step; the file format and the decoder
+      are the same (``benchmarks/neural_codec.md`` has the measured gains).
   """
 
   name = "neural"
   codec_id = 2
 
-  def __init__(self, model: str | None = None):
+  def __init__(self, model: str | None = None, refine: int = 0):
     self.model_path = os.path.abspath(model) if model else ASSET_DIR
+    if isinstance(refine, bool) or int(refine) != refine or not 0 <= int(refine) <= MAX_REFINE:
+      raise CodecError(f"refine must be an integer number of steps in 0..{MAX_REFINE}, "
+                       f"got {refine!r}")
+    self.refine = int(refine)
     self._models: tuple[LoadedModel, ...] | None = None
 
   @property
@@ -252,7 +272,7 @@ class NeuralCollageCodec(Codec):
       x = np.repeat(x, 3, axis=-1)
     t = m.cfg.tile
     tiles = np.asarray(blocks.to_blocks(_pad_to_tiles(x, t)[None], t, t)).reshape(-1, t, t, 3)
-    q = m.analyse(tiles)[:, :m.layout.num_values(c)]
+    q = m.analyse(tiles, self.refine)[:, :m.layout.num_values(c)]
     return m, q
 
   def compress(self, image: np.ndarray, quality: int = 50) -> bytes:
