@@ -76,3 +76,14 @@ def test_through_the_entrypoint(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert (tmp_path / "config.json").exists()
   assert (tmp_path / "artifacts" / "summary.md").exists()
+
+
+def test_neural_refine_reaches_the_codec(tmp_path):
+  """config.neural_refine is passed to the neural codec: the refined files differ."""
+  c = _small_config()
+  c.codecs, c.qualities.neural, c.max_images, c.crop, c.ms_ssim = "neural", "41", 1, 64, False
+  assert config_lib.get_config().neural_refine == 0
+  plain = task.run(c, str(tmp_path / "plain"), "train")["averages"][0]
+  c.neural_refine = 30
+  refined = task.run(c, str(tmp_path / "refined"), "train")["averages"][0]
+  assert (refined["bpp"], refined["psnr"]) != (plain["bpp"], plain["psnr"])
