@@ -26,7 +26,8 @@ decoding: the shipped models (``collage/assets/neural/*``) or those under ``mode
 
 Models: ``NeuralCollageCodec()`` uses the shipped models, one per trained rate point; the
 ``quality`` 1..100 picks among them from the lowest rate (1) to the highest (100) in equal
-bands. ``NeuralCollageCodec(model=PATH)``: PATH is an exported model directory
+bands (rate order: the models' ``lam``, or their ``order`` rank when every model has one).
+``NeuralCollageCodec(model=PATH)``: PATH is an exported model directory
 (``model.json`` + ``params.npz``, written by ``experiments/tasks/compress.py`` to
 ``WORKDIR/artifacts/model``), a training workdir holding one, or a folder of such model
 directories (then quality picks among them as for the shipped ones).
@@ -213,8 +214,13 @@ def _load_models(path: str) -> tuple[LoadedModel, ...]:
                      "model.json + params.npz, a training workdir with artifacts/model, or a "
                      "folder of such directories")
   models = [LoadedModel(d) for d in dirs]
-  # Lowest rate first: larger lam means more bits (loss = bpp + lam * 255^2 * MSE).
-  models.sort(key=lambda m: (m.cfg.coding != "entropy", m.lam, m.directory))
+  # Lowest rate first. Within one architecture a larger lam means more bits (loss = bpp +
+  # lam * 255^2 * MSE); models of different architectures are ordered by their meta "order"
+  # (an integer rank by rate, set when a set of models is shipped) if all of them have one.
+  if all("order" in m.meta for m in models):
+    models.sort(key=lambda m: (m.cfg.coding != "entropy", float(m.meta["order"]), m.directory))
+  else:
+    models.sort(key=lambda m: (m.cfg.coding != "entropy", m.lam, m.directory))
   return tuple(models)
 
 

@@ -1,6 +1,8 @@
 """The neural collage codec: bit-exact decoding from the file alone, rates from real bytes,
 any image size, resolution-agnostic decoding, model selection and clear errors."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -101,6 +103,22 @@ def test_quality_selects_models_lowest_rate_first(codec, models):
   assert len(single.models) == 1
 
 
+def test_order_rank_overrides_lam_across_architectures(tmp_path):
+  """Models of different architectures rank by their meta "order" when all have one."""
+  big = _save(tmp_path / "a", 0, 0.001, luma_aux=5)
+  small = _save(tmp_path / "b", 1, 0.1)
+  for path, order in ((big, 2), (small, 1)):
+    meta_file = f"{path}/model.json"
+    with open(meta_file) as f:
+      meta = json.load(f)
+    meta["meta"]["order"] = order
+    with open(meta_file, "w") as f:
+      json.dump(meta, f)
+  codec = neural.NeuralCollageCodec(model=str(tmp_path))
+  assert [m.lam for m in codec.models] == [0.1, 0.001]
+  assert codec.model_for_quality(1).lam == 0.1
+
+
 def test_files_need_the_model_that_wrote_them(codec, models):
   data = codec.compress(_image(16, 16, 3), 1)  # written by the "lo" model
   other = neural.NeuralCollageCodec(model=f"{models}/hi")
@@ -144,8 +162,8 @@ def test_bitpack_baseline_round_trip(tmp_path):
 def test_shipped_models_load_and_round_trip():
   codec = neural.NeuralCollageCodec()  # collage/assets/neural
   assert len(codec.models) >= 2
-  lams = [m.lam for m in codec.models]
-  assert lams == sorted(lams) and all(m.cfg.coding == "entropy" for m in codec.models)
+  keys = [m.meta.get("order", m.lam) for m in codec.models]
+  assert keys == sorted(keys) and all(m.cfg.coding == "entropy" for m in codec.models)
   img = _image(40, 70, 3, seed=4)
   sizes = []
   for quality in (1, 100):
