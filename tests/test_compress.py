@@ -29,7 +29,8 @@ def test_config_variants_and_unknown_variant():
     compress_task.model_config(c)  # a valid architecture
   assert compress_config.get_config().total_steps == 5000  # "quick" is the default
   assert compress_config.get_config("baseline").model.coding == "bitpack"
-  with pytest.raises(ValueError, match="valid: quick, full, baseline, baseline_quick"):
+  assert compress_config.get_config("fine").model.luma_range == 4
+  with pytest.raises(ValueError, match="valid: quick, full, fine, baseline, baseline_quick"):
     compress_config.get_config("huge")
 
 

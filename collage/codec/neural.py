@@ -22,7 +22,8 @@ File (inside :mod:`collage.codec.container`, codec id 2):
   payload = the coded symbols (range-coder words, little-endian uint32; or packed bits)
 
 The fingerprint (SHA-256 of the model's architecture and weights) selects the model when
-decoding: the shipped models (``collage/assets/neural/*``) or those under ``model=PATH``.
+decoding: the shipped models (``collage/assets/neural/*``, and for old files the retired ones
+in ``collage/assets/neural_retired/*``) or those under ``model=PATH``.
 
 Models: ``NeuralCollageCodec()`` uses the shipped models, one per trained rate point; the
 ``quality`` 1..100 picks among them from the lowest rate (1) to the highest (100) in equal
@@ -52,6 +53,9 @@ PARAMS_VERSION = 1
 TABLE_PRECISION = 16
 ASSET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "assets", "neural")
+# Models that shipped with earlier versions and are no longer offered for encoding: kept so
+# that files written with them still decode with the default models.
+RETIRED_DIR = os.path.join(os.path.dirname(ASSET_DIR), "neural_retired")
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
 ENCODE_BATCH = 64  # tiles per jitted forward pass (the last chunk is padded)
 MAX_REFINE = 10_000  # bound on test-time refinement steps (``refine``)
@@ -310,6 +314,8 @@ class NeuralCollageCodec(Codec):
     coding = r.u8()
     r.expect_end()
     matches = [m for m in self.models if m.fingerprint == fingerprint]
+    if not matches and self.model_path == ASSET_DIR and _model_dirs(RETIRED_DIR):
+      matches = [m for m in _load_models(RETIRED_DIR) if m.fingerprint == fingerprint]
     if not matches:
       raise CodecError(
           f"the file was written with neural model {fingerprint.hex()}, which is not among "

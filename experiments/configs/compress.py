@@ -9,7 +9,8 @@ r"""Neural Collage compression (Poli et al. 2022) with a learned entropy model (
         --workdir runs/compress_l2 --config.model.bitpack_bits=6
 
 Variants: ``quick`` (a clearly learning model in minutes on a laptop CPU), ``full`` (the
-shipped models' recipe), ``baseline`` / ``baseline_quick`` (the paper's L2 magnitude
+shipped low-rate models' recipe: 8x8 luma ranges), ``fine`` (the shipped high-rate models'
+recipe: 4x4 luma and 8x8 chroma ranges), ``baseline`` / ``baseline_quick`` (the paper's L2 magnitude
 regularizer with plain bit packing, a smaller candidate set so its rate is comparable).
 ``lam`` sets the rate point: loss = bpp + lam * 255^2 * MSE. The exported model lands in
 ``WORKDIR/artifacts/model`` and is used by ``collage-codec compress --codec neural --model``.
@@ -19,7 +20,7 @@ import ml_collections
 
 from collage.train.config import training_defaults, variant
 
-VARIANTS = ("quick", "full", "baseline", "baseline_quick")
+VARIANTS = ("quick", "full", "fine", "baseline", "baseline_quick")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -78,6 +79,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.total_steps = 20000
     c.eval_every = 5000
     c.checkpoint_every = 2000
+  if arg == "fine":                    # the shipped high-rate models: 4x4 luma / 8x8 chroma ranges
+    c.total_steps = 12000
+    c.eval_every = 4000
+    c.checkpoint_every = 2000
+    c.model.luma_range = 4              # 64 luma ranges per tile (8x8 grid)
+    c.model.luma_domain = 8             # 16 domains 8x8 at stride 8, pooled to 4x4
+    c.model.luma_stride = 8
+    c.model.luma_aux = 16
+    c.model.chroma_range = 8            # 16 chroma ranges per tile
+    c.model.chroma_domain = 16          # 4 domains 16x16 at stride 16
+    c.model.chroma_stride = 16
+    c.model.chroma_aux = 8
   if arg in ("baseline", "baseline_quick"):
     c.model.coding = "bitpack"
     c.model.luma_aux = 4                # 16 x (4 + 4 + 1) + 2 x 4 x (2 + 2 + 1) = 184 values

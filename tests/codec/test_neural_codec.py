@@ -119,6 +119,23 @@ def test_order_rank_overrides_lam_across_architectures(tmp_path):
   assert codec.model_for_quality(1).lam == 0.1
 
 
+def test_files_of_retired_shipped_models_still_decode(tmp_path, monkeypatch):
+  """Default codec: encodes with the shipped models only, decodes retired models' files too."""
+  current = _save(tmp_path / "neural" / "now", 0, 0.01)
+  retired = _save(tmp_path / "neural_retired" / "old", 1, 0.02)
+  img = _image(16, 24, 3)
+  old_file = neural.NeuralCollageCodec(model=retired).compress(img, 50)
+  expected = neural.NeuralCollageCodec(model=retired).decompress(old_file)
+  monkeypatch.setattr(neural, "ASSET_DIR", str(tmp_path / "neural"))
+  monkeypatch.setattr(neural, "RETIRED_DIR", str(tmp_path / "neural_retired"))
+  codec = neural.NeuralCollageCodec()
+  assert [m.directory for m in codec.models] == [current]
+  np.testing.assert_array_equal(codec.decompress(old_file), expected)
+  # A user's own model directory is not extended with the retired ones.
+  with pytest.raises(base.CodecError, match="not among the models"):
+    neural.NeuralCollageCodec(model=current).decompress(old_file)
+
+
 def test_files_need_the_model_that_wrote_them(codec, models):
   data = codec.compress(_image(16, 16, 3), 1)  # written by the "lo" model
   other = neural.NeuralCollageCodec(model=f"{models}/hi")
