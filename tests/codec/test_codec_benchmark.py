@@ -78,12 +78,20 @@ def test_through_the_entrypoint(tmp_path):
   assert (tmp_path / "artifacts" / "summary.md").exists()
 
 
-def test_neural_refine_reaches_the_codec(tmp_path):
-  """config.neural_refine is passed to the neural codec: the refined files differ."""
+def test_neural_refine_reaches_the_codec(tmp_path, monkeypatch):
+  """config.neural_refine is passed to the neural codec (and to no other codec)."""
+  made = []
+
+  def spy(name, **kwargs):
+    made.append((name, kwargs))
+    return task_get_codec(name, **kwargs)
+
+  task_get_codec = task.get_codec
+  monkeypatch.setattr(task, "get_codec", spy)
   c = _small_config()
-  c.codecs, c.qualities.neural, c.max_images, c.crop, c.ms_ssim = "neural", "41", 1, 64, False
+  c.codecs, c.qualities.neural, c.qualities.jpeg = "neural,jpeg", "41", "50"
+  c.max_images, c.crop, c.ms_ssim = 1, 32, False
   assert config_lib.get_config().neural_refine == 0
-  plain = task.run(c, str(tmp_path / "plain"), "train")["averages"][0]
-  c.neural_refine = 30
-  refined = task.run(c, str(tmp_path / "refined"), "train")["averages"][0]
-  assert (refined["bpp"], refined["psnr"]) != (plain["bpp"], plain["psnr"])
+  c.neural_refine = 3
+  task.run(c, str(tmp_path), "train")
+  assert made == [("neural", {"refine": 3}), ("jpeg", {})]
