@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from collage.codec import base  # noqa: E402
+from collage.codec import container  # noqa: E402
 from collage.codec import neural  # noqa: E402
 from collage.data.images import image_paths, load_image  # noqa: E402
 from collage.metrics.distortion import psnr  # noqa: E402
@@ -83,11 +84,10 @@ def cmd_rd(args) -> list[dict]:
   print("| codec | setting | bpp | PSNR (dB) | encode (s) | decode (s) |")
   print("| --- | --- | ---: | ---: | ---: | ---: |")
   label = f"neural, refine {args.refine}" if args.refine else "neural"
-  groups = [(label, m) for m in (args.models.split(",") if args.models else [None])]
-  groups += [("neural-l2-bitpack", m) for m in args.baselines.split(",") if m]
-  for label, path in groups:
-    codec = neural.NeuralCollageCodec(model=path,
-                                      refine=args.refine if label != "neural-l2-bitpack" else 0)
+  groups = [(label, m, args.refine) for m in (args.models.split(",") if args.models else [None])]
+  groups += [("neural-l2-bitpack", m, 0) for m in args.baselines.split(",") if m]
+  for label, path, refine in groups:
+    codec = neural.NeuralCollageCodec(model=path, refine=refine)
     n = len(codec.models)
     for i, m in enumerate(codec.models):
       q = 1 + (i * 100) // n  # the first quality of model i's band
@@ -216,7 +216,7 @@ def cmd_diagnose(args) -> list[dict]:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
   from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
-  from collage.ops import blocks, color  # pylint: disable=import-outside-toplevel
+  from collage.ops import color  # pylint: disable=import-outside-toplevel
   img = load_image(args.image)
   h, w = img.shape[:2]
   codec = neural.NeuralCollageCodec(model=args.model)
@@ -239,9 +239,7 @@ def cmd_diagnose(args) -> list[dict]:
            "psnr_with_true_chroma": psnr(to_rgb(true_c), img, 255.0)}
     # Test-time refinement of the continuous code of every tile (decoder unchanged).
     mdl, t = m.model, m.cfg.tile
-    x = img.astype(np.float32) / 255.0
-    tiles = jnp.asarray(np.asarray(blocks.to_blocks(
-        neural._pad_to_tiles(x, t)[None], t, t)).reshape(-1, t, t, 3))  # pylint: disable=protected-access
+    tiles = jnp.asarray(neural.image_tiles(img, t))
     lo, hi = mdl.clip_range()
     slots = jnp.asarray(mdl.layout.slots)
 
@@ -267,16 +265,11 @@ def cmd_diagnose(args) -> list[dict]:
       y, state = step(y, state, k)
     qv = np.asarray(mdl.quantize(y)).astype(np.int64)
     payload = neural.encode_symbols(qv, m.layout.slots_for(3), m.tables)
-    dec = np.asarray(mdl.synthesise(jnp.asarray(qv, jnp.float32), 3))
-    gh, gw = -(-h // t), -(-w // t)
-    full = dec.reshape(gh, gw, t, t, 3).transpose(0, 2, 1, 3, 4).reshape(gh * t, gw * t, 3)
-    full = np.clip(np.round(full[:h, :w] * 255), 0, 255)
     # Same container around the refined payload: the file's bytes minus its own payload.
-    overhead = len(data) - len(neural.encode_symbols(codec.encode_code(img, q)[1],
-                                                     m.layout.slots_for(3), m.tables))
+    overhead = len(data) - len(container.unpack(data)[2])
     row.update({"refine_steps": args.steps, "refine_rate_weight": args.rate_weight,
                 "refined_bpp": 8 * (len(payload) + overhead) / (h * w),
-                "refined_psnr": psnr(full, img, 255.0),
+                "refined_psnr": psnr(codec.reconstruct(m, qv, h, w, 3), img, 255.0),
                 "refine_s": time.perf_counter() - t0})
     print(json.dumps(row), flush=True)
     rows.append(row)

@@ -234,6 +234,16 @@ def _pad_to_tiles(image: np.ndarray, tile: int) -> np.ndarray:
   return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
 
 
+def image_tiles(image: np.ndarray, tile: int) -> np.ndarray:
+  """uint8 [H, W, C] (C = 1 or 3) -> the model's input: float32 RGB tiles [n, T, T, 3] in
+  [0, 1], edge-padded to whole tiles, in raster order (gray is repeated to RGB)."""
+  x = image.astype(np.float32) / 255.0
+  if x.shape[-1] == 1:
+    x = np.repeat(x, 3, axis=-1)
+  return np.asarray(blocks.to_blocks(_pad_to_tiles(x, tile)[None], tile, tile)).reshape(
+      -1, tile, tile, 3)
+
+
 @register
 class NeuralCollageCodec(Codec):
   """Neural Collage codec (see the module docstring).
@@ -276,13 +286,8 @@ class NeuralCollageCodec(Codec):
     """The integer code of an image. image: uint8 [H, W, C] -> (model, int64 [tiles, N])."""
     image = _check_image(image)
     m = self.model_for_quality(quality)
-    h, w, c = image.shape
-    x = image.astype(np.float32) / 255.0
-    if c == 1:
-      x = np.repeat(x, 3, axis=-1)
-    t = m.cfg.tile
-    tiles = np.asarray(blocks.to_blocks(_pad_to_tiles(x, t)[None], t, t)).reshape(-1, t, t, 3)
-    q = m.analyse(tiles, self.refine)[:, :m.layout.num_values(c)]
+    tiles = image_tiles(image, m.cfg.tile)
+    q = m.analyse(tiles, self.refine)[:, :m.layout.num_values(image.shape[-1])]
     return m, q
 
   def compress(self, image: np.ndarray, quality: int = 50) -> bytes:
