@@ -34,6 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from collage.nn import entropy_model as em
@@ -326,7 +327,6 @@ def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, 
 
   rgb: [B, T, T, 3] in [0, 1]; y: [B, N] continuous code (quantization units) -> [B, N].
   """
-  import optax  # pylint: disable=import-outside-toplevel
   lo, hi = model.clip_range()
   slots = jnp.asarray(model.layout.slots)
   pixels = rgb.shape[1] * rgb.shape[2]
