@@ -269,7 +269,8 @@ def cmd_diagnose(args) -> list[dict]:
     overhead = len(data) - len(container.unpack(data)[2])
     row.update({"refine_steps": args.steps, "refine_rate_weight": args.rate_weight,
                 "refined_bpp": 8 * (len(payload) + overhead) / (h * w),
-                "refined_psnr": psnr(codec.reconstruct(m, qv, h, w, 3), img, 255.0),
+                "refined_psnr": psnr(codec.reconstruct(neural.TileCode.single(m, qv), h, w, 3),
+                                     img, 255.0),
                 "refine_s": time.perf_counter() - t0})
     print(json.dumps(row), flush=True)
     rows.append(row)

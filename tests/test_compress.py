@@ -64,5 +64,5 @@ def test_compress_tiny_through_main_and_codec(tmp_path):
   codec = neural.NeuralCollageCodec(model=str(workdir))
   img = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
   data = codec.compress(img, 50)
-  m, q = codec.encode_code(img, 50)
-  np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(m, q, 20, 30, 3))
+  code = codec.encode_code(img, 50)
+  np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(code, 20, 30, 3))

@@ -16,10 +16,24 @@ Compression of an ``H x W`` image (1 or 3 channels):
    encoder's reconstruction bit-exactly; ``scale=K`` decodes every tile at ``K`` times the
    resolution (resolution-agnostic decoding of the collage operator).
 
+Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
+a different model. The encoder codes every tile with every (entropy-coded) model of the set,
+and keeps for each tile the model with the lowest rate-distortion cost
+``bits + lam * 255^2 * SSE / C`` (the training objective per tile; SSE of the decoded 8-bit
+tile over its real pixels), at one ``lam`` that ``quality`` sets on a geometric scale
+(:meth:`NeuralCollageCodec.mix_lam`). Smooth tiles then take the cheap 8x8-range models and
+detailed ones the 4x4-range models: the neural analogue of PIFS's adaptive quadtree. The choice
+costs at most ``log2(K)`` bits per tile (under 0.003 bpp for 5 models and 32x32 tiles).
+
 File (inside :mod:`collage.codec.container`, codec id 2):
-  params  = u8 version (1) | 8-byte model fingerprint | varint tile | u8 coding
-            (0 entropy, 1 bitpack)
-  payload = the coded symbols (range-coder words, little-endian uint32; or packed bits)
+  params v1 (one model) = u8 version (1) | 8-byte model fingerprint | varint tile | u8 coding
+                          (0 entropy, 1 bitpack)
+  payload v1            = the coded symbols (range-coder words, little-endian uint32; or packed
+                          bits)
+  params v2 (per tile)  = u8 version (2) | varint K (2..MAX_MIX_MODELS) | K 8-byte
+                          fingerprints | varint tile | u8 coding (0: entropy)
+  payload v2            = range-coder words: each tile's model index (uniform over K, raster
+                          order), then model 0's tiles' symbols as in v1, then model 1's, ...
 
 The fingerprint (SHA-256 of the model's architecture and weights) selects the model when
 decoding: the shipped models (``collage/assets/neural/*``, and for old files the retired ones
@@ -36,6 +50,7 @@ directories (then quality picks among them as for the shipped ones).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -49,7 +64,10 @@ from collage.codec.base import Codec, CodecError, check_quality, check_scale, re
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
 from collage.ops import blocks
 
-PARAMS_VERSION = 1
+PARAMS_VERSION = 1  # one model for every tile
+MIXED_VERSION = 2   # a model per tile (``mix=True``)
+MAX_MIX_MODELS = 64
+MIX_LAM_TOP = 3.0   # mix mode: quality 100 is lam = MIX_LAM_TOP * the largest model lam
 TABLE_PRECISION = 16
 ASSET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "assets", "neural")
@@ -62,6 +80,44 @@ MAX_REFINE = 10_000  # bound on test-time refinement steps (``refine``)
 
 
 # -- entropy coding of slot-structured integer codes ------------------------------------------
+def _categorical(freqs: np.ndarray):
+  import constriction  # pylint: disable=import-outside-toplevel
+  freqs = np.asarray(freqs, np.float64)
+  return constriction.stream.model.Categorical(freqs / freqs.sum(), perfect=False)
+
+
+def _encode_slots(coder, q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> None:
+  """Append the codes ``q`` [n_tiles, N] to a constriction range coder, slot by slot."""
+  m = (tables.shape[1] - 1) // 2
+  q = np.asarray(q, np.int64)
+  if q.size and (q.min() < -m or q.max() > m):
+    raise CodecError(f"code values must be in [-{m}, {m}], got [{q.min()}, {q.max()}]")
+  for s in np.unique(slots):
+    sym = (q[:, slots == s] + m).reshape(-1).astype(np.int32)
+    if sym.size:
+      coder.encode(sym, _categorical(tables[s]))
+
+
+def _decode_slots(coder, n_tiles: int, slots: np.ndarray, tables: np.ndarray) -> np.ndarray:
+  """Inverse of :func:`_encode_slots` -> int64 [n_tiles, N]."""
+  m = (tables.shape[1] - 1) // 2
+  q = np.zeros((n_tiles, len(slots)), np.int64)
+  for s in np.unique(slots):
+    cols = np.flatnonzero(slots == s)
+    count = n_tiles * cols.size
+    if count:
+      sym = np.asarray(coder.decode(_categorical(tables[s]), count), np.int64)
+      q[:, cols] = sym.reshape(n_tiles, cols.size) - m
+  return q
+
+
+def _range_decoder(data: bytes):
+  import constriction  # pylint: disable=import-outside-toplevel
+  if len(data) % 4:
+    raise CodecError(f"corrupt neural payload: {len(data)} bytes is not a multiple of 4")
+  return constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
+
+
 def encode_symbols(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> bytes:
   """Range-code integer codes, one learned categorical model per slot.
 
@@ -74,44 +130,19 @@ def encode_symbols(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> byte
     The coder's words as little-endian uint32 bytes.
   """
   import constriction  # pylint: disable=import-outside-toplevel
-  m = (tables.shape[1] - 1) // 2
-  q = np.asarray(q, np.int64)
-  if q.size and (q.min() < -m or q.max() > m):
-    raise CodecError(f"code values must be in [-{m}, {m}], got [{q.min()}, {q.max()}]")
   coder = constriction.stream.queue.RangeEncoder()
-  for s in np.unique(slots):
-    sym = (q[:, slots == s] + m).reshape(-1).astype(np.int32)
-    if sym.size:
-      model = constriction.stream.model.Categorical(
-          tables[s].astype(np.float64) / float(1 << TABLE_PRECISION), perfect=False)
-      coder.encode(sym, model)
+  _encode_slots(coder, q, slots, tables)
   return coder.get_compressed().astype("<u4").tobytes()
 
 
 def decode_symbols(data: bytes, n_tiles: int, slots: np.ndarray,
                    tables: np.ndarray) -> np.ndarray:
   """Inverse of :func:`encode_symbols` -> int64 [n_tiles, N]. Raises CodecError on bad data."""
-  import constriction  # pylint: disable=import-outside-toplevel
-  m = (tables.shape[1] - 1) // 2
-  if len(data) % 4:
-    raise CodecError(f"corrupt neural payload: {len(data)} bytes is not a multiple of 4")
-  q = np.zeros((n_tiles, len(slots)), np.int64)
+  coder = _range_decoder(data)
   try:
-    words = np.frombuffer(data, "<u4").astype(np.uint32)
-    coder = constriction.stream.queue.RangeDecoder(words)
-    for s in np.unique(slots):
-      cols = np.flatnonzero(slots == s)
-      count = n_tiles * cols.size
-      if count:
-        model = constriction.stream.model.Categorical(
-            tables[s].astype(np.float64) / float(1 << TABLE_PRECISION), perfect=False)
-        sym = np.asarray(coder.decode(model, count), np.int64)
-        q[:, cols] = sym.reshape(n_tiles, cols.size) - m
-  except CodecError:
-    raise
+    return _decode_slots(coder, n_tiles, slots, tables)
   except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
     raise CodecError(f"corrupt neural payload: {e}") from None
-  return q
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -140,10 +171,9 @@ class LoadedModel:
     graphdef, state = nnx.split(self.model)
     self._state = state
 
-    lam = float(self.meta.get("lam", 0.0))
 
-    @functools.partial(jax.jit, static_argnums=(2,))
-    def analyse(state, x, refine_steps):
+    @functools.partial(jax.jit, static_argnums=(3,))
+    def analyse(state, x, lam, refine_steps):
       mdl = nnx.merge(graphdef, state)
       y = mdl.analyse(x)
       if refine_steps:
@@ -161,12 +191,15 @@ class LoadedModel:
   def lam(self) -> float:
     return float(self.meta.get("lam", 0.0))
 
-  def analyse(self, tiles: np.ndarray, refine_steps: int = 0) -> np.ndarray:
+  def analyse(self, tiles: np.ndarray, refine_steps: int = 0,
+              lam: float | None = None) -> np.ndarray:
     """tiles: float32 [n, T, T, 3] in [0, 1] -> int64 [n, N] (the full colour code).
 
     ``refine_steps`` > 0: that many steps of test-time refinement of the code
-    (``collage.nn.hypernet.refine_code``) after the forward pass."""
-    out = [np.asarray(self._analyse(self._state, chunk, int(refine_steps)))
+    (``collage.nn.hypernet.refine_code``) after the forward pass, at the rate-distortion
+    trade-off ``lam`` (default: the model's own)."""
+    lam = np.float32(self.lam if lam is None else lam)
+    out = [np.asarray(self._analyse(self._state, chunk, lam, int(refine_steps)))
            for chunk in _chunks(tiles)]
     return np.concatenate(out)[:len(tiles)].astype(np.int64)
 
@@ -175,6 +208,12 @@ class LoadedModel:
     out = [np.asarray(self._synthesise(self._state, chunk, channels, scale))
            for chunk in _chunks(q.astype(np.int32))]
     return np.concatenate(out)[:len(q)]
+
+  def code_bits(self, q: np.ndarray, channels: int) -> np.ndarray:
+    """The ideal code length in bits of each tile's code q [n, N_channels] under this model's
+    integer tables (what the range coder spends, up to its few bytes of overhead) -> [n]."""
+    from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
+    return em.row_bits(q, self.layout.slots_for(channels), self.tables)
 
 
 def _chunks(a: np.ndarray) -> list[np.ndarray]:
@@ -244,6 +283,40 @@ def image_tiles(image: np.ndarray, tile: int) -> np.ndarray:
       -1, tile, tile, 3)
 
 
+def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
+  """float32 [n_tiles, T, T]: 1 where a tile pixel lies inside the image, 0 on the padding."""
+  nh, nw = -(-height // tile), -(-width // tile)
+  mask = np.zeros((nh * tile, nw * tile), np.float32)
+  mask[:height, :width] = 1.0
+  return mask.reshape(nh, tile, nw, tile).transpose(0, 2, 1, 3).reshape(-1, tile, tile)
+
+
+@dataclasses.dataclass(frozen=True)
+class TileCode:
+  """The integer code of an image: which model codes each tile, and each model's codes.
+
+  Attributes:
+    models: the K >= 1 models used (K = 1: one model for every tile, a version-1 file).
+    choice: int [n_tiles], the index into ``models`` of every tile, in raster order.
+    codes: ``codes[k]`` is int64 [tiles with choice k, N_k], those tiles' codes in raster
+      order (N_k: the model's code length for the image's channel count).
+  """
+  models: tuple[LoadedModel, ...]
+  choice: np.ndarray
+  codes: tuple[np.ndarray, ...]
+
+  @classmethod
+  def single(cls, model: LoadedModel, q: np.ndarray) -> "TileCode":
+    return cls((model,), np.zeros(len(q), np.int64), (q,))
+
+  @property
+  def q(self) -> np.ndarray:
+    """The code of a one-model image, int64 [n_tiles, N]."""
+    if len(self.models) != 1:
+      raise ValueError(f"this code mixes {len(self.models)} models; use .codes")
+    return self.codes[0]
+
+
 @register
 class NeuralCollageCodec(Codec):
   """Neural Collage codec (see the module docstring).
@@ -255,17 +328,23 @@ class NeuralCollageCodec(Codec):
       forward pass). Refinement lowers the rate-distortion cost of the code at an encode
       cost of about one decode and its gradient per step; the file format and the decoder
       are the same (``benchmarks/neural_codec.md`` has the measured gains).
+    mix: choose the model per tile by rate-distortion cost (see the module docstring) instead
+      of one model per quality band. Costs one forward pass and one decode per model at
+      encode time; decoding costs the same as with one model.
   """
 
   name = "neural"
   codec_id = 2
 
-  def __init__(self, model: str | None = None, refine: int = 0):
+  def __init__(self, model: str | None = None, refine: int = 0, mix: bool = False):
     self.model_path = os.path.abspath(model) if model else ASSET_DIR
     if isinstance(refine, bool) or int(refine) != refine or not 0 <= int(refine) <= MAX_REFINE:
       raise CodecError(f"refine must be an integer number of steps in 0..{MAX_REFINE}, "
                        f"got {refine!r}")
+    if not isinstance(mix, bool):
+      raise CodecError(f"mix must be True or False, got {mix!r}")
     self.refine = int(refine)
+    self.mix = mix
     self._models: tuple[LoadedModel, ...] | None = None
 
   @property
@@ -281,43 +360,115 @@ class NeuralCollageCodec(Codec):
     n = len(self.models)
     return self.models[min(n - 1, (int(quality) - 1) * n // 100)]
 
+  def mix_models(self) -> tuple[LoadedModel, ...]:
+    """The models the per-tile choice picks from: the entropy-coded ones (one tile size)."""
+    ms = tuple(m for m in self.models if m.cfg.coding == "entropy")
+    if not ms:
+      raise CodecError(f"mix needs entropy-coded models; those at {self.model_path} are all "
+                       "bit-packing baselines")
+    if len({m.cfg.tile for m in ms}) > 1:
+      raise CodecError("mix needs models of one tile size, got tiles "
+                       f"{sorted({m.cfg.tile for m in ms})} at {self.model_path}")
+    if min(m.lam for m in ms) <= 0:
+      raise CodecError("mix needs every model's training lam (> 0) in its model.json")
+    return ms[:MAX_MIX_MODELS]
+
+  def mix_lam(self, quality: int) -> float:
+    """The rate-distortion trade-off of ``quality`` in mix mode: geometric from the smallest
+    model lam (quality 1) to MIX_LAM_TOP times the largest (quality 100)."""
+    quality = check_quality(quality)
+    lams = [m.lam for m in self.mix_models()]
+    lo, hi = min(lams), MIX_LAM_TOP * max(lams)
+    return float(lo * (hi / lo) ** ((int(quality) - 1) / 99.0))
+
   # -- encoding ---------------------------------------------------------------------------
-  def encode_code(self, image: np.ndarray, quality: int) -> tuple[LoadedModel, np.ndarray]:
-    """The integer code of an image. image: uint8 [H, W, C] -> (model, int64 [tiles, N])."""
+  def encode_code(self, image: np.ndarray, quality: int) -> TileCode:
+    """The integer code of an image. image: uint8 [H, W, C] -> :class:`TileCode`."""
     image = _check_image(image)
+    if self.mix:
+      return self._encode_mixed(image, quality)
     m = self.model_for_quality(quality)
     tiles = image_tiles(image, m.cfg.tile)
     q = m.analyse(tiles, self.refine)[:, :m.layout.num_values(image.shape[-1])]
-    return m, q
+    return TileCode.single(m, q)
+
+  def tile_costs(self, image: np.ndarray, lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every mix model's one-pass code of every tile and its rate-distortion cost.
+
+    Returns (cost float64 [K, n_tiles] = bits + lam * 255^2 * SSE / C, codes: K arrays
+    int64 [n_tiles, N_k]); SSE is that of the decoded 8-bit tile over its real pixels."""
+    image = _check_image(image)
+    h, w, c = image.shape
+    ms = self.mix_models()
+    tiles = image_tiles(image, ms[0].cfg.tile)
+    target = tiles[..., :c].astype(np.float64)
+    valid = _valid_pixels(h, w, ms[0].cfg.tile)[..., None]
+    costs, codes = [], []
+    for m in ms:
+      q = m.analyse(tiles)[:, :m.layout.num_values(c)]
+      rec = np.round(np.clip(m.synthesise(q, c), 0.0, 1.0) * 255.0) / 255.0
+      sse = np.sum((rec - target) ** 2 * valid, axis=(1, 2, 3))
+      costs.append(m.code_bits(q, c) + lam * 255.0 ** 2 * sse / c)
+      codes.append(q)
+    return np.stack(costs), codes
+
+  def _encode_mixed(self, image: np.ndarray, quality: int) -> TileCode:
+    c = image.shape[-1]
+    lam = self.mix_lam(quality)
+    ms = self.mix_models()
+    costs, codes = self.tile_costs(image, lam)
+    choice = np.argmin(costs, axis=0)
+    used = [k for k in range(len(ms)) if np.any(choice == k)]
+    if self.refine:
+      tiles = image_tiles(image, ms[0].cfg.tile)
+      for k in used:
+        sel = choice == k
+        codes[k][sel] = ms[k].analyse(tiles[sel], self.refine, lam)[:, :codes[k].shape[1]]
+    index = np.full(len(ms), -1, np.int64)
+    index[used] = np.arange(len(used))
+    return TileCode(tuple(ms[k] for k in used), index[choice],
+                    tuple(codes[k][choice == k] for k in used))
 
   def compress(self, image: np.ndarray, quality: int = 50) -> bytes:
     """image: uint8 [H, W, C] (C = 1 or 3), quality 1..100 -> container bytes."""
     image = _check_image(image)
-    m, q = self.encode_code(image, quality)
     h, w, c = image.shape
-    params = (ByteWriter().u8(PARAMS_VERSION).raw(m.fingerprint).varint(m.cfg.tile)
-              .u8(_CODING_IDS[m.cfg.coding]).getvalue())
-    slots = m.layout.slots_for(c)
-    if m.cfg.coding == "entropy":
-      payload = encode_symbols(q, slots, m.tables)
-    else:
-      bits = m.cfg.bitpack_bits
-      payload = pack_bits(q.reshape(-1) + 2 ** (bits - 1), bits)
+    return self.write_code(self.encode_code(image, quality), h, w, c)
+
+  def write_code(self, code: TileCode, height: int, width: int, channels: int) -> bytes:
+    """A :class:`TileCode` of an image of that size -> container bytes (version-1 params for
+    one model, version 2 for several)."""
+    import constriction  # pylint: disable=import-outside-toplevel
+    h, w, c = height, width, channels
+    if len(code.models) == 1:
+      m, q = code.models[0], code.codes[0]
+      params = (ByteWriter().u8(PARAMS_VERSION).raw(m.fingerprint).varint(m.cfg.tile)
+                .u8(_CODING_IDS[m.cfg.coding]).getvalue())
+      slots = m.layout.slots_for(c)
+      if m.cfg.coding == "entropy":
+        payload = encode_symbols(q, slots, m.tables)
+      else:
+        bits = m.cfg.bitpack_bits
+        payload = pack_bits(q.reshape(-1) + 2 ** (bits - 1), bits)
+      return container.pack(self.codec_id, h, w, c, params, payload)
+    k = len(code.models)
+    if (k > MAX_MIX_MODELS or len({m.cfg.tile for m in code.models}) > 1
+        or any(m.cfg.coding != "entropy" for m in code.models)):
+      raise CodecError(f"a per-tile code needs 2..{MAX_MIX_MODELS} entropy-coded models of one "
+                       f"tile size, got {k}")
+    writer = ByteWriter().u8(MIXED_VERSION).varint(k)
+    for m in code.models:
+      writer.raw(m.fingerprint)
+    params = writer.varint(code.models[0].cfg.tile).u8(_CODING_IDS["entropy"]).getvalue()
+    coder = constriction.stream.queue.RangeEncoder()
+    coder.encode(code.choice.astype(np.int32), _categorical(np.ones(k)))
+    for m, q in zip(code.models, code.codes):
+      _encode_slots(coder, q, m.layout.slots_for(c), m.tables)
+    payload = coder.get_compressed().astype("<u4").tobytes()
     return container.pack(self.codec_id, h, w, c, params, payload)
 
   # -- decoding ---------------------------------------------------------------------------
-  def decode_code(self, data: bytes) -> tuple[LoadedModel, np.ndarray, container.Header]:
-    """Parse a file -> (model, int64 code [tiles, N], header)."""
-    header, params, payload = container.unpack(data, expected_codec_id=self.codec_id)
-    r = ByteReader(params, "neural codec parameters")
-    version = r.u8()
-    if version != PARAMS_VERSION:
-      raise CodecError(f"unsupported neural codec parameter version {version}; this build "
-                       f"reads version {PARAMS_VERSION}")
-    fingerprint = r.raw(8)
-    tile = r.varint(max_value=4096)
-    coding = r.u8()
-    r.expect_end()
+  def _model_with(self, fingerprint: bytes) -> LoadedModel:
     matches = [m for m in self.models if m.fingerprint == fingerprint]
     if not matches and self.model_path == ASSET_DIR and _model_dirs(RETIRED_DIR):
       matches = [m for m in _load_models(RETIRED_DIR) if m.fingerprint == fingerprint]
@@ -327,29 +478,61 @@ class NeuralCollageCodec(Codec):
           f"the models at {self.model_path} "
           f"({', '.join(m.fingerprint.hex() for m in self.models)}); pass model=PATH "
           "(--model) with the model that wrote it")
-    m = matches[0]
-    if tile != m.cfg.tile or coding != _CODING_IDS[m.cfg.coding]:
-      raise CodecError(f"corrupt neural codec parameters: tile {tile} / coding {coding} do "
-                       f"not match model {fingerprint.hex()}")
-    c = header.channels
-    nh, nw = -(-header.height // tile), -(-header.width // tile)
-    n_tiles = nh * nw
-    slots = m.layout.slots_for(c)
-    if m.cfg.coding == "entropy":
-      q = decode_symbols(payload, n_tiles, slots, m.tables)
-    else:
-      bits = m.cfg.bitpack_bits
-      q = unpack_bits(payload, n_tiles * len(slots), bits).reshape(n_tiles, len(slots))
-      q = q - 2 ** (bits - 1)
-    return m, q, header
+    return matches[0]
 
-  def reconstruct(self, m: LoadedModel, q: np.ndarray, height: int, width: int,
-                  channels: int, scale: int = 1) -> np.ndarray:
+  def decode_code(self, data: bytes) -> tuple[TileCode, container.Header]:
+    """Parse a file -> (:class:`TileCode`, header)."""
+    header, params, payload = container.unpack(data, expected_codec_id=self.codec_id)
+    r = ByteReader(params, "neural codec parameters")
+    version = r.u8()
+    if version not in (PARAMS_VERSION, MIXED_VERSION):
+      raise CodecError(f"unsupported neural codec parameter version {version}; this build "
+                       f"reads versions {PARAMS_VERSION} and {MIXED_VERSION}")
+    k = 1
+    if version == MIXED_VERSION:
+      k = r.varint(max_value=MAX_MIX_MODELS)
+      if k < 2:
+        raise CodecError(f"corrupt neural codec parameters: a per-tile file needs 2.."
+                         f"{MAX_MIX_MODELS} models, got {k}")
+    models = tuple(self._model_with(r.raw(8)) for _ in range(k))
+    tile = r.varint(max_value=4096)
+    coding = r.u8()
+    r.expect_end()
+    for m in models:
+      if tile != m.cfg.tile or coding != _CODING_IDS[m.cfg.coding]:
+        raise CodecError(f"corrupt neural codec parameters: tile {tile} / coding {coding} do "
+                         f"not match model {m.fingerprint.hex()}")
+    c = header.channels
+    n_tiles = -(-header.height // tile) * -(-header.width // tile)
+    if version == PARAMS_VERSION:
+      m = models[0]
+      slots = m.layout.slots_for(c)
+      if m.cfg.coding == "entropy":
+        q = decode_symbols(payload, n_tiles, slots, m.tables)
+      else:
+        bits = m.cfg.bitpack_bits
+        q = unpack_bits(payload, n_tiles * len(slots), bits).reshape(n_tiles, len(slots))
+        q = q - 2 ** (bits - 1)
+      return TileCode.single(m, q), header
+    coder = _range_decoder(payload)
+    try:
+      choice = np.asarray(coder.decode(_categorical(np.ones(k)), n_tiles), np.int64)
+      codes = tuple(_decode_slots(coder, int(np.sum(choice == i)), m.layout.slots_for(c),
+                                  m.tables) for i, m in enumerate(models))
+    except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
+      raise CodecError(f"corrupt neural payload: {e}") from None
+    return TileCode(models, choice, codes), header
+
+  def reconstruct(self, code: TileCode, height: int, width: int, channels: int,
+                  scale: int = 1) -> np.ndarray:
     """Decode a code to uint8 [height * scale, width * scale, channels]."""
-    t = m.cfg.tile
+    t = code.models[0].cfg.tile
     nh, nw = -(-height // t), -(-width // t)
-    tiles = m.synthesise(q, channels, scale)
-    tiles = np.asarray(tiles)
+    tiles = np.zeros((nh * nw, t * scale, t * scale, channels), np.float32)
+    for k, (m, q) in enumerate(zip(code.models, code.codes)):
+      sel = code.choice == k
+      if np.any(sel):
+        tiles[sel] = m.synthesise(q, channels, scale)
     grid = tiles.reshape(1, nh, nw, *tiles.shape[1:])
     img = np.asarray(blocks.from_blocks(grid))[0, :height * scale, :width * scale]
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -357,8 +540,8 @@ class NeuralCollageCodec(Codec):
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
     """Container bytes -> uint8 [H * scale, W * scale, C]."""
     scale = check_scale(scale)
-    m, q, header = self.decode_code(data)
-    return self.reconstruct(m, q, header.height, header.width, header.channels, int(scale))
+    code, header = self.decode_code(data)
+    return self.reconstruct(code, header.height, header.width, header.channels, int(scale))
 
 
 def _check_image(image) -> np.ndarray:

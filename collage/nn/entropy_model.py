@@ -133,13 +133,19 @@ def integer_tables(logits, precision: int = 16) -> np.ndarray:
   return counts
 
 
-def table_bits(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> float:
-  """Ideal code length in bits of integer symbols under integer tables.
+def row_bits(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> np.ndarray:
+  """Ideal code length in bits of each row of integer symbols under integer tables.
 
-  q: int [..., N] in ``[-M, M]``, slots: int [N], tables: int [S, 2M+1] -> float.
+  q: int [..., N] in ``[-M, M]``, slots: int [N], tables: int [S, 2M+1] -> float64 [...].
   """
   m = (tables.shape[-1] - 1) // 2
   total = tables[0].sum()
-  q = np.asarray(q).reshape(-1, len(slots))
-  counts = tables[np.asarray(slots)[None, :], q + m]
-  return float(-(np.log2(counts / total)).sum())
+  q = np.asarray(q)
+  counts = tables[np.asarray(slots), q + m]
+  return -np.log2(counts / total).sum(axis=-1)
+
+
+def table_bits(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> float:
+  """Ideal code length in bits of integer symbols under integer tables (all rows of
+  :func:`row_bits`). q: int [..., N] in ``[-M, M]`` -> float."""
+  return float(row_bits(np.asarray(q).reshape(-1, len(slots)), slots, tables).sum())

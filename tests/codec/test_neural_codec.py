@@ -53,12 +53,12 @@ def test_registered_with_codec_id_2(codec):
 def test_decode_reproduces_the_encoder_bit_exactly(codec):
   img = _image(37, 21, 3)   # not a multiple of the tile: padded, then cropped back
   data = codec.compress(img, quality=90)
-  m, q_enc = codec.encode_code(img, 90)
-  m2, q_dec, header = codec.decode_code(data)
-  assert m2 is m and (header.height, header.width, header.channels) == (37, 21, 3)
-  np.testing.assert_array_equal(q_dec, q_enc)
-  assert np.abs(q_enc).sum() > 0
-  expected = codec.reconstruct(m, q_enc, 37, 21, 3)
+  enc = codec.encode_code(img, 90)
+  dec, header = codec.decode_code(data)
+  assert dec.models == enc.models and (header.height, header.width, header.channels) == (37, 21, 3)
+  np.testing.assert_array_equal(dec.q, enc.q)
+  assert np.abs(enc.q).sum() > 0
+  expected = codec.reconstruct(enc, 37, 21, 3)
   out = codec.decompress(data)
   assert out.shape == (37, 21, 3) and out.dtype == np.uint8
   np.testing.assert_array_equal(out, expected)
@@ -68,7 +68,8 @@ def test_decode_reproduces_the_encoder_bit_exactly(codec):
 def test_rate_is_the_model_rate_plus_small_overhead(codec):
   img = _image(64, 48, 3, seed=1)
   data = codec.compress(img, quality=1)
-  m, q = codec.encode_code(img, 1)
+  code = codec.encode_code(img, 1)
+  m, q = code.models[0], code.q
   ideal = em.table_bits(q, m.layout.slots_for(3), m.tables)
   header_bytes = len(data) - len(container.unpack(data)[2])
   payload_bits = 8 * (len(data) - header_bytes)
@@ -84,8 +85,8 @@ def test_gray_images_and_scaled_decode(codec):
   assert out.shape == (20, 33, 1)
   big = codec.decompress(data, scale=2)
   assert big.shape == (40, 66, 1)
-  m, q, _ = codec.decode_code(data)
-  assert q.shape[1] == m.layout.n_y  # luma only
+  code, _ = codec.decode_code(data)
+  assert code.q.shape[1] == code.models[0].layout.n_y  # luma only
   rgb = codec.decompress(codec.compress(_image(16, 16, 3), 50), scale=3)
   assert rgb.shape == (48, 48, 3)
 
@@ -169,11 +170,12 @@ def test_bitpack_baseline_round_trip(tmp_path):
   codec = neural.NeuralCollageCodec(model=path)
   img = _image(24, 40, 3, seed=3)
   data = codec.compress(img, 50)
-  m, q = codec.encode_code(img, 50)
+  code = codec.encode_code(img, 50)
+  q = code.q
   assert q.min() >= -16 and q.max() <= 15
   n_values = q.size
   assert len(container.unpack(data)[2]) == (n_values * 5 + 7) // 8
-  np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(m, q, 24, 40, 3))
+  np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(code, 24, 40, 3))
 
 
 def test_shipped_models_load_and_round_trip():
@@ -185,8 +187,8 @@ def test_shipped_models_load_and_round_trip():
   sizes = []
   for quality in (1, 100):
     data = codec.compress(img, quality)
-    m, q = codec.encode_code(img, quality)
-    np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(m, q, 40, 70, 3))
+    code = codec.encode_code(img, quality)
+    np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(code, 40, 70, 3))
     sizes.append(len(data))
   assert sizes[0] < sizes[1]  # the lowest-rate model writes the smaller file
 
@@ -223,9 +225,10 @@ def test_refinement_lowers_the_rate_distortion_cost(models):
   for steps in (0, 25):
     codec = neural.NeuralCollageCodec(model=f"{models}/hi", refine=steps)
     data = codec.compress(img, 50)
-    m, q = codec.encode_code(img, 50)
+    code = codec.encode_code(img, 50)
+    m = code.models[0]
     out = codec.decompress(data)
-    np.testing.assert_array_equal(out, codec.reconstruct(m, q, 32, 48, 3))  # still bit-exact
+    np.testing.assert_array_equal(out, codec.reconstruct(code, 32, 48, 3))  # still bit-exact
     bpp = 8 * len(data) / (32 * 48)
     mse = np.mean((out / 255.0 - x) ** 2)
     costs.append(bpp + m.lam * 255.0 ** 2 * mse)
@@ -249,3 +252,143 @@ def test_refine_argument_is_checked(models, tmp_path, capsys):
     assert "--refine must be a non-negative integer" in capsys.readouterr().err
   assert cli.main(["compress", "--codec", "neural", "--model", f"{models}/hi", "--refine", "3",
                    str(src), str(tmp_path / "c.clg")]) == 0
+
+
+# -- per-tile model choice (mix) --------------------------------------------------------------
+def _halves(h, w, c, seed=0):
+  """Left half flat, right half noise: tiles that different models should win."""
+  img = _image(h, w, c, seed)
+  img[:, : w // 2] = 120
+  return img
+
+
+def test_mixed_code_round_trips_bit_exactly(codec):
+  """A code that mixes models per tile is written as a version-2 file and decoded exactly."""
+  img = _image(40, 56, 3, seed=6)
+  lo, hi = codec.models
+  n = 3 * 4
+  choice = np.arange(n) % 2                       # alternate the models tile by tile
+  tiles = neural.image_tiles(img, lo.cfg.tile)
+  codes = tuple(m.analyse(tiles[choice == k]) for k, m in enumerate((lo, hi)))
+  code = neural.TileCode((lo, hi), choice, codes)
+  data = codec.write_code(code, 40, 56, 3)
+  assert container.unpack(data)[1][0] == neural.MIXED_VERSION
+  dec, header = codec.decode_code(data)
+  assert dec.models == (lo, hi) and (header.height, header.width) == (40, 56)
+  np.testing.assert_array_equal(dec.choice, choice)
+  for a, b in zip(dec.codes, codes):
+    np.testing.assert_array_equal(a, b)
+  out = codec.decompress(data)
+  np.testing.assert_array_equal(out, codec.reconstruct(code, 40, 56, 3))
+  # Every tile is the one its own model decodes.
+  for k, m in enumerate((lo, hi)):
+    alone = neural.NeuralCollageCodec(model=m.directory)
+    ref = alone.reconstruct(neural.TileCode.single(m, m.analyse(tiles)), 40, 56, 3)
+    mask = np.kron(choice.reshape(3, 4) == k, np.ones((16, 16), bool))[:40, :56]
+    np.testing.assert_array_equal(out[mask], ref[mask])
+  assert codec.decompress(data, scale=2).shape == (80, 112, 3)
+
+
+def test_mix_picks_the_cheapest_model_per_tile(codec, models):
+  """mix=True: each tile takes the model of least bits + lam * 255^2 * SSE / C, so the file's
+  real rate-distortion cost is no worse than that of either model alone (plus the choice)."""
+  mixer = neural.NeuralCollageCodec(model=models, mix=True)
+  for c in (3, 1):
+    img = _halves(48, 64, c, seed=7)
+    quality = 60
+    lam = mixer.mix_lam(quality)
+    costs, _ = mixer.tile_costs(img, lam)
+    code = mixer.encode_code(img, quality)
+    chosen = np.array([mixer.models.index(code.models[k]) for k in code.choice])
+    np.testing.assert_array_equal(chosen, np.argmin(costs, axis=0))
+    data = mixer.compress(img, quality)
+    out = mixer.decompress(data)
+    np.testing.assert_array_equal(out, mixer.reconstruct(code, 48, 64, c))
+
+    def real_cost(data, out):
+      sse = np.sum((out.astype(np.float64) - img) ** 2) / 255.0 ** 2
+      return 8 * len(data) + lam * 255.0 ** 2 * sse / c
+
+    mixed = real_cost(data, out)
+    for m in mixer.models:
+      alone = neural.NeuralCollageCodec(model=m.directory)
+      single = alone.compress(img, quality)
+      # Allowance: the version-2 header (one more fingerprint) and <= 1 bit per tile.
+      assert mixed <= real_cost(single, alone.decompress(single)) + 8 * 10 + costs.shape[1]
+
+
+def test_mix_quality_sets_a_geometric_lam(codec, models):
+  mixer = neural.NeuralCollageCodec(model=models, mix=True)
+  lams = [mixer.mix_lam(q) for q in (1, 25, 50, 75, 100)]
+  assert lams[0] == pytest.approx(0.001)
+  assert lams[-1] == pytest.approx(neural.MIX_LAM_TOP * 0.1)
+  assert all(a < b for a, b in zip(lams, lams[1:]))
+  with pytest.raises(base.CodecError, match="quality"):
+    mixer.mix_lam(0)
+  with pytest.raises(base.CodecError, match="mix must be True or False"):
+    neural.NeuralCollageCodec(model=models, mix="yes")
+
+
+def test_mix_needs_entropy_models_of_one_tile_size(tmp_path):
+  _save(tmp_path / "bp" / "a", 2, 1.0, coding="bitpack", bitpack_bits=5)
+  with pytest.raises(base.CodecError, match="entropy-coded"):
+    neural.NeuralCollageCodec(model=str(tmp_path / "bp"), mix=True).compress(_image(16, 16, 3))
+  _save(tmp_path / "two" / "a", 0, 0.01)
+  _save(tmp_path / "two" / "b", 1, 0.02, tile=32, luma_domain=16, luma_stride=16)
+  with pytest.raises(base.CodecError, match="one tile size"):
+    neural.NeuralCollageCodec(model=str(tmp_path / "two"), mix=True).compress(_image(16, 16, 3))
+
+
+def test_corrupt_mixed_files_are_rejected(codec):
+  lo, hi = codec.models
+  from collage.codec.entropy import ByteWriter
+
+  def params(k, prints, tile=16, coding=0):
+    w = ByteWriter().u8(neural.MIXED_VERSION).varint(k)
+    for p in prints:
+      w.raw(p)
+    return w.varint(tile).u8(coding).getvalue()
+
+  good = codec.compress(_image(16, 32, 3), 50)
+  payload = container.unpack(good)[2]
+  cases = [
+      (params(1, [lo.fingerprint]), "needs 2"),
+      (params(2, [lo.fingerprint, b"\x01" * 8]), "not among the models"),
+      (params(2, [lo.fingerprint, hi.fingerprint], tile=8), "do not match model"),
+      (params(2, [lo.fingerprint, hi.fingerprint], coding=1), "do not match model"),
+      (params(2, [lo.fingerprint, hi.fingerprint]) + b"\x00", "neural codec parameters"),
+      (params(2, [lo.fingerprint, hi.fingerprint]), None),  # payload cut below
+  ]
+  for p, match in cases:
+    body = payload if match else payload[:5]
+    with pytest.raises(base.CodecError, match=match or "corrupt neural payload"):
+      codec.decompress(container.pack(2, 16, 32, 3, p, body))
+
+
+def test_cli_mix_flag(models, tmp_path, capsys):
+  from PIL import Image
+  from collage.codec import cli
+  src = tmp_path / "in.png"
+  Image.fromarray(_halves(32, 48, 3)).save(src)
+  assert cli.main(["compress", "--codec", "neural", "--model", models, "--mix", "-q", "60",
+                   str(src), str(tmp_path / "m.clg")]) == 0
+  assert cli.main(["decompress", "--model", models, str(tmp_path / "m.clg"),
+                   str(tmp_path / "m.png")]) == 0
+  mixer = neural.NeuralCollageCodec(model=models, mix=True)
+  img = np.asarray(Image.open(src))
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "m.png")),
+                                mixer.decompress(mixer.compress(img, 60)))
+  capsys.readouterr()
+  assert cli.main(["compress", "--codec", "pifs", "--mix", str(src),
+                   str(tmp_path / "p.clg")]) == 2
+  assert "--mix applies only to learned codecs" in capsys.readouterr().err
+
+
+def test_shipped_models_mix_per_tile():
+  """With the shipped models, flat tiles and detailed tiles take different models."""
+  codec = neural.NeuralCollageCodec(mix=True)
+  img = _halves(64, 128, 3, seed=8)
+  code = codec.encode_code(img, 50)
+  assert len(code.models) >= 2
+  data = codec.compress(img, 50)
+  np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(code, 64, 128, 3))
