@@ -2,7 +2,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
 
     python benchmarks/neural_codec.py rd --images ../shared/data/kodak \
         [--models DIR1,DIR2,...] [--baselines DIR,...] [--pifs 20,50,80] [--jpeg 5,10,20,40]
-        [--refine STEPS]
+        [--refine STEPS] [--mix 30,45,60 [--skip_single]]
     python benchmarks/neural_codec.py speed --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
     python benchmarks/neural_codec.py sweep --image ../shared/data/kodak/kodim23.png
@@ -10,8 +10,10 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
     python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
 
 ``rd``: average bpp (from the real file bytes) and RGB PSNR over the images, one row per
-model / quality, for the neural models (``--models``; default: the shipped ones), L2 + bit
-packing baselines (``--baselines``), PIFS and JPEG (via the codec registry).
+model / quality, for the neural models (``--models``; default: the shipped ones), the
+per-tile model choice at the qualities ``--mix``, L2 + bit packing baselines
+(``--baselines``), PIFS and JPEG (via the codec registry). ``--out`` JSON rows also hold
+the per-image figures.
 ``speed``: encode time of the neural codec and the PIFS encoder on the same image, and the
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ENCODE_BATCH).
 ``sr``: PSNR of ``decode(encode(box-downsampled x), scale=2)`` against ``x``, next to bicubic
@@ -63,7 +65,8 @@ def _rd_row(codec, images, quality) -> dict:
     psnrs.append(psnr(out, img, peak=255.0))
   n = len(images)
   return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
-          "encode_s": enc / n, "decode_s": dec / n}
+          "encode_s": enc / n, "decode_s": dec / n,
+          "per_image": {"bpp": [float(v) for v in bpps], "psnr": [float(v) for v in psnrs]}}
 
 
 def _warm(codec, images, quality):
@@ -83,9 +86,19 @@ def cmd_rd(args) -> list[dict]:
   print(f"{len(images)} images from {args.images}")
   print("| codec | setting | bpp | PSNR (dB) | encode (s) | decode (s) |")
   print("| --- | --- | ---: | ---: | ---: | ---: |")
-  label = f"neural, refine {args.refine}" if args.refine else "neural"
-  groups = [(label, m, args.refine) for m in (args.models.split(",") if args.models else [None])]
+  suffix = f", refine {args.refine}" if args.refine else ""
+  groups = [] if args.skip_single else [
+      ("neural" + suffix, m, args.refine) for m in (args.models.split(",") if args.models
+                                                    else [None])]
   groups += [("neural-l2-bitpack", m, 0) for m in args.baselines.split(",") if m]
+  if args.mix:
+    path = args.models or None
+    codec = neural.NeuralCollageCodec(model=path, refine=args.refine, mix=True)
+    qs = [int(v) for v in args.mix.split(",")]
+    _warm(codec, images, qs[0])
+    for q in qs:
+      emit({"codec": "neural, per-tile model" + suffix,
+            "setting": f"quality {q} (lam={codec.mix_lam(q):.5f})", **_rd_row(codec, images, q)})
   for label, path, refine in groups:
     codec = neural.NeuralCollageCodec(model=path, refine=refine)
     n = len(codec.models)
@@ -316,6 +329,11 @@ def main(argv=None):
   rd.add_argument("--jpeg", default="")
   rd.add_argument("--refine", type=int, default=0,
                   help="test-time refinement steps for the neural models (0: forward pass only)")
+  rd.add_argument("--mix", default="",
+                  help="comma-separated qualities of the per-tile model choice (mix=True) "
+                       "over the models (--models, one folder, or the shipped ones)")
+  rd.add_argument("--skip_single", action="store_true",
+                  help="no one-row-per-model rows (e.g. with --mix only)")
   sp = sub.add_parser("speed")
   sp.add_argument("--image", default="../shared/data/kodak/kodim23.png")
   sp.add_argument("--model", default=None)

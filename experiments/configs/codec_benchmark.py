@@ -37,6 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.qualities.webp = "1,10,40,75"      # WebP quality sweep
   c.qualities.jpeg2000 = "10,25,40,55"  # JPEG 2000: ratio 2**((100-q)/12), 0.08 .. 1.5 bpp RGB
   c.neural_refine = 0                  # Neural Collages: test-time refinement steps per image (0: one forward pass)
+  c.neural_mix = False                 # Neural Collages: choose the model per tile by RD cost (quality sets lam)
   c.target_bpps = "0.25,0.5,1.0"       # rates at which PSNR is interpolated on the average curve
   c.warmup = True                      # one untimed encode+decode per codec first (jit compile)
   c.ms_ssim = True                     # compute MS-SSIM (needs images >= 176 pixels a side)

@@ -234,7 +234,10 @@ def run(config, workdir: str, mode: str = "train") -> dict:
     writer = csv.DictWriter(per_image, fieldnames=list(FIELDS))
     writer.writeheader()
     for name, qualities in codecs:
-      codec = get_codec(name, refine=config.neural_refine) if name == "neural" else get_codec(name)
+      if name == "neural":
+        codec = get_codec(name, refine=config.neural_refine, mix=bool(config.neural_mix))
+      else:
+        codec = get_codec(name)
       if config.warmup and qualities:
         codec.decompress(codec.compress(images[0][1], qualities[0]))
       for quality in qualities:

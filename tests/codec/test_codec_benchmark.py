@@ -78,8 +78,8 @@ def test_through_the_entrypoint(tmp_path):
   assert (tmp_path / "artifacts" / "summary.md").exists()
 
 
-def test_neural_refine_reaches_the_codec(tmp_path, monkeypatch):
-  """config.neural_refine is passed to the neural codec (and to no other codec)."""
+def test_neural_refine_and_mix_reach_the_codec(tmp_path, monkeypatch):
+  """config.neural_refine / neural_mix are passed to the neural codec (and to no other)."""
   made = []
 
   def spy(name, **kwargs):
@@ -92,6 +92,11 @@ def test_neural_refine_reaches_the_codec(tmp_path, monkeypatch):
   c.codecs, c.qualities.neural, c.qualities.jpeg = "neural,jpeg", "41", "50"
   c.max_images, c.crop, c.ms_ssim = 1, 32, False
   assert config_lib.get_config().neural_refine == 0
+  assert config_lib.get_config().neural_mix is False
   c.neural_refine = 3
   task.run(c, str(tmp_path), "train")
-  assert made == [("neural", {"refine": 3}), ("jpeg", {})]
+  assert made == [("neural", {"refine": 3, "mix": False}), ("jpeg", {})]
+  made.clear()
+  c.neural_refine, c.neural_mix = 0, True
+  task.run(c, str(tmp_path / "mix"), "train")
+  assert made == [("neural", {"refine": 0, "mix": True}), ("jpeg", {})]
