@@ -18,7 +18,8 @@ the per-image figures.
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ENCODE_BATCH).
 ``sr``: PSNR of ``decode(encode(box-downsampled x), scale=2)`` against ``x``, next to bicubic
 upsampling of the same downsampled image.
-``sweep``: encode / decode seconds, bpp and PSNR of the neural and PIFS codecs over their
+``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice with
+``--mix_q``) and PIFS codecs over their
 quality settings on one image, in one process (speed at equal rate or equal PSNR).
 ``diagnose``: where a model's distortion comes from: PSNR per YCbCr channel, RGB PSNR with
 the true luma or the true chroma put back, and test-time refinement of the code (Adam on the
@@ -203,8 +204,12 @@ def cmd_sweep(args) -> list[dict]:
   h, w = img.shape[:2]
   print(f"load average {os.getloadavg()}", flush=True)
   rows = []
-  for name, qualities in (("neural", args.neural_q), ("pifs", args.pifs_q)):
-    codec = base.get_codec(name)
+  runs = (("neural", {}, args.neural_q), ("neural-mix", {"mix": True}, args.mix_q),
+          ("pifs", {}, args.pifs_q))
+  for name, kwargs, qualities in runs:
+    if not qualities:
+      continue
+    codec = base.get_codec(name.split("-")[0], **kwargs)
     for q in [int(v) for v in qualities.split(",")]:
       data = codec.compress(img, q)  # compile
       times = []
@@ -348,6 +353,7 @@ def main(argv=None):
   sw = sub.add_parser("sweep")
   sw.add_argument("--image", default="../shared/data/kodak/kodim23.png")
   sw.add_argument("--neural_q", default="1,26,51,76")
+  sw.add_argument("--mix_q", default="", help="qualities of the per-tile model choice (mix)")
   sw.add_argument("--pifs_q", default="15,30,45,60,70,80")
   sw.add_argument("--repeats", type=int, default=3)
   dg = sub.add_parser("diagnose")
