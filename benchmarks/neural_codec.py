@@ -18,9 +18,9 @@ the per-image figures.
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ENCODE_BATCH).
 ``sr``: PSNR of ``decode(encode(box-downsampled x), scale=2)`` against ``x``, next to bicubic
 upsampling of the same downsampled image.
-``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice with
-``--mix_q``) and PIFS codecs over their
-quality settings on one image, in one process (speed at equal rate or equal PSNR).
+``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice
+with ``--mix_q``) and PIFS codecs over their quality settings on one image, in one process
+(speed at equal rate or equal PSNR).
 ``diagnose``: where a model's distortion comes from: PSNR per YCbCr channel, RGB PSNR with
 the true luma or the true chroma put back, and test-time refinement of the code (Adam on the
 model's own rate-distortion loss, or on distortion alone with ``--rate_weight 0``: the best
