@@ -217,9 +217,12 @@ class LoadedModel:
 
 
 def _chunks(a: np.ndarray) -> list[np.ndarray]:
-  """Split the leading axis into ENCODE_BATCH chunks, zero-padding the last."""
+  """Split the leading axis into ENCODE_BATCH chunks, zero-padding the last. Fewer rows than
+  that are padded to the next power of two, so the jitted passes see at most
+  log2(ENCODE_BATCH) + 1 batch shapes (the per-tile model choice calls them on tile subsets
+  of every size; one shape per size would compile without end)."""
   n = len(a)
-  size = min(ENCODE_BATCH, max(1, n))
+  size = ENCODE_BATCH if n >= ENCODE_BATCH else 1 << max(0, n - 1).bit_length()
   out = []
   for i in range(0, n, size):
     c = a[i:i + size]

@@ -392,3 +392,16 @@ def test_shipped_models_mix_per_tile():
   assert len(code.models) >= 2
   data = codec.compress(img, 50)
   np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(code, 64, 128, 3))
+
+
+def test_tile_subsets_of_any_size_compile_a_bounded_number_of_shapes(codec):
+  """The per-tile choice runs the models on tile subsets of every size; the jitted passes
+  must see few batch shapes (one per size compiled without end and ran out of memory)."""
+  m = codec.models[0]
+  tiles = neural.image_tiles(_image(16, 16 * 40, 3, seed=9), 16)
+  before = m._synthesise._cache_size()  # pylint: disable=protected-access
+  for n in range(1, 41):
+    q = m.analyse(tiles[:n])
+    assert m.synthesise(q, 3).shape == (n, 16, 16, 3)
+  assert m._synthesise._cache_size() - before <= 7  # pylint: disable=protected-access
+  assert m._analyse._cache_size() <= 8  # pylint: disable=protected-access
