@@ -7,6 +7,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
     python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
     python benchmarks/neural_codec.py sweep --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py diagnose --image ../shared/data/kodak/kodim05.png
+    python benchmarks/neural_codec.py compare --inputs rd.json[,more.json] [--reference pifs]
     python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
 
 ``rd``: average bpp (from the real file bytes) and RGB PSNR over the images, one row per
@@ -21,6 +22,9 @@ upsampling of the same downsampled image.
 ``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice
 with ``--mix_q``) and PIFS codecs over their quality settings on one image, in one process
 (speed at equal rate or equal PSNR).
+``compare``: PSNR of every curve in ``rd`` JSON files at the target rates, and its gap to a
+reference codec (default PIFS) at every measured point of either curve, both interpolated
+linearly in bpp and never extrapolated: the minimum gap is the "above it at every rate" check.
 ``diagnose``: where a model's distortion comes from: PSNR per YCbCr channel, RGB PSNR with
 the true luma or the true chroma put back, and test-time refinement of the code (Adam on the
 model's own rate-distortion loss, or on distortion alone with ``--rate_weight 0``: the best
@@ -295,19 +299,61 @@ def cmd_diagnose(args) -> list[dict]:
   return rows
 
 
+def _curves(paths: str) -> dict[str, list[tuple[float, float]]]:
+  """codec label -> sorted (bpp, PSNR) points of the ``rd`` JSON files (comma-separated)."""
+  curves: dict[str, list[tuple[float, float]]] = {}
+  for path in paths.split(","):
+    with open(path) as f:
+      for row in json.load(f):
+        curves.setdefault(row["codec"], []).append((row["bpp"], row["psnr"]))
+  return {k: sorted(set(v)) for k, v in curves.items()}
+
+
+def _at(points: list[tuple[float, float]], rate: float) -> float | None:
+  """PSNR of a curve at ``rate``, linear in bpp between its points; None outside them."""
+  xs, ys = [p[0] for p in points], [p[1] for p in points]
+  if not xs[0] <= rate <= xs[-1]:
+    return None
+  return float(np.interp(rate, xs, ys))
+
+
+def cmd_compare(args) -> dict:
+  """Every curve against the reference codec: PSNR at the target rates, and the gap at every
+  measured point of either curve where both are defined (the "above at every rate" check)."""
+  curves = _curves(args.inputs)
+  if args.reference not in curves:
+    raise SystemExit(f"no codec {args.reference!r} in {args.inputs}; codecs: {sorted(curves)}")
+  ref = curves[args.reference]
+  targets = [float(v) for v in args.targets.split(",")]
+  fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
+  print("| codec | " + " | ".join(f"{t:g} bpp" for t in targets) +
+        f" | min gap to {args.reference} (at bpp) | max gap |")
+  print("| --- |" + " ---: |" * (len(targets) + 2))
+  out = {}
+  for label, pts in curves.items():
+    gaps = []
+    for rate in sorted({p[0] for p in pts} | {p[0] for p in ref}):
+      a, b = _at(pts, rate), _at(ref, rate)
+      if a is not None and b is not None:
+        gaps.append((rate, a - b))
+    row = {"psnr_at": {t: _at(pts, t) for t in targets}, "gaps": gaps}
+    out[label] = row
+    worst = min(gaps, key=lambda g: g[1]) if gaps else None
+    best = max(g[1] for g in gaps) if gaps else None
+    print(f"| {label} | " + " | ".join(fmt(row["psnr_at"][t]) for t in targets) + " | " +
+          ("n/a" if worst is None else f"{worst[1]:+.2f} ({worst[0]:.3f})") + " | " +
+          ("n/a" if best is None else f"{best:+.2f}") + " |")
+  return out
+
+
 def cmd_plot(args) -> None:
   """RD curves (bpp, PSNR) of every codec label in the ``rd`` JSON files, one PNG."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  curves: dict[str, list[tuple[float, float]]] = {}
-  for path in args.inputs.split(","):
-    with open(path) as f:
-      for row in json.load(f):
-        curves.setdefault(row["codec"], []).append((row["bpp"], row["psnr"]))
+  curves = _curves(args.inputs)
   fig, ax = plt.subplots(figsize=(6, 4.5))
   for label, pts in curves.items():
-    pts = sorted(set(pts))
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
   for label, pts in (("JPEG (published)", [(0.25, 24.55), (0.5, 28.94), (1.0, 32.59)]),
                      ("COIN (published)", [(0.25, 25.72), (0.5, 27.68), (1.0, 29.86)])):
@@ -366,13 +412,18 @@ def main(argv=None):
                   help="weight of the rate in the refinement loss (0: distortion only)")
   for q in (rd, sp, sr, sw, dg):
     q.add_argument("--out", default="")
+  cp = sub.add_parser("compare")
+  cp.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
+  cp.add_argument("--reference", default="pifs", help="codec label to compare against")
+  cp.add_argument("--targets", default="0.25,0.5,1.0", help="rates to read PSNR at")
+  cp.add_argument("--out", default="")
   pl = sub.add_parser("plot")
   pl.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
   pl.add_argument("--title", default="Kodak (24 images)")
   pl.add_argument("--out", default="neural_codec_rd.png")
   args = p.parse_args(argv)
   res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "sweep": cmd_sweep,
-         "diagnose": cmd_diagnose, "plot": cmd_plot}[args.cmd](args)
+         "diagnose": cmd_diagnose, "compare": cmd_compare, "plot": cmd_plot}[args.cmd](args)
   if args.out and args.cmd != "plot":
     with open(args.out, "w") as f:
       json.dump(res, f, indent=1)
