@@ -171,7 +171,6 @@ class LoadedModel:
     graphdef, state = nnx.split(self.model)
     self._state = state
 
-
     @functools.partial(jax.jit, static_argnums=(3,))
     def analyse(state, x, lam, refine_steps):
       mdl = nnx.merge(graphdef, state)
@@ -287,11 +286,11 @@ def image_tiles(image: np.ndarray, tile: int) -> np.ndarray:
 
 
 def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
-  """float32 [n_tiles, T, T]: 1 where a tile pixel lies inside the image, 0 on the padding."""
-  nh, nw = -(-height // tile), -(-width // tile)
-  mask = np.zeros((nh * tile, nw * tile), np.float32)
-  mask[:height, :width] = 1.0
-  return mask.reshape(nh, tile, nw, tile).transpose(0, 2, 1, 3).reshape(-1, tile, tile)
+  """float32 [n_tiles, T, T]: 1 where a tile pixel lies inside the image, 0 on the padding
+  (cut like :func:`image_tiles`)."""
+  mask = np.pad(np.ones((height, width, 1), np.float32),
+                ((0, -height % tile), (0, -width % tile), (0, 0)))
+  return np.asarray(blocks.to_blocks(mask[None], tile, tile)).reshape(-1, tile, tile)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,9 +400,13 @@ class NeuralCollageCodec(Codec):
     Returns (cost float64 [K, n_tiles] = bits + lam * 255^2 * SSE / C, codes: K arrays
     int64 [n_tiles, N_k]); SSE is that of the decoded 8-bit tile over its real pixels."""
     image = _check_image(image)
+    return self._tile_costs(image, image_tiles(image, self.mix_models()[0].cfg.tile), lam)
+
+  def _tile_costs(self, image: np.ndarray, tiles: np.ndarray,
+                  lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:meth:`tile_costs` on the image's model input ``tiles`` (``image_tiles``)."""
     h, w, c = image.shape
     ms = self.mix_models()
-    tiles = image_tiles(image, ms[0].cfg.tile)
     target = tiles[..., :c].astype(np.float64)
     valid = _valid_pixels(h, w, ms[0].cfg.tile)[..., None]
     costs, codes = [], []
@@ -419,11 +422,11 @@ class NeuralCollageCodec(Codec):
     c = image.shape[-1]
     lam = self.mix_lam(quality)
     ms = self.mix_models()
-    costs, codes = self.tile_costs(image, lam)
+    tiles = image_tiles(image, ms[0].cfg.tile)
+    costs, codes = self._tile_costs(image, tiles, lam)
     choice = np.argmin(costs, axis=0)
     used = [k for k in range(len(ms)) if np.any(choice == k)]
     if self.refine:
-      tiles = image_tiles(image, ms[0].cfg.tile)
       for k in used:
         sel = choice == k
         codes[k][sel] = ms[k].analyse(tiles[sel], self.refine, lam)[:, :codes[k].shape[1]]
