@@ -299,48 +299,41 @@ def cmd_diagnose(args) -> list[dict]:
   return rows
 
 
-def _curves(paths: str) -> dict[str, list[tuple[float, float]]]:
-  """codec label -> sorted (bpp, PSNR) points of the ``rd`` JSON files (comma-separated)."""
-  curves: dict[str, list[tuple[float, float]]] = {}
+def _rows(paths: str) -> list[dict]:
+  """The rows of the ``rd`` JSON files (comma-separated paths), in order."""
+  rows = []
   for path in paths.split(","):
     with open(path) as f:
-      for row in json.load(f):
-        curves.setdefault(row["codec"], []).append((row["bpp"], row["psnr"]))
-  return {k: sorted(set(v)) for k, v in curves.items()}
-
-
-def _at(points: list[tuple[float, float]], rate: float) -> float | None:
-  """PSNR of a curve at ``rate``, linear in bpp between its points; None outside them."""
-  xs, ys = [p[0] for p in points], [p[1] for p in points]
-  if not xs[0] <= rate <= xs[-1]:
-    return None
-  return float(np.interp(rate, xs, ys))
+      rows += json.load(f)
+  return rows
 
 
 def cmd_compare(args) -> dict:
   """Every curve against the reference codec: PSNR at the target rates, and the gap at every
-  measured point of either curve where both are defined (the "above at every rate" check)."""
-  curves = _curves(args.inputs)
-  if args.reference not in curves:
-    raise SystemExit(f"no codec {args.reference!r} in {args.inputs}; codecs: {sorted(curves)}")
-  ref = curves[args.reference]
+  measured point of either curve where both are defined (the "above at every rate" check).
+  Curves are read like the codec benchmark's (``value_at_rate``: linear in bpp, NaN outside)."""
+  from experiments.tasks.codec_benchmark import value_at_rate  # pylint: disable=import-outside-toplevel
+  rows = _rows(args.inputs)
+  labels = list(dict.fromkeys(r["codec"] for r in rows))
+  if args.reference not in labels:
+    raise SystemExit(f"no codec {args.reference!r} in {args.inputs}; codecs: {sorted(labels)}")
+  at = lambda label, rate: value_at_rate(rows, label, rate)
   targets = [float(v) for v in args.targets.split(",")]
-  fmt = lambda v: "n/a" if v is None else f"{v:.2f}"
+  fmt = lambda v: "n/a" if np.isnan(v) else f"{v:.2f}"
   print("| codec | " + " | ".join(f"{t:g} bpp" for t in targets) +
         f" | min gap to {args.reference} (at bpp) | max gap |")
   print("| --- |" + " ---: |" * (len(targets) + 2))
   out = {}
-  for label, pts in curves.items():
-    gaps = []
-    for rate in sorted({p[0] for p in pts} | {p[0] for p in ref}):
-      a, b = _at(pts, rate), _at(ref, rate)
-      if a is not None and b is not None:
-        gaps.append((rate, a - b))
-    row = {"psnr_at": {t: _at(pts, t) for t in targets}, "gaps": gaps}
-    out[label] = row
+  for label in labels:
+    rates = sorted({r["bpp"] for r in rows if r["codec"] in (label, args.reference)})
+    gaps = [(rate, at(label, rate) - at(args.reference, rate)) for rate in rates]
+    gaps = [g for g in gaps if not np.isnan(g[1])]
+    psnr_at = [at(label, t) for t in targets]
+    out[label] = {"psnr_at": {t: None if np.isnan(v) else v for t, v in zip(targets, psnr_at)},
+                  "gaps": gaps}
     worst = min(gaps, key=lambda g: g[1]) if gaps else None
     best = max(g[1] for g in gaps) if gaps else None
-    print(f"| {label} | " + " | ".join(fmt(row["psnr_at"][t]) for t in targets) + " | " +
+    print(f"| {label} | " + " | ".join(fmt(v) for v in psnr_at) + " | " +
           ("n/a" if worst is None else f"{worst[1]:+.2f} ({worst[0]:.3f})") + " | " +
           ("n/a" if best is None else f"{best:+.2f}") + " |")
   return out
@@ -351,9 +344,12 @@ def cmd_plot(args) -> None:
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  curves = _curves(args.inputs)
+  curves: dict[str, set[tuple[float, float]]] = {}
+  for row in _rows(args.inputs):
+    curves.setdefault(row["codec"], set()).add((row["bpp"], row["psnr"]))
   fig, ax = plt.subplots(figsize=(6, 4.5))
   for label, pts in curves.items():
+    pts = sorted(pts)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
   for label, pts in (("JPEG (published)", [(0.25, 24.55), (0.5, 28.94), (1.0, 32.59)]),
                      ("COIN (published)", [(0.25, 25.72), (0.5, 27.68), (1.0, 29.86)])):
