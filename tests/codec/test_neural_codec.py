@@ -289,7 +289,7 @@ def test_mixed_code_round_trips_bit_exactly(codec):
   assert codec.decompress(data, scale=2).shape == (80, 112, 3)
 
 
-def test_mix_picks_the_cheapest_model_per_tile(codec, models):
+def test_mix_picks_the_cheapest_model_per_tile(models):
   """mix=True: each tile takes the model of least bits + lam * 255^2 * SSE / C, so the file's
   real rate-distortion cost is no worse than that of either model alone (plus the choice)."""
   mixer = neural.NeuralCollageCodec(model=models, mix=True)
@@ -317,7 +317,7 @@ def test_mix_picks_the_cheapest_model_per_tile(codec, models):
       assert mixed <= real_cost(single, alone.decompress(single)) + 8 * 10 + costs.shape[1]
 
 
-def test_mix_quality_sets_a_geometric_lam(codec, models):
+def test_mix_quality_sets_a_geometric_lam(models):
   mixer = neural.NeuralCollageCodec(model=models, mix=True)
   lams = [mixer.mix_lam(q) for q in (1, 25, 50, 75, 100)]
   assert lams[0] == pytest.approx(0.001)
