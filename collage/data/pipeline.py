@@ -2,7 +2,7 @@
 
 Train (infinite, checkpointable)::
 
-  source -> shuffle(seed, reshuffled every epoch) -> repeat -> random crop + random
+  source -> EpochShuffle(seed): repeated, a fresh order every epoch -> random crop + random
   flip / 90-degree rotation (seeded by the seed and the element's global index)
   -> float32 in [0, 1] -> this process's share [process_index::process_count]
   -> batch of batch_size (per process)
@@ -24,6 +24,7 @@ upscaled or padded.
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, Sequence
 
 import grain
@@ -35,6 +36,34 @@ from collage.data.sources import open_source
 
 # Default threads preparing batches in parallel (each thread decodes a whole batch).
 DEFAULT_THREADS = 2
+
+
+class EpochShuffle:
+  """The source repeated without end, each epoch in its own random order.
+
+  Element i is ``source[perm_e[i mod n]]`` with ``e = i // n`` and ``perm_e`` a permutation
+  of range(n) drawn from (seed, e). It replaces grain's ``shuffle(seed).repeat()``, whose
+  index_shuffle costs about 1.8 ms per element (grain 0.2.18, measured on a 14-image source):
+  90% of the train pipeline's time and the bottleneck of training on a GPU.
+  Pure function of the index, so resuming, worker processes and process shares see the
+  same order. Thread-safe (``functools.lru_cache``).
+  """
+
+  def __init__(self, source: Sequence[Any], seed: int):
+    self.source = source
+    self.n = len(source)
+    self.seed = int(seed)
+
+  @functools.lru_cache(maxsize=8)
+  def permutation(self, epoch: int) -> np.ndarray:
+    return np.random.default_rng([self.seed, int(epoch)]).permutation(self.n)
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def __getitem__(self, index: int) -> Any:
+    epoch, pos = divmod(int(index), self.n)
+    return self.source[int(self.permutation(epoch)[pos])]
 
 
 def _crop_pair(crop_size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -109,13 +138,13 @@ def image_pipeline(source: str | Sequence[dict[str, Any]], *, split: str,
                      image_key=image_key) if isinstance(source, str) else source)
   if len(src) == 0:  # pylint: disable=g-explicit-length-test
     raise ValueError(f"data source {source!r} ({split}) is empty")
-  ds = grain.MapDataset.source(src)
   if split == "train":
     shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
-    ds = ds.shuffle(seed=shuffle_seed).repeat()
+    ds = grain.MapDataset.source(EpochShuffle(src, shuffle_seed))
     ds = ds.random_map(
         functools.partial(_train_element, crop=crop, dihedral=augment), seed=augment_seed)
   else:
+    ds = grain.MapDataset.source(src)
     n = len(src)
     global_batch = batch_size * process_count
     padded = -(-n // global_batch) * global_batch

@@ -189,6 +189,43 @@ def test_folder_source_reads_lazily_and_names_corrupt_files(tmp_path):
     list(it)
 
 
+def test_folder_source_keeps_decoded_images_up_to_its_budget(tmp_path, monkeypatch):
+  from collage.data import sources  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  for i in range(3):  # 20 x 24 RGB: 1440 bytes each
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+  decoded = []
+  real = sources.load_image
+  monkeypatch.setattr(sources, "load_image", lambda p: decoded.append(p) or real(p))
+  src = sources.FolderSource(tmp_path, cache_mb=2 * 1440 / 2**20)  # room for two images
+  first = [src[i]["image"] for i in range(3)]
+  again = [src[i]["image"] for i in range(3)]
+  assert len(decoded) == 4  # images 0 and 1 decoded once, image 2 (over budget) twice
+  assert again[0] is first[0] and again[1] is first[1] and again[2] is not first[2]
+  np.testing.assert_array_equal(again[2], first[2])
+  with pytest.raises(ValueError, match="read-only"):
+    first[0][0, 0, 0] = 1  # a cached image is shared: nobody may write into it
+  decoded.clear()
+  nocache = sources.FolderSource(tmp_path, cache_mb=0)
+  for _ in range(2):
+    nocache[0]  # pylint: disable=pointless-statement
+  assert len(decoded) == 2
+  with pytest.raises(ValueError, match="cache_mb"):
+    sources.FolderSource(tmp_path, cache_mb=-1)
+
+
+def test_epoch_shuffle_is_a_pure_function_of_the_index():
+  src = list(range(7))
+  a, b = pipeline.EpochShuffle(src, seed=5), pipeline.EpochShuffle(src, seed=5)
+  seq = [a[i] for i in range(70)]
+  assert seq == [b[i] for i in reversed(range(70))][::-1]  # any access order, same elements
+  epochs = [seq[k:k + 7] for k in range(0, 70, 7)]
+  assert all(sorted(e) == src for e in epochs)
+  assert len({tuple(e) for e in epochs}) > 5  # a fresh order most epochs
+  assert [pipeline.EpochShuffle(src, seed=6)[i] for i in range(70)] != seq
+  assert a[10**12] in src  # far epochs need no history
+
+
 def test_folder_source_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="does not exist"):
     open_source(f"folder:{tmp_path / 'absent'}")

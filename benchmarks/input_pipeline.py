@@ -1,0 +1,86 @@
+r"""Train input pipeline throughput (crops/s), next to the pipeline it replaced, in one run.
+
+    python benchmarks/input_pipeline.py [--folder ../shared/data/aerials] [--batch 128]
+        [--crop 32] [--batches 30] [--out input_pipeline.json]
+
+Rows (results in benchmarks/input_pipeline.md):
+- ``current``: ``collage.data.pipeline.make_image_dataset`` as training uses it
+  (``EpochShuffle``, folder images decoded once and cached).
+- ``reference``: the same pipeline built with grain's ``shuffle(seed).repeat()`` and, for the
+  folder, an uncached source that decodes the file for every crop: the code before the change.
+Each row: median batches/s over ``--batches`` batches after one warm-up batch, times the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+import grain
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from collage.data import pipeline, sources  # noqa: E402
+
+
+class _Uncached(sources.FolderSource):
+  """The folder source before the cache: decode on every access."""
+
+  def __init__(self, folder):
+    super().__init__(folder, cache_mb=0)
+
+
+def _reference(src, *, crop, batch, seed=0):
+  """The train pipeline with grain's shuffle, as before ``EpochShuffle``."""
+  shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+  ds = grain.MapDataset.source(src).shuffle(seed=shuffle_seed).repeat()
+  ds = ds.random_map(functools.partial(pipeline._train_element, crop=(crop, crop),  # pylint: disable=protected-access
+                                       dihedral=True), seed=augment_seed)
+  ds = ds.batch(batch, drop_remainder=True, batch_fn=pipeline._stack)  # pylint: disable=protected-access
+  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=pipeline.DEFAULT_THREADS,
+                                                   prefetch_buffer_size=2)))
+
+
+def _rate(it, batches: int, batch: int) -> float:
+  next(it)
+  times = []
+  for _ in range(batches):
+    t = time.perf_counter()
+    next(it)
+    times.append(time.perf_counter() - t)
+  return batch / float(np.median(times))
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--folder", default="../shared/data/aerials")
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--crop", type=int, default=32)
+  p.add_argument("--batches", type=int, default=30)
+  p.add_argument("--out", default="")
+  a = p.parse_args(argv)
+  rows = []
+  cases = [("embedded", "embedded", lambda: sources.open_source("embedded"))]
+  if os.path.isdir(a.folder):
+    cases.append(("folder", f"folder:{a.folder}", lambda: _Uncached(a.folder)))
+  print(f"| source | current (crops/s) | reference (crops/s) | speed-up |\n| --- | ---: | ---: | ---: |")
+  for name, spec, ref_source in cases:
+    cur = _rate(pipeline.make_image_dataset(spec, split="train", crop_size=a.crop,
+                                            batch_size=a.batch), a.batches, a.batch)
+    ref = _rate(_reference(ref_source(), crop=a.crop, batch=a.batch), a.batches, a.batch)
+    rows.append({"source": spec, "current": cur, "reference": ref, "batch": a.batch,
+                 "crop": a.crop, "grain": grain.__version__ if hasattr(grain, "__version__")
+                 else "?", "load": os.getloadavg()[0]})
+    print(f"| {spec} | {cur:.0f} | {ref:.0f} | {cur / ref:.1f}x |", flush=True)
+  if a.out:
+    with open(a.out, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
