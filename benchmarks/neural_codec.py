@@ -16,7 +16,8 @@ per-tile model choice at the qualities ``--mix``, L2 + bit packing baselines
 (``--baselines``), PIFS and JPEG (via the codec registry). ``--out`` JSON rows also hold
 the per-image figures.
 ``speed``: encode time of the neural codec and the PIFS encoder on the same image, and the
-neural encoder's batch throughput (megapixels/s, tiles per forward pass = ENCODE_BATCH).
+neural encoder's batch throughput (megapixels/s, tiles per forward pass = ``--batch``,
+default neural.ENCODE_BATCH).
 ``sr``: PSNR of ``decode(encode(box-downsampled x), scale=2)`` against ``x``, next to bicubic
 upsampling of the same downsampled image.
 ``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice
@@ -131,7 +132,8 @@ def cmd_rd(args) -> list[dict]:
 def cmd_speed(args) -> dict:
   img = load_image(args.image)
   h, w = img.shape[:2]
-  res = {"image": args.image, "size": f"{w}x{h}"}
+  res = {"image": args.image, "size": f"{w}x{h}", "device": _device(),
+         "encode_batch": neural.ENCODE_BATCH}
   codec = neural.NeuralCollageCodec(model=args.model)
   q = args.quality
   codec.compress(img, q)  # compile
@@ -146,9 +148,12 @@ def cmd_speed(args) -> dict:
   tiles = np.random.default_rng(0).random(
       (neural.ENCODE_BATCH * 8, m.cfg.tile, m.cfg.tile, 3), np.float32)
   m.analyse(tiles[:neural.ENCODE_BATCH])
-  t = time.perf_counter()
-  m.analyse(tiles)
-  dt = time.perf_counter() - t
+  dts = []
+  for _ in range(args.repeats):
+    t = time.perf_counter()
+    m.analyse(tiles)
+    dts.append(time.perf_counter() - t)
+  dt = float(np.median(dts))
   res["neural_encoder_mpix_per_s"] = float(tiles.shape[0] * m.cfg.tile ** 2 / dt / 1e6)
   res["neural_encode_mpix_per_s"] = float(h * w / res["neural_encode_s"] / 1e6)
   t = time.perf_counter()
@@ -165,6 +170,12 @@ def cmd_speed(args) -> dict:
     res["pifs"] = f"unavailable: {e}"
   print(json.dumps(res, indent=1))
   return res
+
+
+def _device() -> str:
+  import jax  # pylint: disable=import-outside-toplevel
+  d = jax.devices()[0]
+  return f"{d.platform}: {getattr(d, 'device_kind', '')} x{jax.device_count()}"
 
 
 def _box_down(img: np.ndarray) -> np.ndarray:
@@ -206,7 +217,8 @@ def cmd_sr(args) -> list[dict]:
 def cmd_sweep(args) -> list[dict]:
   img = load_image(args.image)
   h, w = img.shape[:2]
-  print(f"load average {os.getloadavg()}", flush=True)
+  print(f"load average {os.getloadavg()}; {_device()}; encode batch {neural.ENCODE_BATCH}",
+        flush=True)
   rows = []
   runs = (("neural", {}, args.neural_q), ("neural-mix", {"mix": True}, args.mix_q),
           ("pifs", {}, args.pifs_q))
@@ -408,6 +420,8 @@ def main(argv=None):
                   help="weight of the rate in the refinement loss (0: distortion only)")
   for q in (rd, sp, sr, sw, dg):
     q.add_argument("--out", default="")
+    q.add_argument("--batch", type=int, default=neural.ENCODE_BATCH,
+                   help="tiles per jitted neural pass (neural.ENCODE_BATCH; larger suits a GPU)")
   cp = sub.add_parser("compare")
   cp.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
   cp.add_argument("--reference", default="pifs", help="codec label to compare against")
@@ -418,6 +432,10 @@ def main(argv=None):
   pl.add_argument("--title", default="Kodak (24 images)")
   pl.add_argument("--out", default="neural_codec_rd.png")
   args = p.parse_args(argv)
+  if getattr(args, "batch", 0):
+    if args.batch < 1 or args.batch & (args.batch - 1):
+      p.error(f"--batch must be a power of two, got {args.batch}")
+    neural.ENCODE_BATCH = args.batch
   res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "sweep": cmd_sweep,
          "diagnose": cmd_diagnose, "compare": cmd_compare, "plot": cmd_plot}[args.cmd](args)
   if args.out and args.cmd != "plot":
