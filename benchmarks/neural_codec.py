@@ -312,12 +312,31 @@ def cmd_diagnose(args) -> list[dict]:
 
 
 def _rows(paths: str) -> list[dict]:
-  """The rows of the ``rd`` JSON files (comma-separated paths), in order."""
-  rows = []
+  """The rows of the ``rd`` JSON files (comma-separated paths), in order.
+
+  Rows of one codec label from several files form one curve, a row repeated (same setting,
+  same bpp and PSNR: a deterministic reference run again) once. If two files disagree at a
+  shared setting (the same encoder with other models, say), each file's rows of that label
+  become their own curve, ``label [file stem]``."""
+  per_file = []
   for path in paths.split(","):
     with open(path) as f:
-      rows += json.load(f)
-  return rows
+      per_file.append((os.path.splitext(os.path.basename(path))[0], json.load(f)))
+  seen: dict[tuple[str, str], tuple[float, float]] = {}
+  split_labels = set()
+  for _, rows in per_file:
+    for r in rows:
+      key, point = (r["codec"], r["setting"]), (r["bpp"], r["psnr"])
+      if seen.setdefault(key, point) != point:
+        split_labels.add(r["codec"])
+  out, done = [], set()
+  for stem, rows in per_file:
+    for r in rows:
+      label = f"{r['codec']} [{stem}]" if r["codec"] in split_labels else r["codec"]
+      if (label, r["setting"]) not in done:
+        done.add((label, r["setting"]))
+        out.append({**r, "codec": label})
+  return out
 
 
 def cmd_compare(args) -> dict:

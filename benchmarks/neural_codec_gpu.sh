@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The GPU measurements of benchmarks/neural_codec.md (section "On a GPU"), as they were run on
+# a lent H100 through the workplace's device tool.
+#
+# That machine's python3 has jax (CUDA), flax, optax, orbax, einops, numpy, Pillow; it cannot
+# reach a package index, so the other runtime dependencies the codec and the benchmark import
+# travel as wheels in .whl/ and the Kodak images in .devdata/kodak (both git-ignored):
+#
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+#       --platform any -d .whl constriction==0.5.0 grain==0.2.18 array_record \
+#       ml_collections==1.1.0 portpicker
+#   mkdir -p .devdata && cp -r ../shared/data/kodak .devdata/
+#
+# Usage, from the repository root:  bash benchmarks/neural_codec_gpu.sh OUT_DIR PART...
+#   check   versions, devices, and a bit-exactness check of GPU encode -> file -> GPU decode
+#   speed   `speed` at 64 and 512 tiles per pass, and `sweep` (one model, per tile, PIFS) on kodim23
+#   rdN     `rd` over the 24 Kodak images, per-tile model choice with --refine N (e.g. rd300),
+#           at the qualities in $RD_QUALITIES, PIFS in the same run
+# Each part writes its JSON to OUT_DIR and stops at its own time limit ($PART_TIMEOUT seconds).
+set -uo pipefail
+out=${1:?usage: neural_codec_gpu.sh OUT_DIR PART...}
+shift
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+wheels=${WHEELS:-.whl}  # WHEELS=none: the dependencies are installed already
+if [ -d "$wheels" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site "$wheels"/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+kodak=${KODAK:-.devdata/kodak}
+limit=${PART_TIMEOUT:-300}
+bench="timeout $limit python3 benchmarks/neural_codec.py"
+
+for part in "$@"; do
+  echo "== $part ($(date +%T))"
+  case $part in
+    check)
+      nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
+          --format=csv
+      python3 - "$kodak" <<'EOF'
+import os, sys, time
+import jax, flax, numpy as np
+print("jax", jax.__version__, "flax", flax.__version__, jax.devices())
+from collage.codec import neural
+from collage.data.images import image_paths, load_image
+codec = neural.NeuralCollageCodec(refine=30, mix=True)
+for p in image_paths(sys.argv[1])[:3]:
+  img = load_image(p)
+  h, w, c = img.shape
+  t = time.perf_counter()
+  code = codec.encode_code(img, 70)
+  data = codec.write_code(code, h, w, c)
+  enc = time.perf_counter() - t
+  same = np.array_equal(codec.reconstruct(code, h, w, c), codec.decompress(data))
+  print(f"{os.path.basename(p)}: {8 * len(data) / (h * w):.4f} bpp, encode {enc:.2f} s, "
+        f"file decode == encoder reconstruction: {same}")
+  if not same:
+    sys.exit("GPU decode is not bit-exact")
+EOF
+      ;;
+    speed)
+      for b in 64 512; do
+        $bench speed --image "$kodak/kodim23.png" --quality 21 --repeats 5 --batch $b \
+            --out "$out/speed_q21_b$b.json"
+        $bench speed --image "$kodak/kodim23.png" --quality 61 --repeats 5 --batch $b \
+            --out "$out/speed_q61_b$b.json"
+      done
+      $bench sweep --image "$kodak/kodim23.png" --neural_q 21,61 --mix_q 50,70 \
+          --pifs_q 30,45,60,70 --repeats 5 --batch 512 --out "$out/sweep.json"
+      ;;
+    rd*)
+      $bench rd --images "$kodak" --mix "${RD_QUALITIES:-55,65,75,85}" --skip_single \
+          --refine "${part#rd}" --pifs "${RD_PIFS:-}" --batch 512 --out "$out/mix24_r${part#rd}_gpu.json"
+      ;;
+    *) echo "unknown part $part (check, speed, rdN)"; exit 2 ;;
+  esac
+done
+echo "== done ($(date +%T))"
