@@ -2,6 +2,7 @@
 any image size, resolution-agnostic decoding, model selection and clear errors."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -191,6 +192,17 @@ def test_shipped_models_load_and_round_trip():
     np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(code, 40, 70, 3))
     sizes.append(len(data))
   assert sizes[0] < sizes[1]  # the lowest-rate model writes the smaller file
+
+
+def test_files_of_the_real_retired_models_decode_with_the_default_codec():
+  """Files written by an earlier release's shipped models (collage/assets/neural_retired)."""
+  retired = os.path.join(os.path.dirname(neural.ASSET_DIR), "neural_retired", "s3_r8_lam0.003")
+  img = _image(24, 40, 3, seed=5)
+  old = neural.NeuralCollageCodec(model=retired)
+  data = old.compress(img, 50)
+  codec = neural.NeuralCollageCodec()
+  assert old.models[0].fingerprint not in {m.fingerprint for m in codec.models}
+  np.testing.assert_array_equal(codec.decompress(data), old.decompress(data))
 
 
 def test_cli_model_flag_round_trip(tmp_path, models, capsys):
