@@ -91,6 +91,16 @@ class FolderSource:
     self._cached_bytes = 0
     self._lock = threading.Lock()
 
+  def __getstate__(self) -> dict[str, Any]:
+    # Pickled into grain worker processes: each starts with an empty cache (and its own lock).
+    state = dict(self.__dict__)
+    state.update(_cache={}, _cached_bytes=0)
+    del state["_lock"]
+    return state
+
+  def __setstate__(self, state: dict[str, Any]) -> None:
+    self.__dict__.update(state, _lock=threading.Lock())
+
   def __len__(self) -> int:
     return len(self.paths)
 

@@ -1,6 +1,7 @@
 """grain pipelines: determinism, augmentation, sharding, checkpointing, eval padding."""
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -212,6 +213,10 @@ def test_folder_source_keeps_decoded_images_up_to_its_budget(tmp_path, monkeypat
   assert len(decoded) == 2
   with pytest.raises(ValueError, match="cache_mb"):
     sources.FolderSource(tmp_path, cache_mb=-1)
+  # grain worker processes get a pickled copy: same images, its own empty cache.
+  copy = pickle.loads(pickle.dumps(src))
+  assert not copy._cache  # pylint: disable=protected-access
+  np.testing.assert_array_equal(copy[1]["image"], first[1])
 
 
 def test_epoch_shuffle_is_a_pure_function_of_the_index():
@@ -224,6 +229,7 @@ def test_epoch_shuffle_is_a_pure_function_of_the_index():
   assert len({tuple(e) for e in epochs}) > 5  # a fresh order most epochs
   assert [pipeline.EpochShuffle(src, seed=6)[i] for i in range(70)] != seq
   assert a[10**12] in src  # far epochs need no history
+  assert [pickle.loads(pickle.dumps(a))[i] for i in range(70)] == seq  # for worker processes
 
 
 def test_folder_source_errors(tmp_path):
