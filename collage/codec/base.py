@@ -78,7 +78,8 @@ def _import_builtin_codecs() -> None:
 
 
 def check_image(image) -> np.ndarray:
-  """Validates a codec's input: uint8 [H, W, C] with C in (1, 3) and H, W >= 1 -> the array.
+  """Validates a codec's input: uint8 [H, W, C] with C in (1, 3) and H, W >= 1, or a gray
+  [H, W] -> the array, [H, W, C] (a gray [H, W] becomes [H, W, 1]).
 
   Raises:
     CodecError: wrong dtype, rank, channel count or an empty image (the message names the
@@ -87,6 +88,8 @@ def check_image(image) -> np.ndarray:
   image = np.asarray(image)
   if image.dtype != np.uint8:
     raise CodecError(f"expected a uint8 image [H, W, C], got dtype {image.dtype}")
+  if image.ndim == 2:
+    image = image[..., None]
   if image.ndim != 3 or image.shape[-1] not in (1, 3) or 0 in image.shape:
     raise CodecError(f"expected an image [H, W, C] with C = 1 (gray) or 3 (RGB) and H, W >= 1, "
                      f"got shape {image.shape}")

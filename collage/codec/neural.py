@@ -60,7 +60,8 @@ from typing import Sequence
 import numpy as np
 
 from collage.codec import container
-from collage.codec.base import Codec, CodecError, check_quality, check_scale, register
+from collage.codec.base import (Codec, CodecError, check_image, check_quality, check_scale,
+                                 register)
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
 from collage.ops import blocks
 
@@ -386,7 +387,7 @@ class NeuralCollageCodec(Codec):
   # -- encoding ---------------------------------------------------------------------------
   def encode_code(self, image: np.ndarray, quality: int) -> TileCode:
     """The integer code of an image. image: uint8 [H, W, C] -> :class:`TileCode`."""
-    image = _check_image(image)
+    image = check_image(image)
     if self.mix:
       return self._encode_mixed(image, quality)
     m = self.model_for_quality(quality)
@@ -399,7 +400,7 @@ class NeuralCollageCodec(Codec):
 
     Returns (cost float64 [K, n_tiles] = bits + lam * 255^2 * SSE / C, codes: K arrays
     int64 [n_tiles, N_k]); SSE is that of the decoded 8-bit tile over its real pixels."""
-    image = _check_image(image)
+    image = check_image(image)
     return self._tile_costs(image, image_tiles(image, self.mix_models()[0].cfg.tile), lam)
 
   def _tile_costs(self, image: np.ndarray, tiles: np.ndarray,
@@ -437,7 +438,7 @@ class NeuralCollageCodec(Codec):
 
   def compress(self, image: np.ndarray, quality: int = 50) -> bytes:
     """image: uint8 [H, W, C] (C = 1 or 3), quality 1..100 -> container bytes."""
-    image = _check_image(image)
+    image = check_image(image)
     h, w, c = image.shape
     return self.write_code(self.encode_code(image, quality), h, w, c)
 
@@ -548,19 +549,6 @@ class NeuralCollageCodec(Codec):
     scale = check_scale(scale)
     code, header = self.decode_code(data)
     return self.reconstruct(code, header.height, header.width, header.channels, int(scale))
-
-
-def _check_image(image) -> np.ndarray:
-  image = np.asarray(image)
-  if image.dtype != np.uint8:
-    raise CodecError(f"image must be uint8, got {image.dtype}")
-  if image.ndim == 2:
-    image = image[..., None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 3):
-    raise CodecError(f"image must be [H, W, C] with C = 1 or 3, got shape {image.shape}")
-  if image.shape[0] < 1 or image.shape[1] < 1:
-    raise CodecError(f"image must be non-empty, got shape {image.shape}")
-  return image
 
 
 def available_models(path: str | None = None) -> Sequence[str]:

@@ -24,7 +24,8 @@ import struct
 import numpy as np
 
 from collage.codec import container, entropy
-from collage.codec.base import Codec, CodecError, check_quality, check_scale, register
+from collage.codec.base import (Codec, CodecError, check_image, check_quality, check_scale,
+                                 register)
 from collage.ops import pifs
 from collage.ops.pifs_search import Quantizer, domain_grid
 
@@ -86,7 +87,7 @@ class PIFSCodec(Codec):
 
   def encode(self, image: np.ndarray, quality: int) -> pifs.PIFSCode:
     """uint8 [H, W, C] -> PIFSCode (what ``compress`` serializes)."""
-    image = _check_image(image)
+    image = check_image(image)
     thr = quality_to_threshold(check_quality(quality))
     return pifs.encode(image.astype(np.float32) / 255.0, self.params, threshold=thr,
                        chroma_threshold=self.chroma_factor * thr,
@@ -173,17 +174,6 @@ class PIFSCodec(Codec):
 
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
     return self.reconstruct(self.parse(data), check_scale(scale))
-
-
-def _check_image(image) -> np.ndarray:
-  image = np.asarray(image)
-  if image.dtype != np.uint8:
-    raise CodecError(f"PIFS compresses uint8 images, got dtype {image.dtype}")
-  if image.ndim == 2:
-    image = image[..., None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 3) or min(image.shape[:2]) < 1:
-    raise CodecError(f"image must be [H, W, C] with C = 1 or 3, got shape {image.shape}")
-  return image
 
 
 def _parse_params(b: bytes) -> tuple[pifs.PIFSParams, int]:

@@ -162,8 +162,10 @@ def test_bad_input_gives_clear_errors(codec):
     codec.decompress(data, scale=0)
   with pytest.raises(base.CodecError, match="uint8"):
     codec.compress(np.zeros((8, 8, 3), np.float32), 50)
-  with pytest.raises(base.CodecError, match="C = 1 or 3"):
+  with pytest.raises(base.CodecError, match=r"C = 1 \(gray\) or 3"):
     codec.compress(np.zeros((8, 8, 4), np.uint8), 50)
+  with pytest.raises(base.CodecError, match="H, W >= 1"):
+    codec.compress(np.zeros((0, 8, 3), np.uint8), 50)
 
 
 def test_bitpack_baseline_round_trip(tmp_path):
