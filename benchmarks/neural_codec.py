@@ -315,19 +315,25 @@ def _rows(paths: str) -> list[dict]:
   """The rows of the ``rd`` JSON files (comma-separated paths), in order.
 
   Rows of one codec label from several files form one curve, a row repeated (same setting,
-  same bpp and PSNR: a deterministic reference run again) once. If two files disagree at a
-  shared setting (the same encoder with other models, say), each file's rows of that label
-  become their own curve, ``label [file stem]``."""
+  same bpp and PSNR to 1e-6: a deterministic reference run again) once. If two files
+  disagree at a shared setting (the same encoder with other models, say), each file's rows of
+  that label become their own curve, ``label [file]``, the file named by its stem (or its
+  path, when two files share a stem). Runs with other models at disjoint settings are not
+  told apart: give such files distinct settings or compare them separately."""
+  files = paths.split(",")
+  stems = [os.path.splitext(os.path.basename(p))[0] for p in files]
+  if len(set(stems)) < len(stems):
+    stems = [os.path.splitext(p)[0] for p in files]
   per_file = []
-  for path in paths.split(","):
+  for stem, path in zip(stems, files):
     with open(path) as f:
-      per_file.append((os.path.splitext(os.path.basename(path))[0], json.load(f)))
+      per_file.append((stem, json.load(f)))
   seen: dict[tuple[str, str], tuple[float, float]] = {}
   split_labels = set()
   for _, rows in per_file:
     for r in rows:
       key, point = (r["codec"], r["setting"]), (r["bpp"], r["psnr"])
-      if seen.setdefault(key, point) != point:
+      if not np.allclose(seen.setdefault(key, point), point, rtol=0.0, atol=1e-6):
         split_labels.add(r["codec"])
   out, done = [], set()
   for stem, rows in per_file:
@@ -451,7 +457,7 @@ def main(argv=None):
   pl.add_argument("--title", default="Kodak (24 images)")
   pl.add_argument("--out", default="neural_codec_rd.png")
   args = p.parse_args(argv)
-  if getattr(args, "batch", 0):
+  if getattr(args, "batch", None) is not None:
     if args.batch < 1 or args.batch & (args.batch - 1):
       p.error(f"--batch must be a power of two, got {args.batch}")
     neural.ENCODE_BATCH = args.batch

@@ -16,8 +16,10 @@
 #   check   versions, devices, and a bit-exactness check of GPU encode -> file -> GPU decode
 #   speed   `speed` at 64 and 512 tiles per pass, and `sweep` (one model, per tile, PIFS) on kodim23
 #   rdN     `rd` over the 24 Kodak images, per-tile model choice with --refine N (e.g. rd300),
-#           at the qualities in $RD_QUALITIES, PIFS in the same run
+#           at the qualities in $RD_QUALITIES (default 55,65,75,85), and PIFS at the qualities
+#           in $RD_PIFS (default none)
 # Each part writes its JSON to OUT_DIR and stops at its own time limit ($PART_TIMEOUT seconds).
+# The exit status is that of the first part that failed (0 if none).
 set -uo pipefail
 out=${1:?usage: neural_codec_gpu.sh OUT_DIR PART...}
 shift
@@ -33,6 +35,7 @@ kodak=${KODAK:-.devdata/kodak}
 limit=${PART_TIMEOUT:-300}
 bench="timeout $limit python3 benchmarks/neural_codec.py"
 
+status=0
 for part in "$@"; do
   echo "== $part ($(date +%T))"
   case $part in
@@ -76,5 +79,11 @@ EOF
       ;;
     *) echo "unknown part $part (check, speed, rdN)"; exit 2 ;;
   esac
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "== $part failed (exit $rc)"
+    [ $status -ne 0 ] || status=$rc
+  fi
 done
 echo "== done ($(date +%T))"
+exit $status

@@ -8,8 +8,9 @@
 #
 # AERIALS_DIR defaults to ../shared/data/aerials, OUT_DIR to RUNS_DIR/models (copy its five
 # folders into collage/assets/neural/ to ship them). Re-running resumes each run from its last
-# checkpoint. On the H100 of session 4 the five runs took about 6 minutes (three 4x4-range runs
-# at once, then two 8x8-range runs); on a 2-core CPU expect several hours.
+# checkpoint. The runs go one after another. On the H100 of session 4 they ran three 4x4-range
+# runs at once, then two 8x8-range runs, about 6 minutes of training in all; one at a time a run
+# there takes about 1.5 minutes (about 65 steps/s). On a 2-core CPU expect several hours.
 set -euo pipefail
 runs=${1:?usage: finetune_neural_models.sh RUNS_DIR [AERIALS_DIR] [OUT_DIR]}
 aerials=${2:-../shared/data/aerials}
@@ -36,16 +37,17 @@ print(len(os.listdir(f"{runs}/data_train")), "training images,",
 EOF
 
 common=(--config.batch_size=128 --config.optimizer.learning_rate=5e-4
-        --config.data.source=folder:$runs/data_train --config.data.eval_source=folder:$runs/data_eval
+        "--config.data.source=folder:$runs/data_train"
+        "--config.data.eval_source=folder:$runs/data_eval"
         --config.checkpoint_every=1000 --config.eval_batches=16)
 for lam in 0.005 0.009 0.015; do  # 4x4 luma ranges
   python -m experiments.main --config experiments/configs/compress.py:fine \
-      --workdir "$runs/ft_r4_lam$lam" --config.init_from=$init/s3_r4_lam$lam --config.lam=$lam \
+      --workdir "$runs/ft_r4_lam$lam" "--config.init_from=$init/s3_r4_lam$lam" --config.lam=$lam \
       --config.total_steps=5500 --config.eval_every=2750 --config.log_every=550 "${common[@]}"
 done
 for lam in 0.0008 0.003; do  # 8x8 luma ranges
   python -m experiments.main --config experiments/configs/compress.py:full \
-      --workdir "$runs/ft_r8_lam$lam" --config.init_from=$init/s3_r8_lam$lam --config.lam=$lam \
+      --workdir "$runs/ft_r8_lam$lam" "--config.init_from=$init/s3_r8_lam$lam" --config.lam=$lam \
       --config.total_steps=6000 --config.eval_every=3000 --config.log_every=1000 "${common[@]}"
 done
 

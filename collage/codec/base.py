@@ -32,8 +32,8 @@ class Codec(abc.ABC):
 
   @abc.abstractmethod
   def compress(self, image: np.ndarray, quality: int) -> bytes:
-    """image: uint8 [H, W, C] (C = 1 or 3), quality: int in 1..100 (higher is better)
-    -> the complete file's bytes."""
+    """image: uint8 [H, W, C] (C = 1 or 3) or gray [H, W] (see :func:`check_image`),
+    quality: int in 1..100 (higher is better) -> the complete file's bytes."""
 
   @abc.abstractmethod
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:

@@ -49,19 +49,26 @@ class EpochShuffle:
   same order. Safe to share between reader threads and to pickle into worker processes.
   """
 
+  # Orders kept: at least 8 epochs, more while they total under 2**16 indices (a batch of a
+  # small source spans many epochs, and reader threads interleave them).
+  MIN_KEPT_EPOCHS, KEPT_INDICES = 8, 2**16
+
   def __init__(self, source: Sequence[Any], seed: int):
     self.source = source
     self.n = len(source)
     self.seed = int(seed)
-    self._recent: dict[int, np.ndarray] = {}  # the last few epochs' orders
+    self.keep = max(self.MIN_KEPT_EPOCHS, self.KEPT_INDICES // max(1, self.n))
+    self._recent: dict[int, np.ndarray] = {}  # the newest `keep` epochs' orders
 
   def permutation(self, epoch: int) -> np.ndarray:
     """The order of epoch ``epoch``: a permutation of range(n) drawn from (seed, epoch)."""
     perm = self._recent.get(epoch)
     if perm is None:  # two threads may both draw it: the same array, no harm
       perm = np.random.default_rng([self.seed, int(epoch)]).permutation(self.n)
-      self._recent.pop(epoch - 8, None)  # reads move forward an epoch at a time
       self._recent[epoch] = perm
+      if len(self._recent) > self.keep:
+        for old in sorted(list(self._recent))[:-self.keep]:  # list(): a snapshot of the keys
+          self._recent.pop(old, None)
     return perm
 
   def __len__(self) -> int:

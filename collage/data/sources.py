@@ -34,8 +34,9 @@ from collage.data.images import image_paths, load_image, to_channels
 SOURCE_KINDS = ("embedded", "folder:PATH", "tfds:NAME[:SPLIT]")
 _TFDS_RE = re.compile(r"^(?P<name>[A-Za-z0-9_./-]+(?::[0-9][0-9.*]*)?)(?::(?P<split>.+))?$")
 _TFDS_EVAL_SPLITS = ("eval", "validation", "test")
-# Decoded folder images kept in memory, per source (MiB). A train crop is far smaller than its
-# image: decoding the PNG for every crop held training to about 200 crops/s.
+# Decoded folder images kept in memory (MiB), per source object: each grain worker process
+# holds its own copy. A train crop is far smaller than its image: decoding the PNG for every
+# crop held training to about 200 crops/s.
 FOLDER_CACHE_MB = 2048
 
 
@@ -105,6 +106,7 @@ class FolderSource:
     return len(self.paths)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
+    index = range(len(self.paths))[index]  # one cache key per image; IndexError as a list
     path = self.paths[index]
     image = self._cache.get(index)
     if image is None:

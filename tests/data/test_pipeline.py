@@ -229,6 +229,12 @@ def test_epoch_shuffle_is_a_pure_function_of_the_index():
   assert len({tuple(e) for e in epochs}) > 5  # a fresh order most epochs
   assert [pipeline.EpochShuffle(src, seed=6)[i] for i in range(70)] != seq
   assert a[10**12] in src  # far epochs need no history
+  # Interleaved reads (reader threads) keep a bounded number of epoch orders.
+  c = pipeline.EpochShuffle(src, seed=5)
+  c.keep = 8
+  for i in np.random.default_rng(0).permutation(7 * 1000):
+    c[int(i)]  # pylint: disable=pointless-statement
+  assert len(c._recent) == 8  # pylint: disable=protected-access
   assert [pickle.loads(pickle.dumps(a))[i] for i in range(70)] == seq  # for worker processes
 
 
