@@ -1,7 +1,7 @@
 r"""The only entrypoint: trains or evaluates the experiment a config names.
 
     python -m experiments.main --config experiments/configs/NAME.py[:ARG] --workdir DIR \
-        [--config.key=value ...] [--mode train|eval]
+        [--config.key=value ...] [--mode train|eval|sample]
 
 The config is locked: an unknown or ill-typed ``--config.key=value`` stops with a message that
 names the key and lists the valid ones. The resolved config is written to ``DIR/config.json``.
@@ -36,9 +36,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: config.json, metrics.jsonl, checkpoints/, artifacts/.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval"],
+    "mode", "train", ["train", "eval", "sample"],
     "train: resume from the latest checkpoint in --workdir if any and train; "
-    "eval: restore the latest checkpoint and evaluate + write artifacts only.")
+    "eval: restore the latest checkpoint, run the evaluators and write artifacts only; "
+    "sample: restore the latest checkpoint and write config.sample.num samples to "
+    "DIR/samples/STEP/.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for an explicit multi-process launch.")
 _NUM_PROCESSES = flags.DEFINE_integer(
@@ -137,7 +139,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     _die(f"invalid command line: {detail}. Give each --config.key=value a value of the key's "
          f"type; valid keys are: {_valid_list(keys) or '(load a config with --config first)'}. "
          "Usage: python -m experiments.main --config experiments/configs/NAME.py[:ARG] "
-         "--workdir DIR [--config.key=value ...] [--mode train|eval].")
+         "--workdir DIR [--config.key=value ...] [--mode train|eval|sample].")
   return rest
 
 
@@ -210,7 +212,7 @@ def main(argv: Sequence[str]) -> None:
     logging.info("config written to %s", write_config(config, workdir))
   try:
     module.run(config, workdir, _MODE.value)
-  except (CheckpointError, ConfigError) as e:
+  except (CheckpointError, ConfigError, FileExistsError) as e:
     sys.stderr.write(f"error: {e}\n")
     sys.exit(1)
 

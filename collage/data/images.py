@@ -145,3 +145,39 @@ def check_size(shape: Sequence[int], crop: tuple[int, int], name: str) -> None:
         f"image {name!r} is {h}x{w}, smaller than the {crop[0]}x{crop[1]} crop; "
         "images are never upscaled: choose a crop size of at most "
         f"{h}x{w} or remove the image")
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def to_uint8(image) -> np.ndarray:
+  """Float [..., H, W, C] in [0, 1] -> uint8, rounded; values outside [0, 1] are clipped (for
+  display). C = 1 becomes [..., H, W] so that Pillow writes a grayscale image."""
+  x = np.round(np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+  return x[..., 0] if x.shape[-1] == 1 else x
+
+
+def image_grid(images, columns: int | None = None, pad: int = 2, pad_value: float = 1.0
+               ) -> np.ndarray:
+  """Tiles images [N, H, W, C] into one [rows*(H+pad)-pad, cols*(W+pad)-pad, C] image.
+
+  Args:
+    images: float [N, H, W, C].
+    columns: images per row (default: the smallest square that holds N).
+    pad: pixels between images; ``pad_value`` fills them and any empty cells.
+  """
+  images = np.asarray(images, np.float32)
+  if images.ndim != 4 or images.shape[0] == 0:
+    raise ValueError(f"image_grid takes images [N, H, W, C] with N >= 1, got {images.shape}")
+  n, h, w, c = images.shape
+  cols = columns or int(np.ceil(np.sqrt(n)))
+  rows = -(-n // cols)
+  grid = np.full((rows * (h + pad) - pad, cols * (w + pad) - pad, c), pad_value, np.float32)
+  for i, img in enumerate(images):
+    r, q = divmod(i, cols)
+    grid[r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = img
+  return grid
+
+
+def save_png(path: str | os.PathLike, image) -> None:
+  """Writes float [H, W, C] in [0, 1] (C = 1 or 3) as an 8-bit PNG."""
+  Image.fromarray(to_uint8(image)).save(path, format="PNG")

@@ -10,32 +10,62 @@ A config file starts from :func:`training_defaults` and sets what its experiment
 import ml_collections
 
 
-def training_defaults() -> ml_collections.ConfigDict:
-  """The runtime's fields, with defaults. Every field is documented on its line."""
+def optimizer_block() -> ml_collections.ConfigDict:
+  """One network's optimizer block. Every field is documented on its line."""
+  o = ml_collections.ConfigDict()
+  o.name = "adamw"             # optax optimizer: adam | adamw | sgd | lamb
+  o.learning_rate = 1e-3       # peak learning rate
+  o.warmup_steps = 0           # linear warmup steps
+  o.schedule = "constant"      # after warmup: constant | cosine (to 0 at total_steps)
+  o.weight_decay = 0.0         # decoupled weight decay (adamw, lamb)
+  o.b1 = 0.9                   # first moment decay (adam family)
+  o.b2 = 0.999                 # second moment decay (adam family)
+  o.grad_clip_norm = 1.0       # clip the global gradient norm to this (0: off)
+  o.skip_threshold = 0.0       # skip updates whose gradient norm exceeds this (0: off); non-finite gradients are always skipped
+  o.ema_decay = 0.0            # EMA of this network's parameters (0: off), e.g. 0.999
+  return o
+
+
+def training_defaults(networks: tuple[str, ...] | None = None) -> ml_collections.ConfigDict:
+  """The runtime's fields, with defaults. Every field is documented on its line.
+
+  Args:
+    networks: the names of the task's networks when it has several (e.g. ``("generator",
+      "discriminator")``): the config then has one block ``optimizers.NAME`` per network instead
+      of the single ``optimizer`` block.
+  """
   c = ml_collections.ConfigDict()
   c.task = ""                    # module name in experiments/tasks/ that runs this config
   c.seed = 0                     # seeds parameters, data order/augmentation and step RNG
-  c.total_steps = 1000           # optimizer steps to train for
+  c.total_steps = 1000           # train steps (each may update several networks)
   c.batch_size = 8               # global batch size, split over all devices and processes
   c.log_every = 50               # steps between logged metrics / progress lines
   c.eval_every = 500             # steps between evaluations and artifacts (0: only at the end)
-  c.eval_batches = 4             # batches per evaluation
+  c.eval_batches = 4             # batches per evaluation of the "loss" evaluators
   c.checkpoint_every = 500       # steps between checkpoints (also saved at the end)
   c.keep_checkpoints = 3         # how many recent checkpoints to keep
   c.max_steps_ahead = 4          # the host dispatches at most this many steps ahead of the devices
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adamw"           # optax optimizer: adam | adamw | sgd | lamb
-  c.optimizer.learning_rate = 1e-3     # peak learning rate
-  c.optimizer.warmup_steps = 0         # linear warmup steps
-  c.optimizer.schedule = "constant"    # after warmup: constant | cosine
-  c.optimizer.weight_decay = 0.0       # decoupled weight decay (adamw, lamb)
-  c.optimizer.b1 = 0.9                 # first moment decay (adam family)
-  c.optimizer.b2 = 0.999               # second moment decay (adam family)
-  c.optimizer.grad_clip_norm = 1.0     # clip the global gradient norm to this (0: off)
-  c.optimizer.skip_threshold = 0.0     # skip updates whose gradient norm exceeds this (0: off); non-finite gradients are always skipped
-  c.ema_decay = 0.0                    # EMA of parameters (0: off), e.g. 0.999
+  if networks:
+    c.optimizers = ml_collections.ConfigDict()
+    for name in networks:
+      c.optimizers[name] = optimizer_block()  # this network's optimizer (fields as below)
+  else:
+    c.optimizer = optimizer_block()  # the one network's optimizer
+
+  c.evals = ml_collections.ConfigDict()  # evaluators by name; each logs NAME/metric
+  c.evals.eval = ml_collections.ConfigDict()
+  c.evals.eval.type = "loss"     # the task's eval metrics, exact means over the eval split
   return c
+
+
+def sample_defaults(num: int = 16, seed: int = 0) -> ml_collections.ConfigDict:
+  """``config.sample``: what ``--mode sample`` draws; a task adds its own options beside these."""
+  s = ml_collections.ConfigDict()
+  s.num = num                    # samples to draw
+  s.seed = seed                  # sampling seed (samples do not depend on the device count)
+  s.batch_size = 64              # samples per jitted call (rounded up to a multiple of the devices)
+  return s
 
 
 def variant(arg: str | None, variants: tuple[str, ...], experiment: str) -> str:

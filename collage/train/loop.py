@@ -3,8 +3,10 @@
     def run(config, workdir, mode):           # in experiments/tasks/NAME.py
       return loop.run(MyTask(config), config, workdir, mode)
 
-Sections: set-up (mesh, optimizer, state shapes) -> restore or initialise -> train (jitted step,
-host fetches only when logging) -> evaluate, artifacts, checkpoint.
+Sections: set-up (mesh, one optimizer per network, state shapes, evaluators) -> restore or
+initialise -> train (jitted step, host fetches only when logging) -> evaluators, artifacts,
+checkpoint. ``--mode eval`` runs the evaluators on the latest checkpoint; ``--mode sample`` draws
+``config.sample.num`` samples from it (see :mod:`collage.train.sampling`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 from typing import Any, Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -22,15 +23,15 @@ from absl import logging
 from collage.train import mesh as mesh_lib
 from collage.train.checkpoint import Checkpointer
 from collage.train.errors import CheckpointError, ConfigError
-from collage.train.optimizer import make_optimizer
+from collage.train.evaluators import make_evaluators
+from collage.train.optimizer import learning_rate_schedule, make_optimizer, network_blocks
+from collage.train.sampling import Sampler, check_sample_config, task_options, write_samples
 from collage.train.state import TrainState, create_state
-from collage.train.step import make_eval_step, make_train_step
+from collage.train.step import NetworkUpdate, make_train_step
 from collage.train.task import Task
 from collage.train.writer import MetricWriter, Progress
 
-MODES = ("train", "eval")
-# Metrics that are running totals or schedules: logged as their latest value, not averaged.
-_LATEST_VALUE = ("skipped_nonfinite", "skipped_large", "learning_rate")
+MODES = ("train", "eval", "sample")
 _EVAL_SALT = 0x6576616C  # "eval": separates the eval key stream from the training one
 
 
@@ -42,15 +43,9 @@ def _keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def _average(rows: list[dict[str, Any]]) -> dict[str, float]:
-  """Host-side mean over logged steps (latest value for counters / schedules)."""
+  """Host-side mean of each metric over the logged steps."""
   rows = jax.device_get(rows)
-  out = {}
-  for k in rows[-1]:
-    if k in _LATEST_VALUE:
-      out[k] = float(rows[-1][k])
-    else:
-      out[k] = float(np.mean([np.asarray(r[k], np.float64) for r in rows]))
-  return out
+  return {k: float(np.mean([np.asarray(r[k], np.float64) for r in rows])) for k in rows[-1]}
 
 
 def _check_iterator(it: Any, task: Task) -> None:
@@ -62,19 +57,29 @@ def _check_iterator(it: Any, task: Task) -> None:
 
 
 class _Runtime:
-  """Set-up shared by training and evaluation."""
+  """Set-up shared by training, evaluation and sampling."""
 
   def __init__(self, task: Task, config: ml_collections.ConfigDict, workdir: str,
                devices: Sequence[jax.Device] | None):
     self.task, self.config, self.workdir = task, config, workdir
     self.mesh = mesh_lib.make_mesh(list(devices) if devices is not None else None)
     self.local_batch = mesh_lib.check_batch_size(int(config.batch_size), self.mesh)
-    self.tx = make_optimizer(config)
+    total = int(config.total_steps)
+    networks = tuple(task.networks)
+    blocks = network_blocks(config, networks)
+    self.optimizers = {n: make_optimizer(b, total) for n, b in blocks.items()}
+    self.schedules = {n: learning_rate_schedule(b, total) for n, b in blocks.items()}
+    ema_decays = {n: float(b.ema_decay) for n, b in blocks.items() if float(b.ema_decay) > 0}
+    self.update = NetworkUpdate(self.optimizers, ema_decays)
     self.init_key, self.step_key, self.eval_key = _keys(int(config.seed))
-    use_ema = float(config.ema_decay) > 0
 
     def init() -> TrainState:
-      return create_state(task.init_params(self.init_key), self.tx, self.step_key, use_ema)
+      params, model_state = task.init(self.init_key)
+      if sorted(params) != sorted(networks):
+        raise ValueError(f"{type(task).__name__}.init returned parameters for "
+                         f"{sorted(params)}, but its networks are {list(networks)}")
+      return create_state(params, model_state, self.optimizers, self.step_key,
+                          tuple(ema_decays))
 
     rep = mesh_lib.replicated(self.mesh)
     shapes = jax.eval_shape(init)
@@ -82,7 +87,8 @@ class _Runtime:
     self.abstract_state = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes)
     self.init_state = jax.jit(init, out_shardings=self.state_sharding)
-    self.eval_step = jax.jit(make_eval_step(task), out_shardings=rep)
+    self.evaluators = make_evaluators(config.get("evals", None), self)
+    self._sampler: Sampler | None = None
     self.checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"),
                                     keep=int(config.keep_checkpoints))
     self.writer = MetricWriter(workdir)
@@ -92,27 +98,39 @@ class _Runtime:
                              process_index=jax.process_index(),
                              process_count=jax.process_count(), batch_size=self.local_batch)
 
+  def sampler(self) -> Sampler:
+    """The task's jitted sampler with ``config.sample``'s options (built once)."""
+    if self._sampler is None:
+      sample = self.config.get("sample", None)
+      batch = int(sample.batch_size) if sample is not None and "batch_size" in sample else 64
+      self._sampler = Sampler(self.task, self.mesh, task_options(sample), batch)
+    return self._sampler
+
   def evaluate(self, state: TrainState, step: int) -> dict[str, float]:
-    """Averages ``task.eval_fn`` over ``config.eval_batches`` batches; logs; writes artifacts."""
-    params = state.eval_params
-    sums, n = None, 0
-    for i, local in enumerate(self.dataset("eval")):
-      if i >= int(self.config.eval_batches):
-        break
-      batch = mesh_lib.global_batch(local, self.mesh)
-      m = self.eval_step(params, batch, jax.random.fold_in(self.eval_key, i))
-      sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
-      n += 1
+    """Runs every evaluator, logs ``NAME/KEY``, writes the task's artifacts."""
     scalars = {}
-    if n:
-      scalars = {f"eval/{k}": float(v) / n for k, v in jax.device_get(sums).items()}
+    for ev in self.evaluators:
+      scalars.update({f"{ev.name}/{k}": v for k, v in ev.run(state, step).items()})
+    if scalars:
       self.writer.write(step, scalars)
       if jax.process_index() == 0:
         logging.info("eval at step %d: %s", step,
                      "  ".join(f"{k}={v:.4g}" for k, v in sorted(scalars.items())))
     if jax.process_index() == 0:
-      self.task.write_artifacts(mesh_lib.to_host(params), step, self.workdir)
+      self.task.write_artifacts(self.task.task_params(mesh_lib.to_host(state.eval_params)),
+                                mesh_lib.to_host(state.model_state), step, self.workdir)
     return scalars
+
+  def optimizer_scalars(self, state: TrainState, step: int) -> dict[str, float]:
+    """Per network: the learning rate of the last step and the skip counters so far."""
+    counters = jax.device_get({n: (o.skipped_nonfinite, o.skipped_large)
+                               for n, o in state.opt_state.items()})
+    out = {}
+    for n, (nonfinite, large) in counters.items():
+      out[f"{n}/learning_rate"] = float(self.schedules[n](max(step - 1, 0)))
+      out[f"{n}/skipped_nonfinite"] = float(nonfinite)
+      out[f"{n}/skipped_large"] = float(large)
+    return out
 
   def close(self) -> None:
     self.checkpoints.close()
@@ -121,42 +139,66 @@ class _Runtime:
 
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str, mode: str = "train",
         *, devices: Sequence[jax.Device] | None = None) -> TrainState:
-  """Trains (resuming from the latest checkpoint in ``workdir``) or evaluates ``task``.
+  """Trains (resuming from the latest checkpoint in ``workdir``), evaluates or samples ``task``.
 
   Args:
     task: the experiment.
     config: a config built on :func:`collage.train.config.training_defaults`.
     workdir: the run directory (``checkpoints/``, ``metrics.jsonl``, TensorBoard events,
-      ``artifacts/``).
-    mode: "train" (resume automatically, train to ``config.total_steps``, evaluate) or
-      "eval" (restore the latest checkpoint; evaluate and write artifacts only).
+      ``artifacts/``, ``samples/``).
+    mode: "train" (resume automatically, train to ``config.total_steps``, evaluate), "eval"
+      (restore the latest checkpoint; run the evaluators and write artifacts only) or "sample"
+      (restore the latest checkpoint; write ``config.sample.num`` samples to
+      ``workdir/samples/STEP/``).
     devices: the devices of the mesh (default: all devices of all processes).
 
   Returns:
     The final :class:`TrainState` (replicated global arrays).
 
   Raises:
-    ConfigError: unknown mode, or a batch size the device count does not divide.
-    CheckpointError: an existing checkpoint cannot be restored, or mode "eval" finds none.
+    ConfigError: unknown mode, a batch size the device count does not divide, optimizer blocks
+      that do not match the task's networks, an unknown evaluator, no sampler for "sample".
+    CheckpointError: an existing checkpoint cannot be restored, or "eval" / "sample" finds none.
   """
   if mode not in MODES:
     raise ConfigError(f"mode={mode!r} is unknown; valid: {', '.join(MODES)}.")
+  if mode == "sample":
+    check_sample_config(task, config)
   rt = _Runtime(task, config, workdir, devices)
   try:
     latest = rt.checkpoints.latest_step()
     if mode == "eval":
       return _eval_only(rt, latest)
+    if mode == "sample":
+      return _sample(rt, latest)
     return _train(rt, latest)
   finally:
     rt.close()
 
 
-def _eval_only(rt: _Runtime, latest: int | None) -> TrainState:
+def _restore_latest(rt: _Runtime, latest: int | None, mode: str) -> TrainState:
   if latest is None:
     raise CheckpointError(
-        f"--mode eval needs a checkpoint, but {rt.checkpoints.directory} has none; "
+        f"--mode {mode} needs a checkpoint, but {rt.checkpoints.directory} has none; "
         "train first with --mode train (same --workdir).")
   state, _ = rt.checkpoints.restore(latest, rt.abstract_state)
+  return state
+
+
+def _sample(rt: _Runtime, latest: int | None) -> TrainState:
+  state = _restore_latest(rt, latest, "sample")
+  sample = rt.config.sample
+  samples = rt.sampler()(state.eval_params, state.model_state, int(sample.num), int(sample.seed))
+  if jax.process_index() == 0:
+    meta = {"step": latest, "num": int(sample.num), "seed": int(sample.seed),
+            "options": task_options(sample)}
+    out = write_samples(samples, os.path.join(rt.workdir, "samples", str(latest)), meta)
+    logging.info("%d samples of step %d written to %s", int(sample.num), latest, out)
+  return state
+
+
+def _eval_only(rt: _Runtime, latest: int | None) -> TrainState:
+  state = _restore_latest(rt, latest, "eval")
   rt.evaluate(state, latest)
   return state
 
@@ -182,7 +224,7 @@ def _train(rt: _Runtime, latest: int | None) -> TrainState:
                  rt.checkpoints.directory / str(latest), step, rt.mesh.devices.size)
 
   train_step = jax.jit(
-      make_train_step(rt.task, rt.tx, config),
+      make_train_step(rt.task, rt.update),
       in_shardings=(rt.state_sharding, mesh_lib.batch_sharding(rt.mesh)),
       out_shardings=(rt.state_sharding, mesh_lib.replicated(rt.mesh)),
       donate_argnums=(0,))
@@ -208,13 +250,15 @@ def _train(rt: _Runtime, latest: int | None) -> TrainState:
     if step % log_every == 0 or step == total:
       scalars = _average(pending)  # the only per-interval host sync
       pending = []
+      counters = rt.optimizer_scalars(state, step)
+      scalars.update(counters)
       scalars["steps_per_sec"] = progress.report(step, scalars)
       rt.writer.write(step, scalars)
-      skipped = int(scalars["skipped_nonfinite"] + scalars["skipped_large"])
-      if skipped > skipped_seen:
-        logging.warning("skipped %d bad updates so far (non-finite: %d, above threshold: %d)",
-                        skipped, int(scalars["skipped_nonfinite"]), int(scalars["skipped_large"]))
-        skipped_seen = skipped
+      skipped = {k: int(v) for k, v in counters.items() if "/skipped_" in k}
+      if sum(skipped.values()) > skipped_seen:
+        logging.warning("skipped bad updates so far: %s",
+                        ", ".join(f"{k}={v}" for k, v in sorted(skipped.items()) if v))
+        skipped_seen = sum(skipped.values())
 
     if eval_every > 0 and step % eval_every == 0 and step < total:
       rt.evaluate(state, step)

@@ -77,3 +77,13 @@ def to_host(tree: Any) -> Any:
       return np.asarray(x.addressable_shards[0].data)
     return x
   return jax.tree.map(fetch, tree)
+
+
+def gather(tree: Any) -> Any:
+  """Batch-sharded global arrays -> whole numpy arrays on every process."""
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+  return jax.tree.map(fetch, tree)

@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from collage.data import augment
+from collage.data import augment, images
 from collage.metrics.distortion import psnr, psnr_from_mse
 from collage.ops import blocks
 from collage.ops import collage as co
@@ -62,12 +62,6 @@ def load_target(config: ml_collections.ConfigDict) -> np.ndarray:
     pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
     img = np.asarray(pil.resize((size, size), Image.Resampling.BOX)).reshape(size, size, -1)
   return img.astype(np.float32) / 255.0
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  """[H, W, C] floats in [0, 1] (clipped for display) -> uint8 [H, W] or [H, W, 3]."""
-  x = np.round(np.clip(np.asarray(x, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
-  return x[..., 0] if x.shape[-1] == 1 else x
 
 
 # -- the task -------------------------------------------------------------------------------
@@ -122,8 +116,8 @@ class FractalizeTask(Task):
     metrics["decode_mse"] = loss
     return loss, metrics
 
-  def eval_fn(self, params: Params, batch: Batch, rng: jax.Array) -> Metrics:
-    del rng
+  def eval_fn(self, params: Params, model_state: Any, batch: Batch, rng: jax.Array) -> Metrics:
+    del model_state, rng
     x = batch["image"]
     p = self.collage_params(params, x.shape[0])
     decoded = jnp.clip(co.decode(self.spec, p, steps=int(self.config.eval_decode_steps)), 0, 1)
@@ -132,12 +126,13 @@ class FractalizeTask(Task):
             "psnr_1x": psnr_from_mse(mse, min_mse=1e-12)}
 
   # -- artifacts ----------------------------------------------------------------------------
-  def write_artifacts(self, params: Params, step: int, workdir: str) -> None:
+  def write_artifacts(self, params: Params, model_state: Any, step: int, workdir: str) -> None:
+    del model_state
     cfg, spec = self.config, self.spec
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)
     p = self.collage_params(jax.tree.map(jnp.asarray, params))
-    Image.fromarray(to_uint8(self.target)).save(os.path.join(out, "target.png"))
+    images.save_png(os.path.join(out, "target.png"), self.target)
 
     decode = jax.jit(co.decode, static_argnums=(0,),
                      static_argnames=("tol", "max_steps", "scale", "steps"))
@@ -160,13 +155,13 @@ class FractalizeTask(Task):
       start = blocks.upsample_nearest(x1, k) if k > 1 else None
       xk = x1 if k == 1 else decode(spec, p, tol=float(cfg.artifact_tol), scale=k,
                                     max_steps=int(cfg.artifact_max_steps), start=start)
-      Image.fromarray(to_uint8(np.asarray(xk)[0])).save(os.path.join(out, f"fractal_{k}x.png"))
+      images.save_png(os.path.join(out, f"fractal_{k}x.png"), np.asarray(xk)[0])
       if k > 1:
         summary[f"pool_{k}x_vs_1x_maxabs"] = float(
             jnp.max(jnp.abs(blocks.mean_pool(xk, k) - x1)))
 
     traj = co.decode_trajectory(spec, p, steps=int(cfg.gif_steps))[:, 0]
-    frames = [Image.fromarray(to_uint8(f)) for f in np.asarray(traj)]
+    frames = [Image.fromarray(images.to_uint8(f)) for f in np.asarray(traj)]
     frames[0].save(os.path.join(out, "decoding.gif"), save_all=True, append_images=frames[1:],
                    duration=int(cfg.gif_frame_ms), loop=0)
 
@@ -195,7 +190,7 @@ class FractalizeTask(Task):
     lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
     for name, pts in (("ifs_target", reference), ("ifs_fit", fitted)):
       img = 1.0 - np.asarray(ifs.rasterize(pts, 384, lo, hi))
-      Image.fromarray(np.round(img * 255).astype(np.uint8)).save(os.path.join(out, name + ".png"))
+      images.save_png(os.path.join(out, name + ".png"), img[..., None])
     return {"ifs_demo": cfg.ifs_demo, "ifs_collage_chamfer": float(res.loss),
             "ifs_attractor_chamfer": float(ifs.chamfer(fitted[:2048], reference[:2048]))}
 

@@ -21,6 +21,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 2              # checkpoints kept
   c.optimizer.name = "adam"           # optax optimizer
   c.optimizer.learning_rate = 0.05    # constant learning rate
-  c.ema_decay = 0.9                   # exercise the EMA path
+  c.optimizer.ema_decay = 0.9         # exercise the EMA path
   c.slow_data_s = 0.0                 # seconds of sleep per batch (lets a test kill a run mid-way)
   return c

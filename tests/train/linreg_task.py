@@ -68,7 +68,7 @@ class LinRegTask(Task):
     mse = jnp.mean((pred - batch["y"]) ** 2)
     return mse, {"mse": mse}
 
-  def write_artifacts(self, params, step, workdir):
+  def write_artifacts(self, params, model_state, step, workdir):
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"params_{step}.json"), "w", encoding="utf-8") as f:
@@ -78,6 +78,6 @@ class LinRegTask(Task):
 def run(config, workdir: str, mode: str):
   """Trains / evaluates; every process also saves its copy of the final params for the tests."""
   state = loop.run(LinRegTask(config), config, workdir, mode)
-  params = to_host(state.params)
+  params = to_host(state.params["model"])
   np.savez(os.path.join(workdir, f"final_params_p{jax.process_index()}.npz"), **params)
   return state

@@ -18,7 +18,7 @@ from tests.train.linreg_task import LinRegTask
 def _train(workdir, devices=None, **overrides):
   cfg = helpers.config(**overrides)
   state = loop.run(LinRegTask(cfg), cfg, str(workdir), "train", devices=devices)
-  return mesh.to_host(state.params)
+  return mesh.to_host(state.params["model"])
 
 
 def _assert_equal(a, b):
@@ -120,7 +120,7 @@ def test_eval_mode_restores_and_evaluates(tmp_path):
   trained = _train(tmp_path, total_steps=10)
   cfg = helpers.config(total_steps=10)
   state = loop.run(LinRegTask(cfg), cfg, str(tmp_path), "eval")
-  _assert_equal(trained, mesh.to_host(state.params))
+  _assert_equal(trained, mesh.to_host(state.params["model"]))
   rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
   assert sum('"eval/mse"' in r for r in rows) == 2  # end of training + eval mode
   assert (tmp_path / "artifacts" / "params_10.json").exists()

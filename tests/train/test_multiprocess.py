@@ -38,7 +38,7 @@ def test_two_processes_train_together_and_agree(tmp_path, eight_devices):
   cfg = helpers.config()
   single = loop.run(LinRegTask(cfg), cfg, str(tmp_path / "single"), "train",
                     devices=eight_devices[:4])
-  single = mesh.to_host(single.params)
+  single = mesh.to_host(single.params["model"])
   for k in p0:
     np.testing.assert_allclose(p0[k], single[k], rtol=1e-5, atol=1e-6)
   # Only process 0 wrote logs; both wrote their data position.

@@ -12,13 +12,13 @@ from tests.train.linreg_task import LinRegTask
 def _train(tmp_path, name, devices, **overrides):
   cfg = helpers.config(**overrides)
   state = loop.run(LinRegTask(cfg), cfg, str(tmp_path / name), "train", devices=devices)
-  return mesh.to_host(state.params), mesh.to_host(state.ema_params), state
+  return mesh.to_host(state.params["model"]), mesh.to_host(state.ema_params["model"]), state
 
 
 def test_eight_devices_match_one_device(tmp_path, eight_devices):
   p8, ema8, state8 = _train(tmp_path, "d8", eight_devices)
   p1, ema1, _ = _train(tmp_path, "d1", eight_devices[:1])
-  assert state8.params["w"].sharding.mesh.devices.size == 8
+  assert state8.params["model"]["w"].sharding.mesh.devices.size == 8
   assert int(state8.step) == 20
   for k in p8:
     np.testing.assert_allclose(p8[k], p1[k], rtol=1e-5, atol=1e-6)
@@ -44,5 +44,5 @@ def test_global_batch_is_sharded_on_data_axis(eight_devices):
 
 def test_unknown_mode(tmp_path):
   cfg = helpers.config()
-  with pytest.raises(ValueError, match="train, eval"):
+  with pytest.raises(ValueError, match="train, eval, sample"):
     loop.run(LinRegTask(cfg), cfg, str(tmp_path), "predict")

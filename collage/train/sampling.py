@@ -1,0 +1,130 @@
+"""Drawing samples from a task under the mesh, and writing them where a person can open them.
+
+Sample ``i`` of a draw with seed ``s`` uses the key ``fold_in(PRNGKey(s), i)``, and a task's
+sampler makes each sample from its own key only, so a draw does not depend on how many devices
+share it: the keys are split over the "data" axis, padded to a multiple of the device count, and
+the padding is dropped.
+
+    DIR/samples/STEP/
+      options.json     the draw: step, num, seed and the task's sampling options
+      grid.png         every "image" sample in one picture
+      00000.png ...    each "image" sample
+      samples.npz      every array the sampler returned, [num, ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from collage.data import images
+from collage.train import mesh as mesh_lib
+from collage.train.errors import ConfigError
+from collage.train.task import Task
+
+RUNTIME_FIELDS = ("num", "seed", "batch_size")  # config.sample fields the runtime reads
+
+
+def task_options(sample_config: ml_collections.ConfigDict | None) -> dict[str, Any]:
+  """``config.sample`` without the runtime's fields: the task's own sampling options."""
+  if sample_config is None:
+    return {}
+  return {k: v for k, v in sample_config.to_dict().items() if k not in RUNTIME_FIELDS}
+
+
+def check_sample_config(task: Task, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config.sample``, checked before anything runs.
+
+  Raises:
+    ConfigError: the task has no sampler, the config has no ``sample`` block, or a count is < 1.
+  """
+  name = type(task).__name__
+  if not task.can_sample():
+    raise ConfigError(f"--mode sample: task {config.task!r} ({name}) has no sampler; "
+                      "it can only be trained and evaluated (--mode train | eval).")
+  sample = config.get("sample", None)
+  if sample is None or any(k not in sample for k in RUNTIME_FIELDS):
+    raise ConfigError(f"--mode sample needs config.sample with the fields "
+                      f"{', '.join(RUNTIME_FIELDS)} (collage.train.config.sample_defaults()).")
+  for k in ("num", "batch_size"):
+    if int(sample[k]) < 1:
+      raise ConfigError(f"config.sample.{k}={sample[k]} must be >= 1.")
+  return sample
+
+
+class Sampler:
+  """Calls ``task.sample`` jitted under ``mesh``, the keys split over all devices.
+
+  Args:
+    task: the task (its ``sample`` is jitted once per chunk shape).
+    mesh: the mesh.
+    options: the task's sampling options (static: a change retraces).
+    batch_size: samples per jitted call, rounded up to a multiple of the device count.
+  """
+
+  def __init__(self, task: Task, mesh: Mesh, options: Mapping[str, Any], batch_size: int = 64):
+    self.mesh = mesh
+    devices = mesh.devices.size
+    self.chunk = max(devices, -(-int(batch_size) // devices) * devices)
+    rep, shard = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+    options = dict(options)
+
+    def draw(params, model_state, keys):
+      return task.sample(task.task_params(params), model_state, keys, options)
+
+    self._draw = jax.jit(draw, in_shardings=(rep, rep, shard), out_shardings=shard)
+    self._keys = jax.jit(
+        lambda key, start: jax.vmap(lambda i: jax.random.fold_in(key, i))(
+            start + jnp.arange(self.chunk)), out_shardings=shard)
+
+  def __call__(self, params: Mapping[str, Any], model_state: Any, num: int,
+               seed: int) -> dict[str, np.ndarray]:
+    """``num`` samples with ``seed``: ``{name: [num, ...] numpy}`` on every process."""
+    key = jax.random.PRNGKey(int(seed))
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, int(num), self.chunk):
+      out = self._draw(params, model_state, self._keys(key, start))
+      parts.append(mesh_lib.gather(out))
+    return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
+
+
+def write_samples(samples: Mapping[str, np.ndarray], directory: str,
+                  meta: Mapping[str, Any]) -> str:
+  """Writes ``samples`` under ``directory`` (see the module docstring); returns it.
+
+  A directory that already holds a draw with other options is not touched.
+
+  Raises:
+    FileExistsError: ``directory`` holds samples drawn with different ``meta``.
+  """
+  meta_path = os.path.join(directory, "options.json")
+  meta = json.loads(json.dumps(dict(meta), sort_keys=True))
+  if os.path.exists(meta_path):
+    with open(meta_path, encoding="utf-8") as f:
+      old = json.load(f)
+    if old != meta:
+      raise FileExistsError(
+          f"{directory} already holds samples drawn with {old}; this draw is {meta}. Move or "
+          "delete that directory, or draw with the same options.")
+  elif os.path.isdir(directory) and os.listdir(directory):
+    raise FileExistsError(f"{directory} exists and is not a sample directory of this runtime; "
+                          "move or delete it.")
+  os.makedirs(directory, exist_ok=True)
+  if "image" in samples:
+    imgs = samples["image"]
+    if imgs.ndim != 4 or imgs.shape[-1] not in (1, 3):
+      raise ValueError(f"sample 'image' must be [N, H, W, 1 or 3], got {imgs.shape}")
+    for i, img in enumerate(imgs):
+      images.save_png(os.path.join(directory, f"{i:05d}.png"), img)
+    images.save_png(os.path.join(directory, "grid.png"), images.image_grid(imgs))
+  np.savez(os.path.join(directory, "samples.npz"), **samples)
+  with open(meta_path, "w", encoding="utf-8") as f:
+    json.dump(meta, f, indent=1, sort_keys=True)
+  return directory
