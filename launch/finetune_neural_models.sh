@@ -53,13 +53,13 @@ done
 
 python - "$runs" "$out" <<'EOF'
 import sys
-from collage.nn import hypernet as hn
+from collage.nn import hypernet_io
 runs, out = sys.argv[1:]
 for order, name in enumerate(["r8_lam0.0008", "r8_lam0.003", "r4_lam0.005", "r4_lam0.009",
                               "r4_lam0.015"], start=1):
-  m, meta = hn.load_model(f"{runs}/ft_{name}/artifacts/model")
+  m, meta = hypernet_io.load_model(f"{runs}/ft_{name}/artifacts/model")
   meta = {**meta, "order": order, "init_from": f"s3_{name}",
           "source": "embedded train split + USC-SIPI aerials (folder of 26 PNG)"}
-  hn.save_model(m, f"{out}/{name}", meta, half=True)
+  hypernet_io.save_model(m, f"{out}/{name}", meta, half=True)
   print("exported", f"{out}/{name}", meta)
 EOF

@@ -154,15 +154,16 @@ class LoadedModel:
     import jax  # pylint: disable=import-outside-toplevel
     from flax import nnx  # pylint: disable=import-outside-toplevel
     from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
-    from collage.nn import hypernet as hn  # pylint: disable=import-outside-toplevel
+    from collage.nn import hypernet_io  # pylint: disable=import-outside-toplevel
+    from collage.nn import refinement  # pylint: disable=import-outside-toplevel
     try:
-      self.model, self.meta = hn.load_model(directory)
+      self.model, self.meta = hypernet_io.load_model(directory)
     except ValueError as e:
       raise CodecError(str(e)) from None
     self.directory = directory
     self.cfg = self.model.cfg
     self.layout = self.model.layout
-    flat = hn._flat_params(self.model)  # pylint: disable=protected-access
+    flat = hypernet_io.flat_params(self.model)
     h = hashlib.sha256(json.dumps(self.cfg.to_dict(), sort_keys=True).encode())
     for k in sorted(flat):
       h.update(k.encode())
@@ -177,7 +178,7 @@ class LoadedModel:
       mdl = nnx.merge(graphdef, state)
       y = mdl.analyse(x)
       if refine_steps:
-        y = hn.refine_code(mdl, x, y, lam, refine_steps)
+        y = refinement.refine_code(mdl, x, y, lam, refine_steps)
       return mdl.quantize(y).astype("int32")
 
     @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -196,7 +197,7 @@ class LoadedModel:
     """tiles: float32 [n, T, T, 3] in [0, 1] -> int64 [n, N] (the full colour code).
 
     ``refine_steps`` > 0: that many steps of test-time refinement of the code
-    (``collage.nn.hypernet.refine_code``) after the forward pass, at the rate-distortion
+    (``collage.nn.refinement.refine_code``) after the forward pass, at the rate-distortion
     trade-off ``lam`` (default: the model's own)."""
     lam = np.float32(self.lam if lam is None else lam)
     out = [np.asarray(self._analyse(self._state, chunk, lam, int(refine_steps)))

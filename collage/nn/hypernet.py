@@ -22,27 +22,25 @@ Structure of one ``T x T`` tile (``ModelConfig`` defaults, T = 32):
   ``collage.params_from_raw``; the decode is ``decode_steps`` iterations of the operator
   from a flat (zero) start, so it is exactly reproducible and differentiable.
 * Grayscale images use the luma part of the code only.
+
+Saving, loading and placeholder models: :mod:`collage.nn.hypernet_io`; test-time refinement
+of a code: :mod:`collage.nn.refinement`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from collage.nn import entropy_model as em
 from collage.nn import layers
 from collage.ops import collage as col
 from collage.ops import color
-
-MODEL_FORMAT = "collage-neural-v1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,145 +308,3 @@ class NeuralCollage(nnx.Module):
 
   def num_params(self) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(self, nnx.Param)))
-
-
-def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, steps: int,
-                lr: float = 0.2, seed: int = 0) -> jax.Array:
-  """Test-time refinement: ``steps`` Adam steps on the code ``y`` of these tiles.
-
-  The encoder's one-pass code is a starting point; Adam minimises the training objective
-  (relaxed rate under the model's prior + ``lam * 255^2 * MSE`` of the straight-through
-  rounded decode) over ``y`` itself, with the model fixed (Campos et al. 2019, "Content
-  adaptive optimization for neural image compression"). The relaxed objective is only a
-  proxy, so every iterate is also scored by the TRUE cost of its rounded code (its bits
-  under the prior at the integers + the distortion of the very decode the forward pass
-  computed), and each tile keeps its best iterate, the encoder's code included: a tile's
-  true cost never gets worse. The decoder is unchanged. Deterministic for a given seed.
-
-  rgb: [B, T, T, 3] in [0, 1]; y: [B, N] continuous code (quantization units) -> [B, N].
-  """
-  lo, hi = model.clip_range()
-  slots = jnp.asarray(model.layout.slots)
-  pixels = rgb.shape[1] * rgb.shape[2]
-  entropy = model.cfg.coding == "entropy"
-  weight = lam * 255.0 ** 2
-
-  def loss(v, key):
-    vc = jnp.clip(v, lo, hi)
-    q = em.round_ste(vc)
-    mse = jnp.mean((model.synthesise(q, 3) - rgb) ** 2, axis=(1, 2, 3))      # [B]
-    if entropy:
-      relaxed = jnp.sum(model.prior.bits(em.uniform_noise(key, vc), slots), -1) / pixels
-      exact = jnp.sum(model.prior.bits(jax.lax.stop_gradient(q), slots), -1) / pixels
-    else:
-      relaxed = exact = jnp.zeros_like(mse)
-    true_cost = jax.lax.stop_gradient(exact + weight * mse)
-    return jnp.mean(relaxed + weight * mse), true_cost
-
-  opt = optax.adam(lr)
-  key0 = jax.random.PRNGKey(seed)
-  grad = jax.grad(loss, has_aux=True)
-
-  def keep_best(v, cost, best, best_cost):
-    better = cost < best_cost
-    return jnp.where(better[:, None], v, best), jnp.where(better, cost, best_cost)
-
-  def body(i, carry):
-    v, state, best, best_cost = carry
-    g, cost = grad(v, jax.random.fold_in(key0, i))
-    best, best_cost = keep_best(v, cost, best, best_cost)
-    updates, state = opt.update(g, state, v)
-    return optax.apply_updates(v, updates), state, best, best_cost
-
-  inf = jnp.full((y.shape[0],), jnp.inf, y.dtype)
-  v, _, best, best_cost = jax.lax.fori_loop(0, steps, body, (y, opt.init(y), y, inf))
-  _, cost = loss(v, key0)
-  best, _ = keep_best(v, cost, best, best_cost)
-  return best
-
-
-def abstract_model(cfg: ModelConfig) -> NeuralCollage:
-  """A model whose parameters are shape/dtype placeholders (no computation; fill them with
-  ``nnx.update``, as :func:`load_model` does). Building a real model eagerly compiles every
-  initializer, which takes long on a busy CPU; under ``jax.jit`` (as the runtime does) it
-  does not matter."""
-  return nnx.eval_shape(lambda: NeuralCollage(cfg, rngs=nnx.Rngs(0)))
-
-
-def random_model(cfg: ModelConfig, seed: int = 0, stddev: float = 0.1) -> NeuralCollage:
-  """A model with cheap host-side random weights (normal * stddev; prior and steps at their
-  initial values). For tests and tools; training initialises with :class:`NeuralCollage`."""
-  model = abstract_model(cfg)
-  rng = np.random.default_rng(seed)
-  state = nnx.state(model, nnx.Param)
-  leaves, treedef = jax.tree_util.tree_flatten(state)
-  new = [jnp.asarray(stddev * rng.standard_normal(l.shape), l.dtype) for l in leaves]
-  nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
-  lay = model.layout
-  step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
-  model.log_step[...] = jnp.log(jnp.asarray(step0))
-  k = np.arange(-cfg.support, cfg.support + 1, dtype=np.float32)
-  scale = np.where(lay.is_bias_slot, 8.0, 1.0).astype(np.float32)
-  model.prior.logits[...] = jnp.asarray(-np.abs(k)[None, :] / scale[:, None])
-  return model
-
-
-# -- saving and loading an exported model ------------------------------------------------------
-def save_model(model: NeuralCollage, directory: str, meta: dict[str, Any] | None = None,
-               half: bool = False) -> None:
-  """Write ``model.json`` (format, architecture, meta) and ``params.npz`` to ``directory``.
-
-  ``half``: store the weights as float16 (half the size; loaded back as float32). Encoder and
-  decoder both use the stored values, so coding stays exact; only the weights change by the
-  float16 rounding."""
-  os.makedirs(directory, exist_ok=True)
-  flat = _flat_params(model)
-  if half:
-    flat = {k: v.astype(np.float16) for k, v in flat.items()}
-  np.savez_compressed(os.path.join(directory, "params.npz"), **flat)
-  with open(os.path.join(directory, "model.json"), "w") as f:
-    json.dump({"format": MODEL_FORMAT, "config": model.cfg.to_dict(), "meta": meta or {}},
-              f, indent=1, sort_keys=True)
-
-
-def load_model(directory: str) -> tuple[NeuralCollage, dict[str, Any]]:
-  """Inverse of :func:`save_model` -> (model, meta). Raises ValueError naming the problem."""
-  jpath = os.path.join(directory, "model.json")
-  npath = os.path.join(directory, "params.npz")
-  if not (os.path.isfile(jpath) and os.path.isfile(npath)):
-    raise ValueError(f"{directory!r} is not an exported neural collage model: it needs "
-                     "model.json and params.npz")
-  with open(jpath) as f:
-    info = json.load(f)
-  if info.get("format") != MODEL_FORMAT:
-    raise ValueError(f"{jpath}: format {info.get('format')!r}, expected {MODEL_FORMAT!r}")
-  model = abstract_model(ModelConfig.from_dict(info["config"]))
-  with np.load(npath) as z:
-    flat = {k: z[k] for k in z.files}
-  _set_flat_params(model, flat)
-  return model, info.get("meta", {})
-
-
-def _flat_params(model: NeuralCollage) -> dict[str, np.ndarray]:
-  state = nnx.state(model, nnx.Param)
-  out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-    out[jax.tree_util.keystr(path)] = np.asarray(leaf)
-  return out
-
-
-def _set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
-  state = nnx.state(model, nnx.Param)
-  leaves = jax.tree_util.tree_leaves_with_path(state)
-  names = [jax.tree_util.keystr(p) for p, _ in leaves]
-  missing = sorted(set(names) - set(flat))
-  if missing:
-    raise ValueError(f"saved parameters lack {missing[:5]} (model/config mismatch)")
-  new = []
-  for name, (_, leaf) in zip(names, leaves):
-    v = flat[name]
-    if v.shape != leaf.shape:
-      raise ValueError(f"parameter {name}: saved shape {v.shape}, model expects {leaf.shape}")
-    new.append(jnp.asarray(v, leaf.dtype))
-  treedef = jax.tree_util.tree_structure(state)
-  nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))

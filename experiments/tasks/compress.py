@@ -25,6 +25,7 @@ from flax import nnx
 from collage.data.pipeline import make_image_dataset
 from collage.metrics.distortion import psnr_from_mse
 from collage.nn import hypernet as hn
+from collage.nn import hypernet_io
 from collage.train import loop
 from collage.train.task import Task
 
@@ -48,7 +49,7 @@ class CompressTask(Task):
     if int(config.data.crop) != self.model_cfg.tile:
       raise ValueError(f"data.crop ({config.data.crop}) must equal model.tile "
                        f"({self.model_cfg.tile}): the model encodes one tile per crop")
-    self.graphdef, _ = nnx.split(hn.abstract_model(self.model_cfg))
+    self.graphdef, _ = nnx.split(hypernet_io.abstract_model(self.model_cfg))
 
   # -- data -----------------------------------------------------------------------------
   def dataset(self, split, *, seed, process_index, process_count, batch_size):
@@ -64,7 +65,7 @@ class CompressTask(Task):
 
   def init_params(self, rng):
     if self.config.init_from:
-      model, _ = hn.load_model(self.config.init_from)
+      model, _ = hypernet_io.load_model(self.config.init_from)
       if model.cfg != self.model_cfg:
         raise ValueError(f"init_from={self.config.init_from!r} has architecture {model.cfg}, "
                          f"but this config asks for {self.model_cfg}")
@@ -109,7 +110,7 @@ class CompressTask(Task):
     model = self._model(jax.device_get(params))
     meta = {"lam": float(self.config.lam), "l2": float(self.config.l2), "step": int(step),
             "source": str(self.config.data.source)}
-    hn.save_model(model, os.path.join(out, "model"), meta)
+    hypernet_io.save_model(model, os.path.join(out, "model"), meta)
     try:
       batch = next(iter(self.dataset("eval", seed=0, process_index=0, process_count=1,
                                      batch_size=8)))

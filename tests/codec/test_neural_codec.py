@@ -11,17 +11,18 @@ from collage.codec import base, container
 from collage.codec import neural
 from collage.nn import entropy_model as em
 from collage.nn import hypernet as hn
+from collage.nn import hypernet_io
 
 TINY = dict(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3, chroma_range=8,
             chroma_aux=2, width=8, depth=1, hidden=16, support=15, decode_steps=4)
 
 
 def _save(path, seed, lam, **over):
-  m = hn.random_model(hn.ModelConfig(**{**TINY, **over}), seed=seed)
+  m = hypernet_io.random_model(hn.ModelConfig(**{**TINY, **over}), seed=seed)
   # Make the code non-trivial: biased heads give non-zero parameters.
   m.encoder.head_g2.bias[...] = m.encoder.head_g2.bias[...] + 3.0
   m.encoder.head_w.bias[...] = m.encoder.head_w.bias[...] + 1.0
-  hn.save_model(m, str(path), {"lam": lam})
+  hypernet_io.save_model(m, str(path), {"lam": lam})
   return str(path)
 
 

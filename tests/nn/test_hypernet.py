@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from collage.nn import hypernet as hn
+from collage.nn import hypernet_io
 from collage.nn import layers
 
 SMALL = hn.ModelConfig(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3,
@@ -16,7 +17,7 @@ SMALL = hn.ModelConfig(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma
 
 @pytest.fixture(scope="module")
 def model():
-  m = hn.random_model(SMALL, seed=0)
+  m = hypernet_io.random_model(SMALL, seed=0)
   # Push the code away from 0 so every part of the decoder is active.
   m.encoder.head_w.bias[...] = jnp.full_like(m.encoder.head_w.bias[...], 2.0)
   m.encoder.head_g2.bias[...] = jnp.full_like(m.encoder.head_g2.bias[...], 2.0)
@@ -78,7 +79,7 @@ def test_scale_decode_pools_back_when_converged():
   """With enough iterations, the scale-2 decode mean-pooled by 2 equals the scale-1 decode
   (the collage operator's resolution consistency, through the whole model)."""
   cfg = hn.ModelConfig(**{**SMALL.to_dict(), "decode_steps": 60})
-  m = hn.random_model(cfg, seed=1)
+  m = hypernet_io.random_model(cfg, seed=1)
   q = jnp.round(3 * jax.random.normal(jax.random.PRNGKey(4), (2, m.layout.num_values(3))))
   one, two = nnx.jit(lambda m, q: (m.synthesise(q, 3), m.synthesise(q, 3, scale=2)))(m, q)
   pooled = two.reshape(2, 16, 2, 16, 2, 3).mean(axis=(2, 4))
@@ -86,15 +87,15 @@ def test_scale_decode_pools_back_when_converged():
 
 
 def test_save_load_round_trip(model, tmp_path):
-  hn.save_model(model, str(tmp_path / "m"), {"lam": 0.5})
-  loaded, meta = hn.load_model(str(tmp_path / "m"))
+  hypernet_io.save_model(model, str(tmp_path / "m"), {"lam": 0.5})
+  loaded, meta = hypernet_io.load_model(str(tmp_path / "m"))
   assert meta == {"lam": 0.5} and loaded.cfg == model.cfg
-  a, b = hn._flat_params(model), hn._flat_params(loaded)
+  a, b = hypernet_io.flat_params(model), hypernet_io.flat_params(loaded)
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
   with pytest.raises(ValueError, match="model.json"):
-    hn.load_model(str(tmp_path / "nothing"))
+    hypernet_io.load_model(str(tmp_path / "nothing"))
 
 
 def test_bad_config_is_rejected():

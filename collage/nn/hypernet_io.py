@@ -1,0 +1,113 @@
+"""Exported Neural Collage models: save and load them, and build models without training.
+
+An exported model is a directory of two files: ``model.json`` (the format tag
+``MODEL_FORMAT``, the architecture as :class:`collage.nn.hypernet.ModelConfig` fields, and free
+metadata such as the training ``lam``) and ``params.npz`` (every parameter array, keyed by its
+path in the model, see :func:`flat_params`). The codec (:mod:`collage.codec.neural`) reads these
+directories; training (``experiments/tasks/compress.py``) writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from collage.nn.hypernet import ModelConfig, NeuralCollage
+
+MODEL_FORMAT = "collage-neural-v1"
+
+
+def abstract_model(cfg: ModelConfig) -> NeuralCollage:
+  """A model whose parameters are shape/dtype placeholders (no computation; fill them with
+  ``nnx.update``, as :func:`load_model` does). Building a real model eagerly compiles every
+  initializer, which takes long on a busy CPU; under ``jax.jit`` (as the runtime does) it
+  does not matter."""
+  return nnx.eval_shape(lambda: NeuralCollage(cfg, rngs=nnx.Rngs(0)))
+
+
+def random_model(cfg: ModelConfig, seed: int = 0, stddev: float = 0.1) -> NeuralCollage:
+  """A model with cheap host-side random weights (normal * stddev; prior and steps at their
+  initial values). For tests and tools; training initialises with :class:`NeuralCollage`."""
+  model = abstract_model(cfg)
+  rng = np.random.default_rng(seed)
+  state = nnx.state(model, nnx.Param)
+  leaves, treedef = jax.tree_util.tree_flatten(state)
+  new = [jnp.asarray(stddev * rng.standard_normal(l.shape), l.dtype) for l in leaves]
+  nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+  lay = model.layout
+  step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
+  model.log_step[...] = jnp.log(jnp.asarray(step0))
+  k = np.arange(-cfg.support, cfg.support + 1, dtype=np.float32)
+  scale = np.where(lay.is_bias_slot, 8.0, 1.0).astype(np.float32)
+  model.prior.logits[...] = jnp.asarray(-np.abs(k)[None, :] / scale[:, None])
+  return model
+
+
+def save_model(model: NeuralCollage, directory: str, meta: dict[str, Any] | None = None,
+               half: bool = False) -> None:
+  """Write ``model.json`` (format, architecture, meta) and ``params.npz`` to ``directory``.
+
+  ``half``: store the weights as float16 (half the size; loaded back as float32). Encoder and
+  decoder both use the stored values, so coding stays exact; only the weights change by the
+  float16 rounding."""
+  os.makedirs(directory, exist_ok=True)
+  flat = flat_params(model)
+  if half:
+    flat = {k: v.astype(np.float16) for k, v in flat.items()}
+  np.savez_compressed(os.path.join(directory, "params.npz"), **flat)
+  with open(os.path.join(directory, "model.json"), "w") as f:
+    json.dump({"format": MODEL_FORMAT, "config": model.cfg.to_dict(), "meta": meta or {}},
+              f, indent=1, sort_keys=True)
+
+
+def load_model(directory: str) -> tuple[NeuralCollage, dict[str, Any]]:
+  """Inverse of :func:`save_model` -> (model, meta). Raises ValueError naming the problem."""
+  jpath = os.path.join(directory, "model.json")
+  npath = os.path.join(directory, "params.npz")
+  if not (os.path.isfile(jpath) and os.path.isfile(npath)):
+    raise ValueError(f"{directory!r} is not an exported neural collage model: it needs "
+                     "model.json and params.npz")
+  with open(jpath) as f:
+    info = json.load(f)
+  if info.get("format") != MODEL_FORMAT:
+    raise ValueError(f"{jpath}: format {info.get('format')!r}, expected {MODEL_FORMAT!r}")
+  model = abstract_model(ModelConfig.from_dict(info["config"]))
+  with np.load(npath) as z:
+    flat = {k: z[k] for k in z.files}
+  _set_flat_params(model, flat)
+  return model, info.get("meta", {})
+
+
+def flat_params(model: NeuralCollage) -> dict[str, np.ndarray]:
+  """Every parameter of ``model`` as a host array, keyed by its path in the model (e.g.
+  ``"['encoder']['head_w']['kernel']"``): the contents of ``params.npz``."""
+  state = nnx.state(model, nnx.Param)
+  out = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    out[jax.tree_util.keystr(path)] = np.asarray(leaf)
+  return out
+
+
+def _set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
+  """Inverse of :func:`flat_params`: fill ``model``'s parameters in place (cast to the model's
+  dtypes). Raises ValueError naming a missing parameter or a shape that does not match."""
+  state = nnx.state(model, nnx.Param)
+  leaves = jax.tree_util.tree_leaves_with_path(state)
+  names = [jax.tree_util.keystr(p) for p, _ in leaves]
+  missing = sorted(set(names) - set(flat))
+  if missing:
+    raise ValueError(f"saved parameters lack {missing[:5]} (model/config mismatch)")
+  new = []
+  for name, (_, leaf) in zip(names, leaves):
+    v = flat[name]
+    if v.shape != leaf.shape:
+      raise ValueError(f"parameter {name}: saved shape {v.shape}, model expects {leaf.shape}")
+    new.append(jnp.asarray(v, leaf.dtype))
+  treedef = jax.tree_util.tree_structure(state)
+  nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
