@@ -47,7 +47,7 @@ class ModuleBridge:
   @staticmethod
   def _paths(state: nnx.State) -> dict[str, tuple[Any, ...]]:
     paths = {}
-    for path, _ in state.flat_state():
+    for path, _ in nnx.to_flat_state(state):
       key = _key(path)
       if key in paths:
         raise ValueError(f"variable paths {paths[key]} and {path} both map to key {key!r}")
@@ -56,7 +56,7 @@ class ModuleBridge:
 
   @staticmethod
   def _flat(state: nnx.State) -> dict[str, Any]:
-    return {_key(path): _value(v) for path, v in state.flat_state()}
+    return {_key(path): _value(v) for path, v in nnx.to_flat_state(state)}
 
   def split(self, module: nnx.Module) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(params, model_state)`` of ``module`` as flat dicts of arrays."""
@@ -81,9 +81,9 @@ class ModuleBridge:
     model_state = {} if model_state is None else model_state
     self._check("params", params, self._params)
     self._check("model_state", model_state, self._state)
-    states = [nnx.State.from_flat_path({self._params[k]: v for k, v in params.items()})]
+    states = [nnx.from_flat_state({self._params[k]: v for k, v in params.items()})]
     if self._state:
-      states.append(nnx.State.from_flat_path({self._state[k]: v for k, v in model_state.items()}))
+      states.append(nnx.from_flat_state({self._state[k]: v for k, v in model_state.items()}))
     return nnx.merge(self.graphdef, *states)
 
   @staticmethod

@@ -60,10 +60,12 @@ class _Runtime:
   """Set-up shared by training, evaluation and sampling."""
 
   def __init__(self, task: Task, config: ml_collections.ConfigDict, workdir: str,
-               devices: Sequence[jax.Device] | None):
+               devices: Sequence[jax.Device] | None, mode: str = "train"):
     self.task, self.config, self.workdir = task, config, workdir
     self.mesh = mesh_lib.make_mesh(list(devices) if devices is not None else None)
-    self.local_batch = mesh_lib.check_batch_size(int(config.batch_size), self.mesh)
+    # Sampling reads no batches: any device count may draw (the keys are padded instead).
+    self.local_batch = (mesh_lib.check_batch_size(int(config.batch_size), self.mesh)
+                        if mode != "sample" else None)
     total = int(config.total_steps)
     networks = tuple(task.networks)
     blocks = network_blocks(config, networks)
@@ -164,7 +166,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, mode: str =
     raise ConfigError(f"mode={mode!r} is unknown; valid: {', '.join(MODES)}.")
   if mode == "sample":
     check_sample_config(task, config)
-  rt = _Runtime(task, config, workdir, devices)
+  rt = _Runtime(task, config, workdir, devices, mode)
   try:
     latest = rt.checkpoints.latest_step()
     if mode == "eval":

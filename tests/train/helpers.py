@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -36,15 +38,36 @@ def env(devices: int) -> dict[str, str]:
   return e
 
 
-def main_cmd(workdir: str, *extra: str) -> list[str]:
-  return [sys.executable, "-m", "experiments.main", "--config", CONFIG_FILE,
+def main_cmd(workdir: str, *extra: str, config_file: str = CONFIG_FILE) -> list[str]:
+  return [sys.executable, "-m", "experiments.main", "--config", config_file,
           "--workdir", str(workdir), *extra]
 
 
-def run_main(workdir: str, *extra: str, devices: int = 8, timeout: int = 240):
+def run_main(workdir: str, *extra: str, devices: int = 8, timeout: int = 240,
+             config_file: str = CONFIG_FILE):
   """Runs experiments.main to completion; returns the CompletedProcess."""
-  return subprocess.run(main_cmd(workdir, *extra), cwd=REPO, env=env(devices),
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(main_cmd(workdir, *extra, config_file=config_file), cwd=REPO,
+                        env=env(devices), capture_output=True, text=True, timeout=timeout)
+
+
+def kill_after_checkpoint(workdir, step: int, *extra: str, config_file: str = CONFIG_FILE,
+                          final_step: int | None = None) -> None:
+  """Starts experiments.main, SIGKILLs it as soon as checkpoint ``step`` exists.
+
+  Asserts that it was killed before it could finish (no checkpoint ``final_step``).
+  """
+  proc = subprocess.Popen(main_cmd(workdir, *extra, config_file=config_file), cwd=REPO,
+                          env=env(8), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpt = os.path.join(str(workdir), "checkpoints")
+  deadline = time.monotonic() + 180
+  while (not os.path.exists(os.path.join(ckpt, str(step))) and proc.poll() is None
+         and time.monotonic() < deadline):
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
+  if final_step is not None:
+    assert not os.path.exists(os.path.join(ckpt, str(final_step))), "run finished before the kill"
 
 
 def final_params(workdir: str, process: int = 0) -> dict[str, np.ndarray]:

@@ -2,9 +2,6 @@
 
 import os
 import shutil
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -48,17 +45,7 @@ def test_sigkill_after_checkpoint_then_restart_matches_uninterrupted(tmp_path):
   reference = _train(tmp_path / "reference", total_steps=40)
   workdir = tmp_path / "killed"
   args = ["--config.total_steps=40", "--config.slow_data_s=0.1"]
-  proc = subprocess.Popen(helpers.main_cmd(workdir, *args), cwd=helpers.REPO,
-                          env=helpers.env(8), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  ckpt = workdir / "checkpoints"
-  deadline = time.monotonic() + 180
-  while not (ckpt / "10").exists() and proc.poll() is None and time.monotonic() < deadline:
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
-  assert not (ckpt / "40").exists(), "run finished before it could be killed"
+  helpers.kill_after_checkpoint(workdir, 10, *args, final_step=40)
 
   done = helpers.run_main(workdir, *args)
   assert done.returncode == 0, done.stderr[-3000:]

@@ -1,0 +1,188 @@
+"""The runtime with two networks, model state and a sampler (tests/train/gan_task.py)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from collage.train import loop, mesh, sampling
+from collage.train.errors import CheckpointError, ConfigError
+from tests.train import gan_config, helpers
+from tests.train.gan_task import GanTask
+
+CONFIG_FILE = os.path.join("tests", "train", "gan_config.py")
+
+
+def _config(**overrides):
+  c = gan_config.get_config()
+  for k, v in overrides.items():
+    node, parts = c, k.split("__")
+    for p in parts[:-1]:
+      node = node[p]
+    node[parts[-1]] = v
+  return c
+
+
+def _flat(state):
+  out = {}
+  for group in ("params", "ema_params", "model_state", "opt_state"):
+    leaves = jax.tree_util.tree_flatten_with_path(mesh.to_host(getattr(state, group)))[0]
+    out.update({group + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
+  return out
+
+
+def _train(workdir, devices=None, **overrides):
+  cfg = _config(**overrides)
+  return loop.run(GanTask(cfg), cfg, str(workdir), "train", devices=devices)
+
+
+def test_eight_devices_match_one_device(tmp_path, eight_devices):
+  s8 = _flat(_train(tmp_path / "d8", eight_devices))
+  s1 = _flat(_train(tmp_path / "d1", eight_devices[:1]))
+  assert s8.keys() == s1.keys()
+  assert any(k.startswith("model_state") for k in s8) and any("ema_params['generator']" in k
+                                                               for k in s8)
+  assert not any("ema_params['discriminator']" in k for k in s8), "EMA is on for the generator only"
+  for k in s8:  # the same global batches; only the order of the batch-mean sums differs
+    np.testing.assert_allclose(s8[k], s1[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_sigkill_after_checkpoint_then_rerun_ends_where_an_uninterrupted_run_ends(tmp_path):
+  reference = _flat(_train(tmp_path / "reference", total_steps=30))
+  workdir = tmp_path / "killed"
+  args = ["--config.total_steps=30", "--config.slow_data_s=0.1"]
+  helpers.kill_after_checkpoint(workdir, 10, *args, config_file=CONFIG_FILE, final_step=30)
+  done = helpers.run_main(workdir, *args, config_file=CONFIG_FILE)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "resumed from" in done.stderr
+  with np.load(workdir / "final_state.npz") as f:
+    resumed = {k: f[k] for k in f.files}
+  renamed = {k.replace("ema_params", "ema").replace("opt_state", "opt"): v
+             for k, v in reference.items()}
+  assert resumed.keys() == renamed.keys()
+  for k in renamed:  # bit for bit: params, EMA, model state and both optimizer states
+    np.testing.assert_array_equal(resumed[k], renamed[k], err_msg=k)
+
+
+def test_the_network_not_being_updated_does_not_move(eight_devices):
+  """Across each sub-step, the other network's params, optimizer state and EMA are bit-identical,
+  and the model state changes only on the discriminator's sub-step."""
+  cfg = _config()
+  task = GanTask(cfg)
+  rt = loop._Runtime(task, cfg, "/tmp/unused_gan_runtime", eight_devices[:1])  # pylint: disable=protected-access
+  try:
+    state = rt.init_state()
+    batch = next(rt.dataset("train"))
+    seen = []
+
+    def recording_update(st, name, grads):
+      before = st
+      st, metrics = rt.update(st, name, grads)
+      seen.append((name, before, st))
+      return st, metrics
+
+    for _ in range(3):  # a few steps so Adam's moments and the EMA are non-trivial
+      seen.clear()
+      state, _ = task.train_step(state, batch, jax.random.PRNGKey(1), recording_update)
+      for name, before, after in seen:
+        other = "generator" if name == "discriminator" else "discriminator"
+        for field in ("params", "opt_state", "ema_params"):
+          a, b = getattr(before, field), getattr(after, field)
+          if other in a:
+            jax.tree.map(np.testing.assert_array_equal, a[other], b[other])
+          if name in a and field != "ema_params":
+            assert any(np.any(np.asarray(x) != np.asarray(y))
+                       for x, y in zip(jax.tree.leaves(a[name]), jax.tree.leaves(b[name]))), \
+                f"{name}'s {field} did not change on its own sub-step"
+      assert [n for n, _, _ in seen] == ["discriminator", "generator"]
+      jax.tree.map(np.testing.assert_array_equal, seen[1][1].model_state, seen[1][2].model_state)
+    assert int(state.step) == 0, "the task's step does not advance the counter; the runtime does"
+  finally:
+    rt.close()
+
+
+def test_logged_metrics_are_per_network(tmp_path):
+  _train(tmp_path, total_steps=5, log_every=5)
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  train = next(r for r in rows if "d_loss" in r)
+  for net in ("generator", "discriminator"):
+    for key in ("grad_norm", "skipped", "skipped_nonfinite", "skipped_large", "learning_rate"):
+      assert f"{net}/{key}" in train
+  assert train["generator/learning_rate"] == pytest.approx(2e-3)
+  assert (tmp_path / "artifacts" / "grid_5.png").exists()
+
+
+def test_eval_mean_is_exact_over_a_padded_last_batch(tmp_path):
+  """20 eval rows in batches of 16: the logged mean equals the mean over the 20 real rows."""
+  state = _train(tmp_path, total_steps=2)
+  cfg, task = _config(), GanTask(_config())
+  rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  logged = next(r for r in rows if "eval/d_real" in r)["eval/d_real"]
+  params = jax.tree.map(jax.numpy.asarray, mesh.to_host(state.eval_params))
+  model_state = jax.tree.map(jax.numpy.asarray, mesh.to_host(state.model_state))
+  values = []
+  for i, b in enumerate(task.dataset("eval", seed=0, process_index=0, process_count=1,
+                                     batch_size=int(cfg.batch_size))):
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), loop._EVAL_SALT)  # pylint: disable=protected-access
+    m = task.eval_fn(params, model_state, b, jax.random.fold_in(eval_key, i))
+    values.append(np.asarray(m["d_real"])[np.asarray(b["mask"]) > 0])
+  values = np.concatenate(values)
+  assert len(values) == 20
+  assert logged == pytest.approx(float(values.mean()), rel=1e-5)
+
+
+def test_sample_mode_writes_pngs_grid_npz_independent_of_device_count(tmp_path, eight_devices):
+  _train(tmp_path, total_steps=4)
+  cfg = _config(total_steps=4)
+  loop.run(GanTask(cfg), cfg, str(tmp_path), "sample", devices=eight_devices)
+  out = tmp_path / "samples" / "4"
+  names = sorted(os.listdir(out))
+  assert names == [f"{i:05d}.png" for i in range(10)] + ["grid.png", "options.json", "samples.npz"]
+  with np.load(out / "samples.npz") as f:
+    on8 = {k: f[k] for k in f.files}
+  assert on8["image"].shape == (10, 4, 4, 1) and on8["z"].shape == (10, 8)
+  os.rename(out, tmp_path / "samples_8")
+  loop.run(GanTask(cfg), cfg, str(tmp_path), "sample", devices=eight_devices[:3])
+  with np.load(out / "samples.npz") as f:
+    np.testing.assert_array_equal(f["z"], on8["z"])
+    np.testing.assert_allclose(f["image"], on8["image"], rtol=1e-6, atol=1e-7)
+  # Another seed into the same step directory is refused; nothing is overwritten.
+  with pytest.raises(FileExistsError, match="already holds samples"):
+    other = _config(total_steps=4, sample__seed=1)
+    loop.run(GanTask(other), other, str(tmp_path), "sample", devices=eight_devices)
+  # The task's options reach the sampler: temperature 0 gives z = 0 for every sample.
+  cold = _config(total_steps=4, sample__temperature=0.0)
+  samples = sampling.Sampler(GanTask(cold), mesh.make_mesh(eight_devices),
+                             sampling.task_options(cold.sample))
+  state = loop.run(GanTask(cold), cold, str(tmp_path), "eval", devices=eight_devices)
+  drawn = samples(state.eval_params, state.model_state, 5, 0)
+  np.testing.assert_array_equal(drawn["z"], 0.0)
+
+
+def test_sample_mode_errors_before_anything_runs(tmp_path):
+  from tests.train.linreg_task import LinRegTask
+  lin = helpers.config()
+  with pytest.raises(ConfigError, match="has no sampler"):
+    loop.run(LinRegTask(lin), lin, str(tmp_path / "lin"), "sample")
+  assert not (tmp_path / "lin").exists()
+  cfg = _config()
+  with pytest.raises(CheckpointError, match="--mode sample needs a checkpoint"):
+    loop.run(GanTask(cfg), cfg, str(tmp_path / "empty"), "sample")
+
+
+def test_unknown_sample_option_from_the_command_line_lists_the_valid_ones(tmp_path):
+  done = helpers.run_main(tmp_path, "--mode", "sample", "--config.sample.temprature=2",
+                          config_file=CONFIG_FILE, devices=1, timeout=120)
+  assert done.returncode == 2
+  assert "sample.temprature" in done.stderr and "sample.temperature (float)" in done.stderr
+  assert "Traceback" not in done.stderr
+
+
+def test_unknown_evaluator_type_lists_the_valid_ones(tmp_path):
+  cfg = _config()
+  cfg.unlock()
+  cfg.evals.grid.type = "fid_typo"
+  with pytest.raises(ConfigError, match="fid_typo.*loss, samples"):
+    loop.run(GanTask(cfg), cfg, str(tmp_path), "train")
