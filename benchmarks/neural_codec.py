@@ -17,7 +17,7 @@ per-tile model choice at the qualities ``--mix``, L2 + bit packing baselines
 the per-image figures.
 ``speed``: encode time of the neural codec and the PIFS encoder on the same image, and the
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ``--batch``,
-default neural.ENCODE_BATCH).
+default neural_models.ENCODE_BATCH).
 ``sr``: PSNR of ``decode(encode(box-downsampled x), scale=2)`` against ``x``, next to bicubic
 upsampling of the same downsampled image.
 ``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice
@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from collage.codec import base  # noqa: E402
 from collage.codec import container  # noqa: E402
 from collage.codec import neural  # noqa: E402
+from collage.codec import neural_models  # noqa: E402
 from collage.data.images import image_paths, load_image  # noqa: E402
 from collage.metrics.distortion import psnr  # noqa: E402
 
@@ -133,7 +134,7 @@ def cmd_speed(args) -> dict:
   img = load_image(args.image)
   h, w = img.shape[:2]
   res = {"image": args.image, "size": f"{w}x{h}", "device": _device(),
-         "encode_batch": neural.ENCODE_BATCH}
+         "encode_batch": neural_models.ENCODE_BATCH}
   codec = neural.NeuralCollageCodec(model=args.model)
   q = args.quality
   codec.compress(img, q)  # compile
@@ -146,8 +147,8 @@ def cmd_speed(args) -> dict:
   # Batch throughput of the encoder forward pass alone (tiles already cut).
   m = codec.model_for_quality(q)
   tiles = np.random.default_rng(0).random(
-      (neural.ENCODE_BATCH * 8, m.cfg.tile, m.cfg.tile, 3), np.float32)
-  m.analyse(tiles[:neural.ENCODE_BATCH])
+      (neural_models.ENCODE_BATCH * 8, m.cfg.tile, m.cfg.tile, 3), np.float32)
+  m.analyse(tiles[:neural_models.ENCODE_BATCH])
   dts = []
   for _ in range(args.repeats):
     t = time.perf_counter()
@@ -217,8 +218,8 @@ def cmd_sr(args) -> list[dict]:
 def cmd_sweep(args) -> list[dict]:
   img = load_image(args.image)
   h, w = img.shape[:2]
-  print(f"load average {os.getloadavg()}; {_device()}; encode batch {neural.ENCODE_BATCH}",
-        flush=True)
+  print(f"load average {os.getloadavg()}; {_device()}; "
+        f"encode batch {neural_models.ENCODE_BATCH}", flush=True)
   rows = []
   runs = (("neural", {}, args.neural_q), ("neural-mix", {"mix": True}, args.mix_q),
           ("pifs", {}, args.pifs_q))
@@ -445,8 +446,9 @@ def main(argv=None):
                   help="weight of the rate in the refinement loss (0: distortion only)")
   for q in (rd, sp, sr, sw, dg):
     q.add_argument("--out", default="")
-    q.add_argument("--batch", type=int, default=neural.ENCODE_BATCH,
-                   help="tiles per jitted neural pass (neural.ENCODE_BATCH; larger suits a GPU)")
+    q.add_argument("--batch", type=int, default=neural_models.ENCODE_BATCH,
+                   help="tiles per jitted neural pass (neural_models.ENCODE_BATCH; larger "
+                   "suits a GPU)")
   cp = sub.add_parser("compare")
   cp.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
   cp.add_argument("--reference", default="pifs", help="codec label to compare against")
@@ -460,7 +462,7 @@ def main(argv=None):
   if getattr(args, "batch", None) is not None:
     if args.batch < 1 or args.batch & (args.batch - 1):
       p.error(f"--batch must be a power of two, got {args.batch}")
-    neural.ENCODE_BATCH = args.batch
+    neural_models.ENCODE_BATCH = args.batch
   res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "sweep": cmd_sweep,
          "diagnose": cmd_diagnose, "compare": cmd_compare, "plot": cmd_plot}[args.cmd](args)
   if args.out and args.cmd != "plot":

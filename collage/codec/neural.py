@@ -45,38 +45,29 @@ bands (rate order: the models' ``lam``, or their ``order`` rank when every model
 ``NeuralCollageCodec(model=PATH)``: PATH is an exported model directory
 (``model.json`` + ``params.npz``, written by ``experiments/tasks/compress.py`` to
 ``WORKDIR/artifacts/model``), a training workdir holding one, or a folder of such model
-directories (then quality picks among them as for the shipped ones).
+directories (then quality picks among them as for the shipped ones). Finding and loading
+the models: :mod:`collage.codec.neural_models`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
-import json
 import os
-from typing import Sequence
 
 import numpy as np
 
-from collage.codec import container
+from collage.codec import container, neural_models
 from collage.codec.base import (Codec, CodecError, check_image, check_quality, check_scale,
                                  register)
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
+from collage.codec.neural_models import LoadedModel
 from collage.ops import blocks
 
 PARAMS_VERSION = 1  # one model for every tile
 MIXED_VERSION = 2   # a model per tile (``mix=True``)
 MAX_MIX_MODELS = 64
 MIX_LAM_TOP = 3.0   # mix mode: quality 100 is lam = MIX_LAM_TOP * the largest model lam
-TABLE_PRECISION = 16
-ASSET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         "assets", "neural")
-# Models that shipped with earlier versions and are no longer offered for encoding: kept so
-# that files written with them still decode with the default models.
-RETIRED_DIR = os.path.join(os.path.dirname(ASSET_DIR), "neural_retired")
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
-ENCODE_BATCH = 64  # tiles per jitted forward pass (the last chunk is padded)
 MAX_REFINE = 10_000  # bound on test-time refinement steps (``refine``)
 
 
@@ -125,7 +116,8 @@ def encode_symbols(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> byte
   Args:
     q: int [n_tiles, N] in ``[-M, M]``.
     slots: int [N], the slot of every position.
-    tables: int [S, 2M + 1] frequency tables, rows summing to ``2**TABLE_PRECISION``.
+    tables: int [S, 2M + 1] frequency tables, rows summing to
+      ``2**neural_models.TABLE_PRECISION``.
 
   Returns:
     The coder's words as little-endian uint32 bytes.
@@ -144,131 +136,6 @@ def decode_symbols(data: bytes, n_tiles: int, slots: np.ndarray,
     return _decode_slots(coder, n_tiles, slots, tables)
   except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
     raise CodecError(f"corrupt neural payload: {e}") from None
-
-
-# -- models ----------------------------------------------------------------------------------
-class LoadedModel:
-  """A model ready for coding: jitted analysis/synthesis, integer tables, fingerprint."""
-
-  def __init__(self, directory: str):
-    import jax  # pylint: disable=import-outside-toplevel
-    from flax import nnx  # pylint: disable=import-outside-toplevel
-    from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
-    from collage.nn import hypernet_io  # pylint: disable=import-outside-toplevel
-    from collage.nn import refinement  # pylint: disable=import-outside-toplevel
-    try:
-      self.model, self.meta = hypernet_io.load_model(directory)
-    except ValueError as e:
-      raise CodecError(str(e)) from None
-    self.directory = directory
-    self.cfg = self.model.cfg
-    self.layout = self.model.layout
-    flat = hypernet_io.flat_params(self.model)
-    h = hashlib.sha256(json.dumps(self.cfg.to_dict(), sort_keys=True).encode())
-    for k in sorted(flat):
-      h.update(k.encode())
-      h.update(np.ascontiguousarray(flat[k], np.float32).tobytes())
-    self.fingerprint = h.digest()[:8]
-    self.tables = em.integer_tables(np.asarray(self.model.prior.logits[...]), TABLE_PRECISION)
-    graphdef, state = nnx.split(self.model)
-    self._state = state
-
-    @functools.partial(jax.jit, static_argnums=(3,))
-    def analyse(state, x, lam, refine_steps):
-      mdl = nnx.merge(graphdef, state)
-      y = mdl.analyse(x)
-      if refine_steps:
-        y = refinement.refine_code(mdl, x, y, lam, refine_steps)
-      return mdl.quantize(y).astype("int32")
-
-    @functools.partial(jax.jit, static_argnums=(2, 3))
-    def synthesise(state, q, channels, scale):
-      mdl = nnx.merge(graphdef, state)
-      return mdl.synthesise(q.astype("float32"), channels, scale)
-
-    self._analyse, self._synthesise = analyse, synthesise
-
-  @property
-  def lam(self) -> float:
-    return float(self.meta.get("lam", 0.0))
-
-  def analyse(self, tiles: np.ndarray, refine_steps: int = 0,
-              lam: float | None = None) -> np.ndarray:
-    """tiles: float32 [n, T, T, 3] in [0, 1] -> int64 [n, N] (the full colour code).
-
-    ``refine_steps`` > 0: that many steps of test-time refinement of the code
-    (``collage.nn.refinement.refine_code``) after the forward pass, at the rate-distortion
-    trade-off ``lam`` (default: the model's own)."""
-    lam = np.float32(self.lam if lam is None else lam)
-    out = [np.asarray(self._analyse(self._state, chunk, lam, int(refine_steps)))
-           for chunk in _chunks(tiles)]
-    return np.concatenate(out)[:len(tiles)].astype(np.int64)
-
-  def synthesise(self, q: np.ndarray, channels: int, scale: int = 1) -> np.ndarray:
-    """q: int [n, N_channels] -> float32 [n, kT, kT, channels] (not clipped)."""
-    out = [np.asarray(self._synthesise(self._state, chunk, channels, scale))
-           for chunk in _chunks(q.astype(np.int32))]
-    return np.concatenate(out)[:len(q)]
-
-  def code_bits(self, q: np.ndarray, channels: int) -> np.ndarray:
-    """The ideal code length in bits of each tile's code q [n, N_channels] under this model's
-    integer tables (what the range coder spends, up to its few bytes of overhead) -> [n]."""
-    from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
-    return em.row_bits(q, self.layout.slots_for(channels), self.tables)
-
-
-def _chunks(a: np.ndarray) -> list[np.ndarray]:
-  """Split the leading axis into ENCODE_BATCH chunks, zero-padding the last. Fewer rows than
-  that are padded to the next power of two, so the jitted passes see at most
-  log2(ENCODE_BATCH) + 1 batch shapes (the per-tile model choice calls them on tile subsets
-  of every size; one shape per size would compile without end)."""
-  n = len(a)
-  size = ENCODE_BATCH if n >= ENCODE_BATCH else 1 << max(0, n - 1).bit_length()
-  out = []
-  for i in range(0, n, size):
-    c = a[i:i + size]
-    if len(c) < size:
-      c = np.concatenate([c, np.zeros((size - len(c),) + c.shape[1:], c.dtype)])
-    out.append(c)
-  return out
-
-
-def _model_dirs(path: str) -> list[str]:
-  """Exported model directories at ``path`` (itself, WORKDIR/artifacts/model, or children)."""
-  is_model = lambda d: os.path.isfile(os.path.join(d, "model.json"))
-  if is_model(path):
-    return [path]
-  art = os.path.join(path, "artifacts", "model")
-  if is_model(art):
-    return [art]
-  if os.path.isdir(path):
-    found = []
-    for name in sorted(os.listdir(path)):
-      d = os.path.join(path, name)
-      if is_model(d):
-        found.append(d)
-      elif is_model(os.path.join(d, "artifacts", "model")):
-        found.append(os.path.join(d, "artifacts", "model"))
-    return found
-  return []
-
-
-@functools.lru_cache(maxsize=8)
-def _load_models(path: str) -> tuple[LoadedModel, ...]:
-  dirs = _model_dirs(path)
-  if not dirs:
-    raise CodecError(f"no neural collage model at {path!r}: expected a directory with "
-                     "model.json + params.npz, a training workdir with artifacts/model, or a "
-                     "folder of such directories")
-  models = [LoadedModel(d) for d in dirs]
-  # Lowest rate first. Within one architecture a larger lam means more bits (loss = bpp +
-  # lam * 255^2 * MSE); models of different architectures are ordered by their meta "order"
-  # (an integer rank by rate, set when a set of models is shipped) if all of them have one.
-  if all("order" in m.meta for m in models):
-    models.sort(key=lambda m: (m.cfg.coding != "entropy", float(m.meta["order"]), m.directory))
-  else:
-    models.sort(key=lambda m: (m.cfg.coding != "entropy", m.lam, m.directory))
-  return tuple(models)
 
 
 def _pad_to_tiles(image: np.ndarray, tile: int) -> np.ndarray:
@@ -341,7 +208,7 @@ class NeuralCollageCodec(Codec):
   codec_id = 2
 
   def __init__(self, model: str | None = None, refine: int = 0, mix: bool = False):
-    self.model_path = os.path.abspath(model) if model else ASSET_DIR
+    self.model_path = os.path.abspath(model) if model else neural_models.ASSET_DIR
     if isinstance(refine, bool) or int(refine) != refine or not 0 <= int(refine) <= MAX_REFINE:
       raise CodecError(f"refine must be an integer number of steps in 0..{MAX_REFINE}, "
                        f"got {refine!r}")
@@ -355,7 +222,7 @@ class NeuralCollageCodec(Codec):
   def models(self) -> tuple[LoadedModel, ...]:
     """The available models, lowest rate first."""
     if self._models is None:
-      self._models = _load_models(self.model_path)
+      self._models = neural_models.load_models(self.model_path)
     return self._models
 
   def model_for_quality(self, quality: int) -> LoadedModel:
@@ -478,8 +345,8 @@ class NeuralCollageCodec(Codec):
   # -- decoding ---------------------------------------------------------------------------
   def _model_with(self, fingerprint: bytes) -> LoadedModel:
     matches = [m for m in self.models if m.fingerprint == fingerprint]
-    if not matches and self.model_path == ASSET_DIR and _model_dirs(RETIRED_DIR):
-      matches = [m for m in _load_models(RETIRED_DIR) if m.fingerprint == fingerprint]
+    if not matches and self.model_path == neural_models.ASSET_DIR:
+      matches = [m for m in neural_models.retired_models() if m.fingerprint == fingerprint]
     if not matches:
       raise CodecError(
           f"the file was written with neural model {fingerprint.hex()}, which is not among "
@@ -550,8 +417,3 @@ class NeuralCollageCodec(Codec):
     scale = check_scale(scale)
     code, header = self.decode_code(data)
     return self.reconstruct(code, header.height, header.width, header.channels, int(scale))
-
-
-def available_models(path: str | None = None) -> Sequence[str]:
-  """Directories of the models a codec with ``model=path`` would use, lowest rate first."""
-  return [m.directory for m in _load_models(os.path.abspath(path) if path else ASSET_DIR)]

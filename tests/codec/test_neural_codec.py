@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from collage.codec import base, container
-from collage.codec import neural
+from collage.codec import neural, neural_models
 from collage.nn import entropy_model as em
 from collage.nn import hypernet as hn
 from collage.nn import hypernet_io
@@ -129,8 +129,8 @@ def test_files_of_retired_shipped_models_still_decode(tmp_path, monkeypatch):
   img = _image(16, 24, 3)
   old_file = neural.NeuralCollageCodec(model=retired).compress(img, 50)
   expected = neural.NeuralCollageCodec(model=retired).decompress(old_file)
-  monkeypatch.setattr(neural, "ASSET_DIR", str(tmp_path / "neural"))
-  monkeypatch.setattr(neural, "RETIRED_DIR", str(tmp_path / "neural_retired"))
+  monkeypatch.setattr(neural_models, "ASSET_DIR", str(tmp_path / "neural"))
+  monkeypatch.setattr(neural_models, "RETIRED_DIR", str(tmp_path / "neural_retired"))
   codec = neural.NeuralCollageCodec()
   assert [m.directory for m in codec.models] == [current]
   np.testing.assert_array_equal(codec.decompress(old_file), expected)
@@ -199,7 +199,7 @@ def test_shipped_models_load_and_round_trip():
 
 def test_files_of_the_real_retired_models_decode_with_the_default_codec():
   """Files written by an earlier release's shipped models (collage/assets/neural_retired)."""
-  retired = os.path.join(os.path.dirname(neural.ASSET_DIR), "neural_retired", "s3_r8_lam0.003")
+  retired = os.path.join(neural_models.RETIRED_DIR, "s3_r8_lam0.003")
   img = _image(24, 40, 3, seed=5)
   old = neural.NeuralCollageCodec(model=retired)
   data = old.compress(img, 50)

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pytest
 
-from collage.codec import neural
+from collage.codec import neural, neural_models
 from collage.codec.pifs import PIFSCodec
 from collage.data.embedded import embedded_images
 from collage.metrics.distortion import psnr
@@ -80,8 +80,8 @@ EXPECTED = {
 # SHA-256 of the scale-2 decode of the "mix q90" file.
 EXPECTED_MIX_SCALE2 = "2eb9d74dfc0343a592188bcadeb8fbf436d6f8daf8e6d5eb6ac0e23df347a5d3"
 
-SHIPPED = tuple(sorted(os.listdir(neural.ASSET_DIR)))
-RETIRED = tuple(sorted(os.listdir(neural.RETIRED_DIR)))
+SHIPPED = tuple(sorted(os.listdir(neural_models.ASSET_DIR)))
+RETIRED = tuple(sorted(os.listdir(neural_models.RETIRED_DIR)))
 
 
 def _colour() -> np.ndarray:
@@ -98,7 +98,7 @@ def _case(name: str):
   """case name -> (codec, image, quality)."""
   if name.startswith("model "):
     model = name.split()[1]
-    base = neural.RETIRED_DIR if model in RETIRED else neural.ASSET_DIR
+    base = neural_models.RETIRED_DIR if model in RETIRED else neural_models.ASSET_DIR
     return neural.NeuralCollageCodec(model=os.path.join(base, model)), _colour(), 50
   return {
       "mix q90": lambda: (neural.NeuralCollageCodec(mix=True), _colour(), 90),

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from collage.codec import neural
+from collage.codec import neural, neural_models
 from collage.nn import entropy_model as em
 
 
@@ -68,7 +68,7 @@ def test_coded_bits_match_the_model_rate(seed):
   rng = np.random.default_rng(seed)
   num_slots, support, n_tiles = 6, 15, 400
   p = _prior(num_slots, support, seed)
-  tables = em.integer_tables(np.asarray(p.logits[...]), neural.TABLE_PRECISION)
+  tables = em.integer_tables(np.asarray(p.logits[...]), neural_models.TABLE_PRECISION)
   slots = np.tile(np.arange(num_slots), 5).astype(np.int32)  # N = 30
   probs = tables / tables.sum(-1, keepdims=True)
   q = np.stack([rng.choice(2 * support + 1, size=n_tiles, p=probs[s]) for s in slots], 1)
