@@ -22,10 +22,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from collage.data import images
 from collage.data.pipeline import make_image_dataset
 from collage.metrics.distortion import psnr_from_mse
 from collage.nn import hypernet as hn
 from collage.nn import hypernet_io
+from collage.nn.bridge import ModuleBridge
 from collage.train import loop
 from collage.train.task import Task
 
@@ -49,7 +51,7 @@ class CompressTask(Task):
     if int(config.data.crop) != self.model_cfg.tile:
       raise ValueError(f"data.crop ({config.data.crop}) must equal model.tile "
                        f"({self.model_cfg.tile}): the model encodes one tile per crop")
-    self.graphdef, _ = nnx.split(hypernet_io.abstract_model(self.model_cfg))
+    self.bridge = ModuleBridge(hypernet_io.abstract_model(self.model_cfg))
 
   # -- data -----------------------------------------------------------------------------
   def dataset(self, split, *, seed, process_index, process_count, batch_size):
@@ -61,7 +63,7 @@ class CompressTask(Task):
 
   # -- model ----------------------------------------------------------------------------
   def _model(self, params) -> hn.NeuralCollage:
-    return nnx.merge(self.graphdef, params)
+    return self.bridge.merge(params)
 
   def init_params(self, rng):
     if self.config.init_from:
@@ -71,7 +73,7 @@ class CompressTask(Task):
                          f"but this config asks for {self.model_cfg}")
     else:
       model = hn.NeuralCollage(self.model_cfg, rngs=nnx.Rngs(params=rng))
-    return nnx.state(model, nnx.Param).to_pure_dict()
+    return self.bridge.params(model)
 
   def loss_fn(self, params, batch, rng):
     model = self._model(params)
@@ -84,30 +86,35 @@ class CompressTask(Task):
     return loss, {"loss": loss, "bpp": m["bpp"], "mse": m["mse"], "psnr": psnr_from_mse(m["mse"]),
                   "l2": m["l2"], "y_abs": m["y_abs"]}
 
-  def eval_fn(self, params, batch, rng):
-    """Hard-quantized metrics: PSNR of the codec's decode, and the ideal code length."""
-    model = self._model(params)
-    x = batch["image"]
-    mask = batch.get("mask", jnp.ones(x.shape[:1], x.dtype))
+  def decode_metrics(self, model: hn.NeuralCollage, x: jax.Array
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The codec's hard-quantized decode of crops x [B, T, T, 3], and per crop its MSE and
+    ideal code length in bits per pixel ({"mse": [B], "bpp": [B]})."""
     q = model.quantize(model.analyse(x))
     x_hat = jnp.clip(model.synthesise(q, 3), 0.0, 1.0)
-    mse_i = jnp.mean((x_hat - x) ** 2, axis=(1, 2, 3))
     pix = x.shape[1] * x.shape[2]
     if self.model_cfg.coding == "entropy":
       bits = model.prior.bits(q, jnp.asarray(model.layout.slots))
       bpp_i = jnp.sum(bits, axis=-1) / pix
     else:
       bpp_i = jnp.full(x.shape[:1], q.shape[-1] * self.model_cfg.bitpack_bits / pix)
-    n = jnp.maximum(mask.sum(), 1.0)
-    mse = jnp.sum(mse_i * mask) / n
-    return {"mse": mse, "psnr": psnr_from_mse(mse),
-            "bpp": jnp.sum(bpp_i * mask) / n}
+    return x_hat, {"mse": jnp.mean((x_hat - x) ** 2, axis=(1, 2, 3)), "bpp": bpp_i}
+
+  def eval_fn(self, params, model_state, batch, rng):
+    """Per crop: MSE of the codec's decode and the ideal code length (exact means over the set)."""
+    del model_state, rng
+    return self.decode_metrics(self._model(params), batch["image"])[1]
+
+  def eval_summary(self, means):
+    """PSNR of the mean MSE over the eval crops."""
+    return {"psnr": float(psnr_from_mse(means["mse"]))}
 
   # -- artifacts --------------------------------------------------------------------------
-  def write_artifacts(self, params, step, workdir):
+  def write_artifacts(self, params, model_state, step, workdir):
+    del model_state
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)
-    model = self._model(jax.device_get(params))
+    model = self._model(jax.tree.map(jnp.asarray, params))
     meta = {"lam": float(self.config.lam), "l2": float(self.config.l2), "step": int(step),
             "source": str(self.config.data.source)}
     hypernet_io.save_model(model, os.path.join(out, "model"), meta)
@@ -117,17 +124,14 @@ class CompressTask(Task):
     except (StopIteration, ValueError):
       return
     x = jnp.asarray(batch["image"])
-    m = self.eval_fn(nnx.state(model, nnx.Param).to_pure_dict(), {"image": x},
-                     jax.random.PRNGKey(0))
-    q = model.quantize(model.analyse(x))
-    x_hat = np.asarray(jnp.clip(model.synthesise(q, 3), 0.0, 1.0))
-    grid = np.concatenate([np.concatenate(list(np.asarray(x)), 1),
-                           np.concatenate(list(x_hat), 1)], 0)
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    Image.fromarray(np.round(grid * 255).astype(np.uint8)).save(
-        os.path.join(out, f"recon_{step}.png"))
+    x_hat, per_crop = self.decode_metrics(model, x)
+    m = {k: float(jnp.mean(v)) for k, v in per_crop.items()}
+    m |= self.eval_summary(m)
+    grid = images.image_grid(np.concatenate([np.asarray(x), np.asarray(x_hat)]),
+                             columns=x.shape[0], pad=0)
+    images.save_png(os.path.join(out, f"recon_{step}.png"), grid)
     with open(os.path.join(out, f"eval_{step}.json"), "w") as f:
-      json.dump({k: float(v) for k, v in m.items()} | meta, f, indent=1)
+      json.dump(m | meta, f, indent=1)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:
