@@ -41,6 +41,7 @@ from collage.nn import entropy_model as em
 from collage.nn import layers
 from collage.ops import collage as col
 from collage.ops import color
+from collage.ops import dct
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +154,8 @@ class Layout:
       b = base + ch * (kc + rc) + kc
       is_bias[b:b + rc] = True
     self.is_bias_slot = is_bias
-    self.dct_y = [layers.dct_matrix(n) for n in self.spec_y.range_grid]
-    self.dct_c = [layers.dct_matrix(n) for n in self.spec_c.range_grid]
+    self.dct_y = [dct.dct_matrix(n) for n in self.spec_y.range_grid]
+    self.dct_c = [dct.dct_matrix(n) for n in self.spec_c.range_grid]
 
   def num_values(self, channels: int) -> int:
     if channels not in (1, 3):
@@ -165,9 +166,10 @@ class Layout:
     return self.slots[:self.num_values(channels)]
 
 
-def _bias_from_dct(coefs: jax.Array, dct: list[np.ndarray]) -> jax.Array:
-  """coefs: [B, gh*gw] DCT coefficients -> [B, gh*gw] biases (row-major range order)."""
-  dh, dw = (jnp.asarray(d) for d in dct)
+def _bias_from_dct(coefs: jax.Array, mats: list[np.ndarray]) -> jax.Array:
+  """coefs: [B, gh*gw] DCT coefficients -> [B, gh*gw] biases (row-major range order), by the
+  inverse 2-D DCT with ``mats`` = [dct_matrix(gh), dct_matrix(gw)]."""
+  dh, dw = (jnp.asarray(d) for d in mats)
   c = coefs.reshape(coefs.shape[0], dh.shape[0], dw.shape[0])
   return jnp.einsum("kh,bkl,lw->bhw", dh, c, dw).reshape(coefs.shape[0], -1)
 

@@ -4,18 +4,7 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
-
-
-def dct_matrix(n: int) -> np.ndarray:
-  """Orthonormal DCT-II matrix D: [n, n] (rows are frequencies), D @ D.T = I."""
-  k = np.arange(n)[:, None]
-  i = np.arange(n)[None, :]
-  d = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
-  d[0] /= np.sqrt(2.0)
-  return d.astype(np.float32)
 
 
 class ConvAct(nnx.Module):

@@ -8,7 +8,6 @@ from flax import nnx
 
 from collage.nn import hypernet as hn
 from collage.nn import hypernet_io
-from collage.nn import layers
 
 SMALL = hn.ModelConfig(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3,
                        chroma_range=8, chroma_aux=2, width=8, depth=1, hidden=16, support=15,
@@ -33,11 +32,6 @@ def test_layout_counts_every_value_once(model):
   assert lay.num_values(3) == lay.n_y + 2 * lay.n_c == len(lay.slots)
   assert lay.slots.max() + 1 == lay.num_slots == 11 + 16 + 2 * (4 + 4)
   assert set(np.unique(lay.slots)) == set(range(lay.num_slots))
-
-
-def test_dct_matrix_is_orthonormal():
-  d = layers.dct_matrix(4)
-  np.testing.assert_allclose(d @ d.T, np.eye(4), atol=1e-6)
 
 
 def test_losses_are_finite_and_differentiable(model):
