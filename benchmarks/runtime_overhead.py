@@ -1,7 +1,10 @@
 r"""Per-step overhead of the training loop with a near-empty step, on N fake CPU devices.
 
-    python benchmarks/runtime_overhead.py --devices 1
-    python benchmarks/runtime_overhead.py --devices 8
+    python benchmarks/runtime_overhead.py --devices 1 --networks 1
+    python benchmarks/runtime_overhead.py --devices 8 --networks 2
+
+``--networks 2`` is a GAN-shaped task: two networks with their own optimizers, each train step
+updates the first and then the second (two sub-steps, one step counter).
 
 Measures, after compilation:
   * ``raw``: the jitted, donated train step alone, fed one pre-placed global batch
@@ -27,6 +30,8 @@ def _parse() -> argparse.Namespace:
   p.add_argument("--steps", type=int, default=2000, help="measured steps")
   p.add_argument("--interval", type=int, default=250, help="steps per timed interval")
   p.add_argument("--batch_size", type=int, default=8, help="global batch")
+  p.add_argument("--networks", type=int, default=1, choices=(1, 2),
+                 help="1: one network (default step); 2: two networks, two sub-steps per step")
   return p.parse_args()
 
 
@@ -62,8 +67,29 @@ class EmptyTask(Task):
     return loss, {}
 
 
+class EmptyPairTask(EmptyTask):
+  """Two one-scalar networks updated one after the other in each step (a GAN's shape)."""
+
+  networks = ("first", "second")
+
+  def init_params(self, rng):
+    return {"first": {"w": jnp.zeros(())}, "second": {"w": jnp.zeros(())}}
+
+  def train_step(self, state, batch, rng, update):
+    metrics = {}
+    for name in self.networks:
+      (loss, _), grads = jax.value_and_grad(self.loss_fn, has_aux=True)(
+          state.params[name], batch, rng)
+      state, up = update(state, name, grads)
+      metrics |= {f"{name}/loss": loss, **up}
+    return state, metrics
+
+
+TASK = EmptyTask if ARGS.networks == 1 else EmptyPairTask
+
+
 def _config(total: int):
-  c = training_defaults()
+  c = training_defaults(networks=None if ARGS.networks == 1 else TASK.networks)
   c.task = "empty"
   c.total_steps = total
   c.batch_size = ARGS.batch_size
@@ -71,19 +97,21 @@ def _config(total: int):
   c.eval_every = 0
   c.eval_batches = 0
   c.checkpoint_every = 0
-  c.optimizer.name = "sgd"
+  for block in ([c.optimizer] if ARGS.networks == 1 else c.optimizers.values()):
+    block.name = "sgd"
   return c
 
 
 def raw_steps_per_sec(config) -> float:
-  task = EmptyTask(config)
+  task = TASK(config)
   m = mesh_lib.make_mesh()
-  tx = optimizer.make_optimizer(config)
+  blocks = optimizer.network_blocks(config, task.networks)
+  txs = {n: optimizer.make_optimizer(b, int(config.total_steps)) for n, b in blocks.items()}
   rep = mesh_lib.replicated(m)
-  st = jax.jit(lambda: state_lib.create_state(task.init_params(None), tx, jax.random.PRNGKey(0),
-                                               False), out_shardings=rep)()
+  st = jax.jit(lambda: state_lib.create_state(task.init(None)[0], {}, txs,
+                                               jax.random.PRNGKey(0), ()), out_shardings=rep)()
   batch = mesh_lib.global_batch({"x": np.ones((config.batch_size, 1), np.float32)}, m)
-  fn = jax.jit(step.make_train_step(task, tx, config), donate_argnums=(0,))
+  fn = jax.jit(step.make_train_step(task, step.NetworkUpdate(txs, {})), donate_argnums=(0,))
   for _ in range(50):
     st, _ = fn(st, batch)
     jax.block_until_ready(st)
@@ -92,7 +120,7 @@ def raw_steps_per_sec(config) -> float:
   t = time.perf_counter()
   for _ in range(ARGS.steps):
     st, metrics = fn(st, batch)
-    inflight.append(metrics["loss"])
+    inflight.append(jax.tree.leaves(metrics)[0])
     if len(inflight) > ahead:
       inflight.pop(0).block_until_ready()
   jax.block_until_ready((st, metrics))
@@ -101,7 +129,7 @@ def raw_steps_per_sec(config) -> float:
 
 def component_ms(config) -> tuple[float, float]:
   """Host cost per step of (grain next(), assembling the global batch), in ms."""
-  it = EmptyTask(config).dataset("train", seed=0, process_index=0, process_count=1,
+  it = TASK(config).dataset("train", seed=0, process_index=0, process_count=1,
                                  batch_size=config.batch_size)
   m = mesh_lib.make_mesh()
   t = time.perf_counter()
@@ -116,7 +144,7 @@ def component_ms(config) -> tuple[float, float]:
 
 def loop_steps_per_sec(config) -> float:
   with tempfile.TemporaryDirectory() as workdir:
-    loop.run(EmptyTask(config), config, workdir, "train")
+    loop.run(TASK(config), config, workdir, "train")
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
       rows = [json.loads(r) for r in f if "steps_per_sec" in r]
   rates = [r["steps_per_sec"] for r in rows[1:]]  # the first interval includes compilation
@@ -131,11 +159,11 @@ def main() -> None:
   data_ms, put_ms = component_ms(config)
   overhead_ms = 1e3 * (1 / looped - 1 / raw)
   load = os.getloadavg()[0]
-  print("| devices | global batch | raw jitted step (steps/s) | full loop (steps/s) "
+  print("| networks | devices | global batch | raw jitted step (steps/s) | full loop (steps/s) "
         "| loop overhead (ms/step) | of which grain next() | of which global batch "
         "| load avg (1 min) |")
-  print("|---|---|---|---|---|---|---|---|")
-  print(f"| {jax.device_count()} | {config.batch_size} | {raw:.0f} | {looped:.0f} "
+  print("|---|---|---|---|---|---|---|---|---|")
+  print(f"| {ARGS.networks} | {jax.device_count()} | {config.batch_size} | {raw:.0f} | {looped:.0f} "
         f"| {overhead_ms:.3f} | {data_ms:.3f} | {put_ms:.3f} | {load:.2f} on {os.cpu_count()} cores |")
 
 
