@@ -16,7 +16,8 @@ class NetworkUpdate:
   """``update(state, name, grads) -> (state, metrics)``: one network's optimizer update.
 
   Only network ``name`` changes: its parameters, optimizer state (clipping and skip counters
-  included) and EMA. Every other network's arrays are passed through untouched, so a network
+  included) and EMA; a skipped update (non-finite or too large gradient) changes neither its
+  parameters, its optimizer's inner state nor its EMA, only the counters. Every other network's arrays are passed through untouched, so a network
   that is not updated in a sub-step does not move at all. The step does not advance here.
 
   Args:
@@ -39,10 +40,11 @@ class NetworkUpdate:
         grads, state.opt_state[name], state.params[name], step=state.step)
     params = optax.apply_updates(state.params[name], updates)
     ema = state.ema_params
-    if name in self.ema_decays:
-      d = self.ema_decays[name]
-      ema = {**ema, name: jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype),
-                                       ema[name], params)}
+    if name in self.ema_decays:  # ticks on applied updates only: a skipped one changes nothing
+      d, applied = self.ema_decays[name], opt_state.skipped == 0
+      ema = {**ema, name: jax.tree.map(
+          lambda e, p: jnp.where(applied, (d * e + (1.0 - d) * p).astype(e.dtype), e),
+          ema[name], params)}
     new_state = state.replace(params={**state.params, name: params},
                               opt_state={**state.opt_state, name: opt_state}, ema_params=ema)
     return new_state, {f"{name}/grad_norm": opt_state.grad_norm,
