@@ -11,8 +11,8 @@ from tests.train import helpers
 
 
 def _setup(ema_decay=0.0, **overrides):
-  cfg = helpers.config(optimizer__name="sgd", optimizer__learning_rate=1.0,
-                       optimizer__ema_decay=ema_decay, **overrides)
+  cfg = helpers.config(**{"optimizer__name": "sgd", "optimizer__learning_rate": 1.0,
+                          "optimizer__ema_decay": ema_decay, **overrides})
   tx = optimizer.make_optimizer(cfg.optimizer, int(cfg.total_steps))
   params = {"model": {"w": jnp.ones((3,)), "b": jnp.zeros(())}}
   ema = ("model",) if ema_decay > 0 else ()
