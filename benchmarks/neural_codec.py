@@ -50,6 +50,8 @@ from collage.codec import neural  # noqa: E402
 from collage.codec import neural_models  # noqa: E402
 from collage.data.images import image_paths, load_image  # noqa: E402
 from collage.metrics.distortion import psnr  # noqa: E402
+from collage.metrics.rate import bpp  # noqa: E402
+from collage.metrics.rd import rd_cost, value_at_rate  # noqa: E402
 
 
 def _images(folder: str, max_images: int) -> list[tuple[str, np.ndarray]]:
@@ -68,7 +70,7 @@ def _rd_row(codec, images, quality) -> dict:
     t = time.perf_counter()
     out = codec.decompress(data)
     dec += time.perf_counter() - t
-    bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
+    bpps.append(bpp(len(data), img.shape[0], img.shape[1]))
     psnrs.append(psnr(out, img, peak=255.0))
   n = len(images)
   return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
@@ -236,7 +238,7 @@ def cmd_sweep(args) -> list[dict]:
         times.append(time.perf_counter() - t)
       t = time.perf_counter()
       out = codec.decompress(data)
-      row = {"codec": name, "quality": q, "bpp": 8 * len(data) / (h * w),
+      row = {"codec": name, "quality": q, "bpp": bpp(len(data), h, w),
              "psnr": psnr(out, img, 255.0), "encode_s": float(np.min(times)),
              "encode_median_s": float(np.median(times)),
              "decode_s": time.perf_counter() - t}
@@ -267,7 +269,7 @@ def cmd_diagnose(args) -> list[dict]:
     true_y, true_c = b.copy(), a.copy()
     true_y[..., 0] = a[..., 0]
     true_c[..., 0] = b[..., 0]
-    row = {"quality": q, "model": os.path.relpath(m.directory), "bpp": 8 * len(data) / (h * w),
+    row = {"quality": q, "model": os.path.relpath(m.directory), "bpp": bpp(len(data), h, w),
            "psnr": psnr(out, img, 255.0),
            "psnr_ycbcr": [psnr(b[..., i], a[..., i], 1.0) for i in range(3)],
            "psnr_with_true_luma": psnr(to_rgb(true_y), img, 255.0),
@@ -282,8 +284,8 @@ def cmd_diagnose(args) -> list[dict]:
       yc = jnp.clip(y, lo, hi)
       mse = jnp.mean((mdl.synthesise(em.round_ste(yc), 3) - tiles) ** 2)
       bits = mdl.prior.bits(em.uniform_noise(key, yc), slots)
-      bpp = jnp.sum(bits) / (tiles.shape[0] * t * t)
-      return args.rate_weight * bpp + m.lam * 255.0 ** 2 * mse
+      rate = jnp.sum(bits) / (tiles.shape[0] * t * t)
+      return rd_cost(args.rate_weight * rate, mse, m.lam)
 
     opt = optax.adam(args.lr)
 
@@ -303,7 +305,7 @@ def cmd_diagnose(args) -> list[dict]:
     # Same container around the refined payload: the file's bytes minus its own payload.
     overhead = len(data) - len(container.unpack(data)[2])
     row.update({"refine_steps": args.steps, "refine_rate_weight": args.rate_weight,
-                "refined_bpp": 8 * (len(payload) + overhead) / (h * w),
+                "refined_bpp": bpp(len(payload) + overhead, h, w),
                 "refined_psnr": psnr(codec.reconstruct(neural.TileCode.single(m, qv), h, w, 3),
                                      img, 255.0),
                 "refine_s": time.perf_counter() - t0})
@@ -349,8 +351,8 @@ def _rows(paths: str) -> list[dict]:
 def cmd_compare(args) -> dict:
   """Every curve against the reference codec: PSNR at the target rates, and the gap at every
   measured point of either curve where both are defined (the "above at every rate" check).
-  Curves are read like the codec benchmark's (``value_at_rate``: linear in bpp, NaN outside)."""
-  from experiments.tasks.codec_benchmark import value_at_rate  # pylint: disable=import-outside-toplevel
+  Curves are read like the codec benchmark's (``collage.metrics.rd.value_at_rate``: linear in
+  bpp, NaN outside)."""
   rows = _rows(args.inputs)
   labels = list(dict.fromkeys(r["codec"] for r in rows))
   if args.reference not in labels:

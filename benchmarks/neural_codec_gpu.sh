@@ -48,6 +48,7 @@ import jax, flax, numpy as np
 print("jax", jax.__version__, "flax", flax.__version__, jax.devices())
 from collage.codec import neural
 from collage.data.images import image_paths, load_image
+from collage.metrics.rate import bpp
 codec = neural.NeuralCollageCodec(refine=30, mix=True)
 for p in image_paths(sys.argv[1])[:3]:
   img = load_image(p)
@@ -57,7 +58,7 @@ for p in image_paths(sys.argv[1])[:3]:
   data = codec.write_code(code, h, w, c)
   enc = time.perf_counter() - t
   same = np.array_equal(codec.reconstruct(code, h, w, c), codec.decompress(data))
-  print(f"{os.path.basename(p)}: {8 * len(data) / (h * w):.4f} bpp, encode {enc:.2f} s, "
+  print(f"{os.path.basename(p)}: {bpp(len(data), h, w):.4f} bpp, encode {enc:.2f} s, "
         f"file decode == encoder reconstruction: {same}")
   if not same:
     sys.exit("GPU decode is not bit-exact")

@@ -23,6 +23,8 @@ from PIL import Image
 
 from collage.codec.pifs import PIFSCodec
 from collage.metrics.distortion import psnr
+from collage.metrics.rate import bpp
+from collage.metrics.rd import curve_at_rate
 
 
 def gray_images():
@@ -40,17 +42,7 @@ def jpeg(img, q):
   Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, "JPEG", quality=q)
   data = buf.getvalue()
   rec = np.asarray(Image.open(io.BytesIO(data)))
-  return 8 * len(data) / (img.shape[0] * img.shape[1]), psnr(rec.reshape(img.shape), img, 255)
-
-
-def at_rate(points, rate):
-  """Linear interpolation of PSNR at ``rate`` from (bpp, psnr) points; nan if outside."""
-  pts = sorted(points)
-  b = np.array([p[0] for p in pts])
-  d = np.array([p[1] for p in pts])
-  if rate < b[0] or rate > b[-1]:
-    return float("nan")
-  return float(np.interp(rate, b, d))
+  return bpp(len(data), img.shape[0], img.shape[1]), psnr(rec.reshape(img.shape), img, 255)
 
 
 def main():
@@ -74,14 +66,14 @@ def main():
       t = time.perf_counter()
       rec = codec.decompress(data)
       td = time.perf_counter() - t
-      bpp = 8 * len(data) / (img.shape[0] * img.shape[1])
-      bpp_raw = 8 * len(raw.serialize(codec.parse(data)) ) / (img.shape[0] * img.shape[1])
+      rate = bpp(len(data), img.shape[0], img.shape[1])
+      rate_raw = bpp(len(raw.serialize(codec.parse(data))), img.shape[0], img.shape[1])
       p = psnr(rec, img, 255)
-      pts.append((bpp, p))
-      print(f"| {name} | {q} | {bpp:.3f} | {bpp_raw:.3f} | {p:.2f} | {te:.1f} | {td:.1f} |",
+      pts.append((rate, p))
+      print(f"| {name} | {q} | {rate:.3f} | {rate_raw:.3f} | {p:.2f} | {te:.1f} | {td:.1f} |",
             flush=True)
     jp = [jpeg(img, q) for q in args.jpeg_q + [40, 60, 80]]
-    summary[name] = (at_rate(pts, 0.6), at_rate(jp, 0.6))
+    summary[name] = (curve_at_rate(pts, 0.6), curve_at_rate(jp, 0.6))
   print("\nPSNR at 0.6 bpp (interpolated), PIFS / JPEG on the same image:")
   for k, (v, j) in summary.items():
     print(f"  {k}: {v:.2f} / {j:.2f} dB")
@@ -97,10 +89,10 @@ def main():
     pts = []
     for q in args.kodak_q:
       data = codec.compress(img, q)
-      bpp = 8 * len(data) / (img.shape[0] * img.shape[1])
+      rate = bpp(len(data), img.shape[0], img.shape[1])
       p = psnr(codec.decompress(data), img, 255)
-      pts.append((bpp, p))
-      print(f"| {os.path.basename(f)} | pifs | {q} | {bpp:.3f} | {p:.2f} |", flush=True)
+      pts.append((rate, p))
+      print(f"| {os.path.basename(f)} | pifs | {q} | {rate:.3f} | {p:.2f} |", flush=True)
     per["pifs"].append(pts)
     jp = [jpeg(img, q) for q in args.jpeg_q]
     for q, (b, p) in zip(args.jpeg_q, jp):
@@ -108,7 +100,7 @@ def main():
     per["jpeg"].append(jp)
   print("\nKodak average PSNR at target rates (per-image interpolation; nan = outside sweep):")
   for c, lst in per.items():
-    vals = [np.mean([at_rate(pts, r) for pts in lst]) for r in (0.25, 0.5, 1.0)]
+    vals = [np.mean([curve_at_rate(pts, r) for pts in lst]) for r in (0.25, 0.5, 1.0)]
     print(f"  {c}: 0.25 bpp {vals[0]:.2f} dB, 0.5 bpp {vals[1]:.2f} dB, 1.0 bpp {vals[2]:.2f} dB")
 
 

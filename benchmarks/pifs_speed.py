@@ -41,6 +41,7 @@ def kodak_encode(path, qualities):
   """Quadtree encode of one RGB image with the codec's defaults: seconds per quality."""
   from PIL import Image
   from collage.codec.pifs import PIFSCodec
+  from collage.metrics.rate import bpp
   from collage.ops import pifs
   img = np.asarray(Image.open(path).convert("RGB"))
   codec = PIFSCodec()
@@ -56,7 +57,7 @@ def kodak_encode(path, qualities):
     hp, wp = code.padded_shape
     per = [[len(y) for y, _ in pifs.leaf_layout(hp, wp, code.params, ch.min_range, ch.split)]
            for ch in code.channels]
-    print(f"  q={q}: {8 * len(data) / (img.shape[0] * img.shape[1]):.3f} bpp, encode "
+    print(f"  q={q}: {bpp(len(data), img.shape[0], img.shape[1]):.3f} bpp, encode "
           f"{t1:.2f} s first call (with compiles), {t2:.2f} s again (+ entropy coding); "
           f"leaves per level Y/Cb/Cr {per}; load {os.getloadavg()[0]:.1f}", flush=True)
 

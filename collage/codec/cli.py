@@ -28,6 +28,7 @@ import numpy as np
 
 from collage.codec import container
 from collage.codec.base import CodecError, check_quality, check_scale, codec_names, get_codec
+from collage.metrics.rate import bpp
 
 PROG = "collage-codec"
 EXIT_ERROR = 2
@@ -207,7 +208,7 @@ def _compress(args) -> None:
   seconds = time.perf_counter() - start
   _write_atomic(args.output, lambda f: f.write(data))
   h, w, c = image.shape
-  print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp "
+  print(f"{args.output}: {len(data)} bytes, {bpp(len(data), h, w):.4f} bpp "
         f"({w}x{h}, {c} channel{'s' if c > 1 else ''}, {args.codec} quality {quality}, "
         f"{seconds:.2f} s)")
 
@@ -250,7 +251,7 @@ def _info(args) -> None:
     h, w, c = image.shape
     rows = [("format", f"{foreign} (a standard file, not the collage container)"),
             ("size", f"{w} x {h}, {c} channel{'s' if c > 1 else ''}"),
-            ("file", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h * w):.4f}")]
+            ("file", f"{len(data)} bytes"), ("bpp", f"{bpp(len(data), h, w):.4f}")]
   else:
     d = container.describe(data)
     codec = d["codec"] or "not available in this build"

@@ -23,6 +23,7 @@ import zlib
 
 from collage.codec.base import CodecError
 from collage.codec.entropy import encode_varint as _varint
+from collage.metrics.rate import bpp
 
 MAGIC = b"CLG\x1a"
 FORMAT_VERSION = 1
@@ -184,7 +185,7 @@ def describe(data: bytes) -> dict:
       "payload_bytes": len(payload),
       "file_bytes": total,
       "overhead_bytes": total - len(params) - len(payload),
-      "bpp": 8.0 * total / (header.height * header.width),
+      "bpp": bpp(total, header.height, header.width),
   }
 
 

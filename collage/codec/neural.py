@@ -19,8 +19,8 @@ Compression of an ``H x W`` image (1 or 3 channels):
 Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
 a different model. The encoder codes every tile with every (entropy-coded) model of the set,
 and keeps for each tile the model with the lowest rate-distortion cost
-``bits + lam * 255^2 * SSE / C`` (the training objective per tile; SSE of the decoded 8-bit
-tile over its real pixels), at one ``lam`` that ``quality`` sets on a geometric scale
+``bits + lam * 255^2 * SSE / C`` (:func:`collage.metrics.rd.rd_cost`, the training objective
+per tile; SSE of the decoded 8-bit tile over its real pixels), at one ``lam`` that ``quality`` sets on a geometric scale
 (:meth:`NeuralCollageCodec.mix_lam`). Smooth tiles then take the cheap 8x8-range models and
 detailed ones the 4x4-range models: the neural analogue of PIFS's adaptive quadtree. The choice
 costs at most ``log2(K)`` bits per tile (under 0.003 bpp for 5 models and 32x32 tiles).
@@ -61,6 +61,7 @@ from collage.codec.base import (Codec, CodecError, check_image, check_quality, c
                                  register)
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
 from collage.codec.neural_models import LoadedModel
+from collage.metrics.rd import rd_cost
 from collage.ops import blocks
 
 PARAMS_VERSION = 1  # one model for every tile
@@ -283,7 +284,7 @@ class NeuralCollageCodec(Codec):
       q = m.analyse(tiles)[:, :m.layout.num_values(c)]
       rec = np.round(np.clip(m.synthesise(q, c), 0.0, 1.0) * 255.0) / 255.0
       sse = np.sum((rec - target) ** 2 * valid, axis=(1, 2, 3))
-      costs.append(m.code_bits(q, c) + lam * 255.0 ** 2 * sse / c)
+      costs.append(rd_cost(m.code_bits(q, c), sse, lam, c))
       codes.append(q)
     return np.stack(costs), codes
 

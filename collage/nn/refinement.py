@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from collage.metrics.rd import rd_cost
 from collage.nn import entropy_model as em
 from collage.nn.hypernet import NeuralCollage
 
@@ -18,8 +19,8 @@ def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, 
   """Test-time refinement: ``steps`` Adam steps on the code ``y`` of these tiles.
 
   The encoder's one-pass code is a starting point; Adam minimises the training objective
-  (relaxed rate under the model's prior + ``lam * 255^2 * MSE`` of the straight-through
-  rounded decode) over ``y`` itself, with the model fixed (Campos et al. 2019, "Content
+  (:func:`collage.metrics.rd.rd_cost` per tile: the relaxed rate in bpp under the model's
+  prior + ``lam * 255^2 * MSE`` of the straight-through rounded decode) over ``y`` itself, with the model fixed (Campos et al. 2019, "Content
   adaptive optimization for neural image compression"). The relaxed objective is only a
   proxy, so every iterate is also scored by the TRUE cost of its rounded code (its bits
   under the prior at the integers + the distortion of the very decode the forward pass
@@ -32,7 +33,6 @@ def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, 
   slots = jnp.asarray(model.layout.slots)
   pixels = rgb.shape[1] * rgb.shape[2]
   entropy = model.cfg.coding == "entropy"
-  weight = lam * 255.0 ** 2
 
   def loss(v, key):
     vc = jnp.clip(v, lo, hi)
@@ -43,8 +43,8 @@ def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, 
       exact = jnp.sum(model.prior.bits(jax.lax.stop_gradient(q), slots), -1) / pixels
     else:
       relaxed = exact = jnp.zeros_like(mse)
-    true_cost = jax.lax.stop_gradient(exact + weight * mse)
-    return jnp.mean(relaxed + weight * mse), true_cost
+    true_cost = jax.lax.stop_gradient(rd_cost(exact, mse, lam))
+    return jnp.mean(rd_cost(relaxed, mse, lam)), true_cost
 
   opt = optax.adam(lr)
   key0 = jax.random.PRNGKey(seed)

@@ -29,6 +29,7 @@ from collage.data import augment
 from collage.metrics.distortion import psnr
 from collage.metrics.msssim import min_side, ms_ssim
 from collage.metrics.rate import bpp
+from collage.metrics.rd import value_at_rate
 
 FIELDS = ("codec", "quality", "image", "height", "width", "channels", "bytes", "bpp", "psnr",
           "ms_ssim", "encode_s", "decode_s")
@@ -137,16 +138,6 @@ def average_rows(rows: list[dict]) -> list[dict]:
       avg[key] = float(np.mean([m[key] for m in members]))
     out.append(avg)
   return out
-
-
-def value_at_rate(averages: list[dict], codec: str, target_bpp: float,
-                  key: str = "psnr") -> float:
-  """``key`` on the codec's curve of averages at ``target_bpp`` (linear in bpp; NaN outside)."""
-  pts = sorted((a["bpp"], a[key]) for a in averages if a["codec"] == codec)
-  if not pts or not pts[0][0] <= target_bpp <= pts[-1][0]:
-    return float("nan")
-  bpps, values = zip(*pts)
-  return float(np.interp(target_bpp, bpps, values))
 
 
 # -- artifacts ----------------------------------------------------------------------------------

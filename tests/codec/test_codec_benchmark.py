@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from experiments.configs import codec_benchmark as config_lib
@@ -48,14 +47,6 @@ def test_run_writes_artifacts(tmp_path, capsys):
       ("jpeg", 10), ("jpeg", 60), ("webp", 20)]
   summary = (art / "summary.md").read_text()
   assert "not available" in summary and "| jpeg | 60 |" in summary
-
-
-def test_value_at_rate_interpolates_curve_of_averages():
-  averages = [{"codec": "a", "bpp": 0.2, "psnr": 20.0}, {"codec": "a", "bpp": 0.6, "psnr": 30.0},
-              {"codec": "b", "bpp": 1.0, "psnr": 40.0}]
-  assert task.value_at_rate(averages, "a", 0.5) == pytest.approx(27.5)
-  assert np.isnan(task.value_at_rate(averages, "a", 1.0))   # never extrapolated
-  assert np.isnan(task.value_at_rate(averages, "b", 0.5))
 
 
 def test_unknown_quality_sweep_is_an_error():

@@ -9,6 +9,8 @@ import pytest
 
 from collage.codec import base, container
 from collage.codec import neural, neural_models
+from collage.metrics import rate
+from collage.metrics.rd import rd_cost
 from collage.nn import entropy_model as em
 from collage.nn import hypernet as hn
 from collage.nn import hypernet_io
@@ -244,9 +246,8 @@ def test_refinement_lowers_the_rate_distortion_cost(models):
     m = code.models[0]
     out = codec.decompress(data)
     np.testing.assert_array_equal(out, codec.reconstruct(code, 32, 48, 3))  # still bit-exact
-    bpp = 8 * len(data) / (32 * 48)
     mse = np.mean((out / 255.0 - x) ** 2)
-    costs.append(bpp + m.lam * 255.0 ** 2 * mse)
+    costs.append(rd_cost(rate.bpp(len(data), 32, 48), mse, m.lam))
   assert costs[1] < 0.9 * costs[0], costs
 
 
@@ -322,7 +323,7 @@ def test_mix_picks_the_cheapest_model_per_tile(models):
 
     def real_cost(data, out):
       sse = np.sum((out.astype(np.float64) - img) ** 2) / 255.0 ** 2
-      return 8 * len(data) + lam * 255.0 ** 2 * sse / c
+      return rd_cost(8 * len(data), sse, lam, c)
 
     mixed = real_cost(data, out)
     for m in mixer.models:
