@@ -52,12 +52,24 @@ def register(cls: type[Codec]) -> type[Codec]:
   return cls
 
 
-def get_codec(name: str, **kwargs) -> Codec:
-  """An instance of the codec called ``name``; unknown names list the valid ones."""
+def unregister(name: str) -> None:
+  """Inverse of :func:`register`, for codecs defined at run time (a test's, say)."""
+  if name not in _REGISTRY:
+    raise ValueError(f"no codec {name!r} is registered; registered: {sorted(_REGISTRY)}")
+  del _REGISTRY[name]
+
+
+def codec_class(name: str) -> type[Codec]:
+  """The class of the codec called ``name``; unknown names list the valid ones."""
   _import_builtin_codecs()
   if name not in _REGISTRY:
     raise CodecError(f"unknown codec {name!r}; valid codecs: {', '.join(sorted(_REGISTRY))}")
-  return _REGISTRY[name](**kwargs)
+  return _REGISTRY[name]
+
+
+def get_codec(name: str, **kwargs) -> Codec:
+  """An instance of the codec called ``name``; unknown names list the valid ones."""
+  return codec_class(name)(**kwargs)
 
 
 def codec_names() -> list[str]:

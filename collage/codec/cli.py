@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from collage.codec import container
-from collage.codec.base import CodecError, check_quality, check_scale, codec_names, get_codec
+from collage.codec.base import (CodecError, check_quality, check_scale, codec_class, codec_names,
+                                 get_codec)
 from collage.metrics.rate import bpp
 
 PROG = "collage-codec"
@@ -183,8 +184,7 @@ def _codec_for_file(data: bytes, model: str | None = None):
 
 def _codec_id_of(name: str) -> int | None:
   """The container codec id of a registered codec (None for standard-format codecs)."""
-  from collage.codec import base  # pylint: disable=import-outside-toplevel
-  return base._REGISTRY[name].codec_id  # pylint: disable=protected-access
+  return codec_class(name).codec_id
 
 
 def _compress(args) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
-from collage.codec.base import CodecError
+from collage.codec.base import CodecError, codec_class, codec_names
 from collage.codec.entropy import encode_varint as _varint
 from collage.metrics.rate import bpp
 
@@ -71,10 +71,8 @@ def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
 def codec_name_for_id(codec_id: int) -> str | None:
   """The registered codec name that writes ``codec_id``, or None if none is known."""
   try:
-    from collage.codec import base
-    base._import_builtin_codecs()  # pylint: disable=protected-access
-    for name, cls in base._REGISTRY.items():  # pylint: disable=protected-access
-      if cls.codec_id == codec_id:
+    for name in codec_names():
+      if codec_class(name).codec_id == codec_id:
         return name
   except Exception:  # a broken codec module must not hide the real error  # noqa: BLE001
     return None

@@ -35,8 +35,10 @@ class _RawCodec(base.Codec):
 
 
 @pytest.fixture(autouse=True)
-def _raw_codec(monkeypatch):
-  monkeypatch.setitem(base._REGISTRY, "rawtest", _RawCodec)  # pylint: disable=protected-access
+def _raw_codec():
+  base.register(_RawCodec)
+  yield
+  base.unregister(_RawCodec.name)
 
 
 @pytest.fixture
