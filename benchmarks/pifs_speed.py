@@ -70,7 +70,7 @@ def main():
   ap.add_argument("--kodak", default="", help="an RGB image to time the codec's encode on")
   ap.add_argument("--kodak_q", type=int, nargs="*", default=[20, 40, 60])
   args = ap.parse_args()
-  from collage.ops import blocks
+  from einops import rearrange
   from collage.ops import pifs_search as ps
   import skimage.data
 
@@ -80,10 +80,10 @@ def main():
 
   @jax.jit
   def encode(img):
-    ranges = blocks.to_blocks(img[None, :, :, None], 4, 4)[0, ..., 0].reshape(-1, 4, 4)
+    ranges = rearrange(img, "(nh h) (nw w) -> (nh nw) h w", h=4, w=4)
     return ps.search(ranges, ps.domain_pool(img, 4, 4), quant, args.col_chunk, limit)
 
-  ranges = blocks.to_blocks(img[None, :, :, None], 4, 4)[0, ..., 0].reshape(-1, 4, 4)
+  ranges = rearrange(img, "(nh h) (nw w) -> (nh nw) h w", h=4, w=4)
   domains = ps.domain_pool(img, 4, 4)
   m, n, k = 8 * ranges.shape[0], domains.shape[0], 16
   flops = 2.0 * m * n * k

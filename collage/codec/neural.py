@@ -55,6 +55,7 @@ import dataclasses
 import os
 
 import numpy as np
+from einops import rearrange
 
 from collage.codec import container, neural_models
 from collage.codec.base import (Codec, CodecError, check_image, check_quality, check_scale,
@@ -62,7 +63,6 @@ from collage.codec.base import (Codec, CodecError, check_image, check_quality, c
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
 from collage.codec.neural_models import LoadedModel
 from collage.metrics.rd import rd_cost
-from collage.ops import blocks
 
 PARAMS_VERSION = 1  # one model for every tile
 MIXED_VERSION = 2   # a model per tile (``mix=True``)
@@ -145,22 +145,26 @@ def _pad_to_tiles(image: np.ndarray, tile: int) -> np.ndarray:
   return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
 
 
+def _cut_tiles(a: np.ndarray, tile: int) -> np.ndarray:
+  """[H, W, ...] with H and W multiples of ``tile`` -> [n, T, T, ...]: its tiles in raster
+  order (inverse: the rearrangement in :meth:`NeuralCollageCodec.reconstruct`)."""
+  return rearrange(a, "(nh th) (nw tw) ... -> (nh nw) th tw ...", th=tile, tw=tile)
+
+
 def image_tiles(image: np.ndarray, tile: int) -> np.ndarray:
   """uint8 [H, W, C] (C = 1 or 3) -> the model's input: float32 RGB tiles [n, T, T, 3] in
   [0, 1], edge-padded to whole tiles, in raster order (gray is repeated to RGB)."""
   x = image.astype(np.float32) / 255.0
   if x.shape[-1] == 1:
     x = np.repeat(x, 3, axis=-1)
-  return np.asarray(blocks.to_blocks(_pad_to_tiles(x, tile)[None], tile, tile)).reshape(
-      -1, tile, tile, 3)
+  return _cut_tiles(_pad_to_tiles(x, tile), tile)
 
 
 def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
   """float32 [n_tiles, T, T]: 1 where a tile pixel lies inside the image, 0 on the padding
   (cut like :func:`image_tiles`)."""
-  mask = np.pad(np.ones((height, width, 1), np.float32),
-                ((0, -height % tile), (0, -width % tile), (0, 0)))
-  return np.asarray(blocks.to_blocks(mask[None], tile, tile)).reshape(-1, tile, tile)
+  mask = np.pad(np.ones((height, width), np.float32), ((0, -height % tile), (0, -width % tile)))
+  return _cut_tiles(mask, tile)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,8 +413,8 @@ class NeuralCollageCodec(Codec):
       sel = code.choice == k
       if np.any(sel):
         tiles[sel] = m.synthesise(q, channels, scale)
-    grid = tiles.reshape(1, nh, nw, *tiles.shape[1:])
-    img = np.asarray(blocks.from_blocks(grid))[0, :height * scale, :width * scale]
+    img = rearrange(tiles, "(nh nw) th tw c -> (nh th) (nw tw) c", nh=nh, nw=nw)
+    img = img[:height * scale, :width * scale]
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 
 NUM_ISOMETRIES = 8
 # Isometries that keep a non-square block's shape: identity, rot180, mirror LR, mirror UD.
@@ -38,16 +39,13 @@ def check_tiles(height: int, width: int, bh: int, bw: int, what: str = "block") 
 
 def to_blocks(z: jnp.ndarray, bh: int, bw: int) -> jnp.ndarray:
   """Non-overlapping blocks. z: [B, H, W, C] -> [B, H//bh, W//bw, bh, bw, C]."""
-  b, h, w, c = z.shape
-  check_tiles(h, w, bh, bw)
-  z = z.reshape(b, h // bh, bh, w // bw, bw, c)
-  return z.transpose(0, 1, 3, 2, 4, 5)
+  check_tiles(z.shape[1], z.shape[2], bh, bw)
+  return rearrange(z, "b (nh bh) (nw bw) c -> b nh nw bh bw c", bh=bh, bw=bw)
 
 
 def from_blocks(blocks: jnp.ndarray) -> jnp.ndarray:
   """Inverse of :func:`to_blocks`. blocks: [B, nh, nw, bh, bw, C] -> [B, nh*bh, nw*bw, C]."""
-  b, nh, nw, bh, bw, c = blocks.shape
-  return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(b, nh * bh, nw * bw, c)
+  return rearrange(blocks, "b nh nw bh bw c -> b (nh bh) (nw bw) c")
 
 
 def strided_blocks(z: jnp.ndarray, bh: int, bw: int, sh: int, sw: int) -> jnp.ndarray:

@@ -42,6 +42,7 @@ from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 
 from collage.ops import blocks
 from collage.ops import fixed_point as fp
@@ -292,14 +293,13 @@ def _pooled_domains(spec: CollageSpec, z: jax.Array) -> jax.Array:
   """z: [B, H, W, C] (spec's size) -> [B, D, rh, rw, C], domains mean-pooled to range size."""
   (h, w), (dh, dw), (sh, sw) = spec.image_size, spec.domain_block, spec.stride
   (rh, rw), (fh, fw) = spec.range_size, spec.pool_factor
-  b, c = z.shape[0], z.shape[-1]
   if h % fh == 0 and w % fw == 0 and sh % fh == 0 and sw % fw == 0:
     # Pool the image once, then cut (possibly overlapping) blocks: same numbers, less work.
     pooled = blocks.mean_pool(z, (fh, fw))
     doms = blocks.strided_blocks(pooled, rh, rw, sh // fh, sw // fw)
   else:
     doms = blocks.mean_pool(blocks.strided_blocks(z, dh, dw, sh, sw), (fh, fw))
-  return doms.reshape(b, -1, rh, rw, c)
+  return rearrange(doms, "b nh nw rh rw c -> b (nh nw) rh rw c")
 
 
 def _resize_aux(spec: CollageSpec, aux, scale: int, batch: int):
@@ -341,7 +341,7 @@ def candidates(spec: CollageSpec, z: jax.Array, aux: jax.Array | None = None,
   b = z.shape[0]
   doms = _pooled_domains(sk, z)  # [B, D, kr, kr, C]
   cands = blocks.isometries(doms, spec.isometries)  # [B, D, I, kr, kr, C]
-  cands = cands.reshape(b, -1, *cands.shape[-3:])
+  cands = rearrange(cands, "b d i h w c -> b (d i) h w c")  # domain-major, then isometry
   aux = _resize_aux(spec, aux, k, b)
   if aux is not None:
     aux = jnp.broadcast_to(aux, (b,) + aux.shape[1:]).astype(cands.dtype)
@@ -368,9 +368,9 @@ def apply(spec: CollageSpec, params: CollageParams, z: jax.Array,
     raise ValueError(f"params are for {params.weight.shape[0]} images, z has {z.shape[0]}")
   cands = candidates(spec, z, aux, scale)  # [B, K, kh, kw, C]
   out = jnp.einsum("bcrk,bkhwc->brhwc", params.weight.astype(cands.dtype), cands)
-  out = out + jnp.transpose(params.bias, (0, 2, 1))[:, :, None, None, :].astype(out.dtype)
+  out = out + rearrange(params.bias, "b c r -> b r 1 1 c").astype(out.dtype)
   nh, nw = spec.range_grid
-  return blocks.from_blocks(out.reshape(z.shape[0], nh, nw, *out.shape[2:]))
+  return rearrange(out, "b (nh nw) h w c -> b (nh h) (nw w) c", nh=nh, nw=nw)
 
 
 def collage_error(spec: CollageSpec, params: CollageParams, x: jax.Array,

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 from jax import lax
 
 from collage.ops import blocks
@@ -199,7 +200,8 @@ def _search_table(ranges, table, quant, memory_limit_bytes):
   rpad = n_rchunks * rc_per - r_count
   r = ranges.astype(jnp.float32)
   r = jnp.concatenate([r, jnp.zeros((rpad, b, b), jnp.float32)])
-  rows = blocks.isometries(r[..., None])[..., 0].reshape(n_rchunks, rc_per * 8, n)
+  rows = rearrange(blocks.isometries(r[..., None])[..., 0], "(k r) i h w -> k (r i) (h w)",
+                   k=n_rchunks)  # [n_rchunks, rc_per * 8, n]: range-major, then isometry
 
   def one_chunk(rws):  # rws: [rc*8, n]
     def body(i, carry):
@@ -284,8 +286,7 @@ def domain_pool(image: jnp.ndarray, size: int, stride: int) -> jnp.ndarray:
   """
   z = image[None, :, :, None]
   d = blocks.strided_blocks(z, 2 * size, 2 * size, stride, stride)  # [1, nh, nw, 2s, 2s, 1]
-  d = blocks.mean_pool(d, 2)[0, ..., 0]
-  return d.reshape(-1, size, size)
+  return rearrange(blocks.mean_pool(d, 2), "1 nh nw h w 1 -> (nh nw) h w")
 
 
 def domain_grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:

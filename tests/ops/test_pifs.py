@@ -5,6 +5,7 @@ import itertools
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from einops import rearrange
 
 from collage.metrics.distortion import psnr
 from collage.ops import blocks, pifs
@@ -60,7 +61,7 @@ def _pooled(d, k):
 @pytest.mark.parametrize("col_chunk,limit", [(64, 32 << 20), (7, 4096)])
 def test_fast_search_matches_reference_loop(col_chunk, limit):
   img = jnp.asarray(smooth_image(24, 24, seed=1))
-  ranges = blocks.to_blocks(img[None, :, :, None], 4, 4)[0, ..., 0].reshape(-1, 4, 4)
+  ranges = rearrange(img, "(nh h) (nw w) -> (nh nw) h w", h=4, w=4)
   domains = ps.domain_pool(img, 4, 4)
   maps = ps.search(ranges, domains, QUANT, col_chunk=col_chunk, memory_limit_bytes=limit)
   ref = reference_search(ranges, domains, QUANT)
