@@ -29,6 +29,7 @@ from ml_collections import config_flags
 
 from collage.train import distributed
 from collage.train.errors import CheckpointError, ConfigError
+from collage.train.interrupt import Interrupted
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "experiments/configs/NAME.py[:ARG], the experiment's get_config(arg).",
@@ -47,8 +48,16 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     "num_processes", None, "Processes in an explicit multi-process launch.")
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's rank in an explicit multi-process launch.")
+_TRACEBACK = flags.DEFINE_bool(
+    "traceback", False, "Show the full Python traceback of an error instead of one line.")
 
 _OVERRIDE = "--config."
+_USAGE = ("Usage: python -m experiments.main --config experiments/configs/NAME.py[:ARG] "
+          "--workdir DIR [--config.key=value ...] [--mode train|eval|sample]; "
+          "--helpfull lists every flag.")
+# Errors that mean the user asked for something impossible: one line on stderr, exit status 2.
+_USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, FileExistsError,
+                NotADirectoryError, IsADirectoryError, ValueError)
 
 
 # -- flag parsing with clear errors -----------------------------------------------------------
@@ -136,10 +145,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     rest = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     detail = " ".join(str(e).split())
-    _die(f"invalid command line: {detail}. Give each --config.key=value a value of the key's "
-         f"type; valid keys are: {_valid_list(keys) or '(load a config with --config first)'}. "
-         "Usage: python -m experiments.main --config experiments/configs/NAME.py[:ARG] "
-         "--workdir DIR [--config.key=value ...] [--mode train|eval|sample].")
+    if override_keys and "config" in detail:  # a --config.key=value of the wrong type
+      _die(f"invalid command line: {detail}. Give each --config.key=value a value of the key's "
+           f"type; valid keys are: {_valid_list(keys) or '(load a config with --config first)'}.")
+    _die(f"invalid command line: {detail}. {_USAGE}")
   return rest
 
 
@@ -175,15 +184,6 @@ def _parents(module_name: str) -> list[str]:
   return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Writes the resolved config to ``workdir/config.json``; returns the path."""
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, "config.json")
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-  return path
-
-
 def _quiet_library_info() -> None:
   """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show)."""
   marker = os.sep + "orbax" + os.sep
@@ -194,27 +194,53 @@ def _quiet_library_info() -> None:
   logging.get_absl_logger().addFilter(keep)
 
 
+def _config_names() -> str:
+  folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+  return ", ".join(sorted(f"experiments/configs/{f}" for f in os.listdir(folder)
+                          if f.endswith(".py") and not f.startswith("_")))
+
+
+def _check_workdir(path: str) -> str:
+  """``--workdir`` as an absolute path; it may be new, or an existing directory."""
+  if not path:
+    _die("--workdir is required: the directory for config.json, checkpoints/ and metrics.")
+  path = os.path.abspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    _die(f"--workdir={path} is an existing file, not a directory; give a new or existing "
+         "directory.")
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    _die(f"--workdir={path}: {parent} is a file, so the directory cannot be created.")
+  return path
+
+
 def main(argv: Sequence[str]) -> None:
   _quiet_library_info()
   if len(argv) > 1:
     _die(f"unexpected arguments {list(argv[1:])}; overrides take the form --config.key=value.")
-  if not _WORKDIR.value:
-    _die("--workdir is required: the directory for config.json, checkpoints/ and metrics.")
+  if _CONFIG.value is None:
+    _die(f"--config is required; the experiments are: {_config_names()} (append :VARIANT to "
+         "choose a variant).")
+  workdir = _check_workdir(_WORKDIR.value)
   distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  import jax  # pylint: disable=g-import-not-at-top  (after distributed initialisation)
 
-  config, workdir = _CONFIG.value, os.path.abspath(_WORKDIR.value)
+  config = _CONFIG.value
   try:
     module = load_task(config.task)
   except LookupError as e:
     _die(str(e))
-  if jax.process_index() == 0:
-    logging.info("config written to %s", write_config(config, workdir))
   try:
     module.run(config, workdir, _MODE.value)
-  except (CheckpointError, ConfigError, FileExistsError) as e:
-    sys.stderr.write(f"error: {e}\n")
-    sys.exit(1)
+  except Interrupted as e:
+    logging.warning("%s", e)
+    sys.exit(e.exit_status)
+  except _USER_ERRORS as e:
+    if _TRACEBACK.value:
+      raise
+    _die(f"{e} (rerun with --traceback for the full trace)" if not isinstance(
+        e, (ConfigError, CheckpointError, FileNotFoundError, FileExistsError)) else str(e))
 
 
 if __name__ == "__main__":

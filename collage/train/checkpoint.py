@@ -95,8 +95,11 @@ class Checkpointer:
 
   def __init__(self, directory: str, keep: int, async_save: bool = True):
     self.directory = epath.Path(os.path.abspath(directory))
+    # A save that died before its commit leaves a temporary directory: never a step, and removed
+    # when the next manager opens the directory.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=("state", "data"))
 

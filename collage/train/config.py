@@ -78,3 +78,69 @@ def variant(arg: str | None, variants: tuple[str, ...], experiment: str) -> str:
   if arg not in variants:
     raise ValueError(f"unknown {experiment} variant {arg!r}; valid: {', '.join(variants)}")
   return arg
+
+
+# Valid ranges of the runtime's numeric fields: (low, high, low inclusive, high inclusive);
+# None is unbounded. Optimizer fields apply to every optimizer block.
+_RANGES = {
+    "total_steps": (1, None, True, True),
+    "batch_size": (1, None, True, True),
+    "log_every": (1, None, True, True),
+    "eval_every": (0, None, True, True),
+    "eval_batches": (0, None, True, True),
+    "checkpoint_every": (0, None, True, True),
+    "keep_checkpoints": (1, None, True, True),
+    "max_steps_ahead": (1, None, True, True),
+}
+_OPTIMIZER_RANGES = {
+    "learning_rate": (0.0, None, False, True),
+    "warmup_steps": (0, None, True, True),
+    "weight_decay": (0.0, None, True, True),
+    "b1": (0.0, 1.0, True, False),
+    "b2": (0.0, 1.0, True, False),
+    "grad_clip_norm": (0.0, None, True, True),
+    "skip_threshold": (0.0, None, True, True),
+    "ema_decay": (0.0, 1.0, True, False),
+}
+_SAMPLE_RANGES = {"num": (1, None, True, True), "batch_size": (1, None, True, True),
+                  "seed": (0, 2 ** 32 - 1, True, True)}
+
+
+def _describe(low, high, low_in, high_in) -> str:
+  if high is None:
+    return f"{'>=' if low_in else '>'} {low}"
+  return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+
+
+def _check(name: str, value, bounds) -> None:
+  from collage.train.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  low, high, low_in, high_in = bounds
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  if ok:
+    ok = (value >= low if low_in else value > low) and (
+        high is None or (value <= high if high_in else value < high))
+  if not ok:
+    raise ConfigError(f"config.{name}={value!r} is out of range: it must be "
+                      f"{_describe(*bounds)}.")
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+  """Checks the runtime's numeric fields that ``config`` has against their valid ranges.
+
+  Raises:
+    ConfigError: naming the first field out of range and its valid range.
+  """
+  for name, bounds in _RANGES.items():
+    if name in config:
+      _check(name, config[name], bounds)
+  blocks = {"optimizer": config.optimizer} if "optimizer" in config else {}
+  if "optimizers" in config:
+    blocks.update({f"optimizers.{n}": b for n, b in config.optimizers.items()})
+  for prefix, block in blocks.items():
+    for name, bounds in _OPTIMIZER_RANGES.items():
+      if name in block:
+        _check(f"{prefix}.{name}", block[name], bounds)
+  if "sample" in config:
+    for name, bounds in _SAMPLE_RANGES.items():
+      if name in config.sample:
+        _check(f"sample.{name}", config.sample[name], bounds)

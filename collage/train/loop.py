@@ -22,14 +22,16 @@ from absl import logging
 
 from collage.train import mesh as mesh_lib
 from collage.train.checkpoint import Checkpointer
+from collage.train.config import check_ranges
 from collage.train.errors import CheckpointError, ConfigError
 from collage.train.evaluators import make_evaluators
+from collage.train.interrupt import Interrupted, Interruption
 from collage.train.optimizer import learning_rate_schedule, make_optimizer, network_blocks
 from collage.train.sampling import Sampler, check_sample_config, task_options, write_samples
 from collage.train.state import TrainState, create_state
 from collage.train.step import NetworkUpdate, make_train_step
 from collage.train.task import Task
-from collage.train.writer import MetricWriter, Progress
+from collage.train.writer import MetricWriter, Progress, write_config
 
 MODES = ("train", "eval", "sample")
 _EVAL_SALT = 0x6576616C  # "eval": separates the eval key stream from the training one
@@ -46,6 +48,12 @@ def _average(rows: list[dict[str, Any]]) -> dict[str, float]:
   """Host-side mean of each metric over the logged steps."""
   rows = jax.device_get(rows)
   return {k: float(np.mean([np.asarray(r[k], np.float64) for r in rows])) for k in rows[-1]}
+
+
+def _has_step_dirs(directory: str) -> bool:
+  """Whether ``directory`` holds a step directory (complete or not: restoring says which)."""
+  return os.path.isdir(directory) and any(
+      p.isdigit() and os.path.isdir(os.path.join(directory, p)) for p in os.listdir(directory))
 
 
 def _check_iterator(it: Any, task: Task) -> None:
@@ -91,8 +99,20 @@ class _Runtime:
     self.init_state = jax.jit(init, out_shardings=self.state_sharding)
     self.evaluators = make_evaluators(config.get("evals", None), self)
     self._sampler: Sampler | None = None
-    self.checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"),
-                                    keep=int(config.keep_checkpoints))
+    self.train_iter = None
+    if mode == "train":  # open the data now: a bad source fails before anything is written
+      self.train_iter = self.dataset("train")
+      _check_iterator(self.train_iter, task)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if mode != "train" and not _has_step_dirs(ckpt_dir):
+      raise CheckpointError(
+          f"--mode {mode} needs a checkpoint, but {ckpt_dir} has none; train first with "
+          "--mode train (same --workdir).")
+
+    # Everything is checked: from here on the run writes into the workdir.
+    if jax.process_index() == 0:
+      logging.info("config written to %s", write_config(config, workdir))
+    self.checkpoints = Checkpointer(ckpt_dir, keep=int(config.keep_checkpoints))
     self.writer = MetricWriter(workdir)
 
   def dataset(self, split: str) -> Iterator[Any]:
@@ -134,6 +154,12 @@ class _Runtime:
       out[f"{n}/skipped_large"] = float(large)
     return out
 
+  def save(self, step: int, state: TrainState, train_iter: Any) -> None:
+    """Checkpoints ``state`` and the data position at ``step`` (written in the background)."""
+    self.checkpoints.save(step, state, train_iter.get_state(), force=True)
+    if jax.process_index() == 0:
+      logging.info("saving the checkpoint of step %d to %s", step, self.checkpoints.directory)
+
   def close(self) -> None:
     self.checkpoints.close()
     self.writer.close()
@@ -164,6 +190,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, mode: str =
   """
   if mode not in MODES:
     raise ConfigError(f"mode={mode!r} is unknown; valid: {', '.join(MODES)}.")
+  check_ranges(config)
   if mode == "sample":
     check_sample_config(task, config)
   rt = _Runtime(task, config, workdir, devices, mode)
@@ -212,8 +239,7 @@ def _train(rt: _Runtime, latest: int | None) -> TrainState:
   eval_every = int(config.eval_every)
   ckpt_every = int(config.checkpoint_every)
 
-  train_iter = rt.dataset("train")
-  _check_iterator(train_iter, rt.task)
+  train_iter = rt.train_iter
   if latest is None:
     state, step = rt.init_state(), 0
     logging.info("starting from scratch: %d devices, global batch %d, %d steps",
@@ -240,33 +266,40 @@ def _train(rt: _Runtime, latest: int | None) -> TrainState:
   pending: list[dict[str, jax.Array]] = []
   skipped_seen = 0
   last_saved = latest
-  while step < total:
-    batch = mesh_lib.global_batch(next(train_iter), rt.mesh)
-    state, metrics = train_step(state, batch)  # dispatched asynchronously
-    step += 1
-    pending.append(metrics)
-    inflight.append(jax.tree.leaves(metrics)[0])
-    if len(inflight) > ahead:
-      inflight.popleft().block_until_ready()
+  with Interruption() as interruption:
+    while step < total:
+      batch = mesh_lib.global_batch(next(train_iter), rt.mesh)
+      state, metrics = train_step(state, batch)  # dispatched asynchronously
+      step += 1
+      pending.append(metrics)
+      inflight.append(jax.tree.leaves(metrics)[0])
+      if len(inflight) > ahead:
+        inflight.popleft().block_until_ready()
 
-    if step % log_every == 0 or step == total:
-      scalars = _average(pending)  # the only per-interval host sync
-      pending = []
-      counters = rt.optimizer_scalars(state, step)
-      scalars.update(counters)
-      scalars["steps_per_sec"] = progress.report(step, scalars)
-      rt.writer.write(step, scalars)
-      skipped = {k: int(v) for k, v in counters.items() if "/skipped_" in k}
-      if sum(skipped.values()) > skipped_seen:
-        logging.warning("skipped bad updates so far: %s",
-                        ", ".join(f"{k}={v}" for k, v in sorted(skipped.items()) if v))
-        skipped_seen = sum(skipped.values())
+      if interruption.stop_at(step):  # SIGTERM / SIGINT: this step is the last one
+        rt.save(step, state, train_iter)
+        rt.checkpoints.wait()
+        rt.writer.flush()
+        raise Interrupted(step, interruption.signum)
 
-    if eval_every > 0 and step % eval_every == 0 and step < total:
-      rt.evaluate(state, step)
-    if (ckpt_every > 0 and step % ckpt_every == 0) or step == total:
-      rt.checkpoints.save(step, state, train_iter.get_state(), force=True)
-      last_saved = step
+      if step % log_every == 0 or step == total:
+        scalars = _average(pending)  # the only per-interval host sync
+        pending = []
+        counters = rt.optimizer_scalars(state, step)
+        scalars.update(counters)
+        scalars["steps_per_sec"] = progress.report(step, scalars)
+        rt.writer.write(step, scalars)
+        skipped = {k: int(v) for k, v in counters.items() if "/skipped_" in k}
+        if sum(skipped.values()) > skipped_seen:
+          logging.warning("skipped bad updates so far: %s",
+                          ", ".join(f"{k}={v}" for k, v in sorted(skipped.items()) if v))
+          skipped_seen = sum(skipped.values())
+
+      if eval_every > 0 and step % eval_every == 0 and step < total:
+        rt.evaluate(state, step)
+      if (ckpt_every > 0 and step % ckpt_every == 0) or step == total:
+        rt.save(step, state, train_iter)
+        last_saved = step
 
   if last_saved != total:  # e.g. total_steps lowered below an existing checkpoint
     logging.warning("checkpoint step %s is beyond total_steps=%d; nothing trained", latest, total)

@@ -43,7 +43,7 @@ def check_sample_config(task: Task, config: ml_collections.ConfigDict) -> ml_col
   """``config.sample``, checked before anything runs.
 
   Raises:
-    ConfigError: the task has no sampler, the config has no ``sample`` block, or a count is < 1.
+    ConfigError: the task has no sampler, or the config has no ``sample`` block.
   """
   name = type(task).__name__
   if not task.can_sample():
@@ -53,9 +53,6 @@ def check_sample_config(task: Task, config: ml_collections.ConfigDict) -> ml_col
   if sample is None or any(k not in sample for k in RUNTIME_FIELDS):
     raise ConfigError(f"--mode sample needs config.sample with the fields "
                       f"{', '.join(RUNTIME_FIELDS)} (collage.train.config.sample_defaults()).")
-  for k in ("num", "batch_size"):
-    if int(sample[k]) < 1:
-      raise ConfigError(f"config.sample.{k}={sample[k]} must be >= 1.")
   return sample
 
 

@@ -6,10 +6,19 @@ import json
 import math
 import os
 import time
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
 from absl import logging
+
+
+def write_config(config: Any, workdir: str) -> str:
+  """Writes the resolved config to ``workdir/config.json``; returns the path."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  return path
 
 
 class MetricWriter:

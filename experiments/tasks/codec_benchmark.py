@@ -30,6 +30,7 @@ from collage.metrics.distortion import psnr
 from collage.metrics.msssim import min_side, ms_ssim
 from collage.metrics.rate import bpp
 from collage.metrics.rd import value_at_rate
+from collage.train.writer import write_config
 
 FIELDS = ("codec", "quality", "image", "height", "width", "channels", "bytes", "bpp", "psnr",
           "ms_ssim", "encode_s", "decode_s")
@@ -216,6 +217,7 @@ def run(config, workdir: str, mode: str = "train") -> dict:
   images = load_images(config)
   if not images:
     raise ValueError("no images selected (check config.images / config.max_images)")
+  write_config(config, workdir)  # everything is checked: from here on the run writes
   folder = os.path.join(workdir, "artifacts")
   os.makedirs(folder, exist_ok=True)
   total = len(images) * sum(len(q) for _, q in codecs)
