@@ -25,8 +25,6 @@ maps to the stored ``q``, so a damaged stream raises instead of returning wrong 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from collage.codec.base import CodecError

@@ -38,7 +38,7 @@ mean-pooled by ``k`` equals the converged scale-1 decode exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

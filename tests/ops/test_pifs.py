@@ -1,7 +1,5 @@
 """PIFS search, quadtree encoder and decoder (collage.ops.pifs, collage.ops.pifs_search)."""
 
-import itertools
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
