@@ -87,12 +87,64 @@ class FitResult(NamedTuple):
   losses: jax.Array
 
 
+class FitState(NamedTuple):
+  """An IFS fit in progress, one row per restart: raw [R, k, 6], Adam moments m, v [R, k, 6],
+  and step [] int32 (Adam steps taken)."""
+  raw: jax.Array
+  m: jax.Array
+  v: jax.Array
+  step: jax.Array
+
+
+def fit_start(points: jax.Array, key: jax.Array, num_maps: int, restarts: int = 8) -> FitState:
+  """``restarts`` random initialisations of ``num_maps`` maps for :func:`fit_advance`."""
+  raws = jax.vmap(lambda k: init_raw(k, num_maps, points))(jax.random.split(key, restarts))
+  zeros = jnp.zeros_like(raws)
+  return FitState(raws, zeros, zeros, jnp.zeros((), jnp.int32))
+
+
+def fit_advance(state: FitState, points: jax.Array, steps: int, *, learning_rate: float = 0.02,
+                s_max: float = 0.9) -> tuple[FitState, jax.Array]:
+  """``steps`` more Adam steps (b1 = 0.9, b2 = 0.999) on :func:`collage_loss`, every restart.
+
+  Returns:
+    The new state and the losses before each step, [R, steps].
+  """
+  grad_fn = jax.value_and_grad(lambda r: collage_loss(r, points, s_max))
+  b1, b2, eps = 0.9, 0.999, 1e-8
+
+  def one(raw, m, v):
+    def step(carry, i):
+      raw, m, v = carry
+      loss, g = grad_fn(raw)
+      m = b1 * m + (1 - b1) * g
+      v = b2 * v + (1 - b2) * g * g
+      n = (i + 1).astype(raw.dtype)
+      upd = (m / (1 - b1 ** n)) / (jnp.sqrt(v / (1 - b2 ** n)) + eps)
+      return (raw - learning_rate * upd, m, v), loss
+
+    return lax.scan(step, (raw, m, v), state.step + jnp.arange(steps))
+
+  (raw, m, v), losses = jax.vmap(one)(state.raw, state.m, state.v)
+  return FitState(raw, m, v, state.step + steps), losses
+
+
+def fit_finish(state: FitState, points: jax.Array, losses: jax.Array,
+               s_max: float = 0.9) -> FitResult:
+  """The restart with the lowest final collage loss (``losses``: [R, steps] history)."""
+  finals = jax.vmap(lambda r: collage_loss(r, points, s_max))(state.raw)
+  best = jnp.argmin(finals)
+  return FitResult(state.raw[best], finals[best], losses)
+
+
 def fit(points: jax.Array, key: jax.Array, num_maps: int, *, steps: int = 1500,
         learning_rate: float = 0.02, restarts: int = 8, s_max: float = 0.9) -> FitResult:
   """Fit ``num_maps`` contractive affine maps to ``points`` by Adam on :func:`collage_loss`.
 
   Several random restarts run in parallel (``vmap``); the one with the lowest final loss is
   returned (the Chamfer collage loss has local minima, e.g. two maps covering one part).
+  :func:`fit_start`, :func:`fit_advance` and :func:`fit_finish` are the same fit in pieces, for
+  a caller that reports progress between them.
 
   Sample enough points: the loss is measured on samples, so it has a floor. On the Sierpinski
   triangle the true maps score 5.3e-4 with 256 points, above misaligned fits (4.3e-4), and
@@ -110,27 +162,9 @@ def fit(points: jax.Array, key: jax.Array, num_maps: int, *, steps: int = 1500,
   Returns:
     :class:`FitResult`.
   """
-  grad_fn = jax.value_and_grad(lambda r: collage_loss(r, points, s_max))
-  b1, b2, eps = 0.9, 0.999, 1e-8
-
-  def one(raw0):
-    def step(carry, i):
-      raw, m, v = carry
-      loss, g = grad_fn(raw)
-      m = b1 * m + (1 - b1) * g
-      v = b2 * v + (1 - b2) * g * g
-      n = (i + 1).astype(raw.dtype)
-      upd = (m / (1 - b1 ** n)) / (jnp.sqrt(v / (1 - b2 ** n)) + eps)
-      return (raw - learning_rate * upd, m, v), loss
-
-    zeros = jnp.zeros_like(raw0)
-    (raw, _, _), losses = lax.scan(step, (raw0, zeros, zeros), jnp.arange(steps))
-    return raw, collage_loss(raw, points, s_max), losses
-
-  raws0 = jax.vmap(lambda k: init_raw(k, num_maps, points))(jax.random.split(key, restarts))
-  raws, finals, losses = jax.vmap(one)(raws0)
-  best = jnp.argmin(finals)
-  return FitResult(raws[best], finals[best], losses)
+  state = fit_start(points, key, num_maps, restarts)
+  state, losses = fit_advance(state, points, steps, learning_rate=learning_rate, s_max=s_max)
+  return fit_finish(state, points, losses, s_max)
 
 
 def chaos_game(maps: AffineMaps, key: jax.Array, num_points: int, *, chains: int = 256,

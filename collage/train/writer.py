@@ -64,10 +64,15 @@ class MetricWriter:
 
 
 class Progress:
-  """Steps/s and ETA between successive reports."""
+  """Steps/s and ETA between successive reports (the ETA is from the rate of the work done).
 
-  def __init__(self, start_step: int, total_steps: int):
-    self.total = total_steps
+  Args:
+    start_step, total_steps: where the work starts and ends.
+    label: what a line calls the work, e.g. "IFS fit step".
+  """
+
+  def __init__(self, start_step: int, total_steps: int, label: str = "step"):
+    self.total, self.label = total_steps, label
     self._last_step = start_step
     self._last_time = time.perf_counter()
 
@@ -80,5 +85,6 @@ class Progress:
     eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
     shown = "  ".join(f"{k}={float(v):.4g}" for k, v in sorted(scalars.items()))
     if jax.process_index() == 0:
-      logging.info("step %d/%d  %.2f steps/s  ETA %s  %s", step, self.total, rate, eta_s, shown)
+      logging.info("%s %d/%d  %.2f steps/s  ETA %s  %s", self.label, step, self.total, rate, eta_s,
+                   shown)
     return rate

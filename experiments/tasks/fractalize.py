@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Iterator
 
 import grain
@@ -26,9 +27,11 @@ from collage.ops import blocks
 from collage.ops import collage as co
 from collage.ops import ifs
 from collage.train import loop
+from collage.train.writer import Progress
 from collage.train.task import Batch, Metrics, Params, Task
 
 LOSSES = ("collage", "decode")
+IFS_CHUNK = 50  # IFS fit steps between progress lines
 IFS_DEMOS = {"sierpinski": (ifs.SIERPINSKI, None), "fern": (ifs.BARNSLEY_FERN,
                                                              ifs.BARNSLEY_FERN_PROBS)}
 
@@ -62,6 +65,24 @@ def load_target(config: ml_collections.ConfigDict) -> np.ndarray:
     pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
     img = np.asarray(pil.resize((size, size), Image.Resampling.BOX)).reshape(size, size, -1)
   return img.astype(np.float32) / 255.0
+
+
+class _Phases:
+  """Logs each phase of the artifacts with its number and the time the previous one took."""
+
+  def __init__(self, total: int):
+    self.total, self.n, self.name, self.t = total, 0, "", time.perf_counter()
+
+  def start(self, name: str) -> None:
+    self.done()
+    self.n, self.name, self.t = self.n + 1, name, time.perf_counter()
+    logging.info("artifacts %d/%d: %s ...", self.n, self.total, name)
+
+  def done(self) -> None:
+    if self.name:
+      logging.info("artifacts %d/%d: %s took %.1f s", self.n, self.total, self.name,
+                   time.perf_counter() - self.t)
+      self.name = ""
 
 
 # -- the task -------------------------------------------------------------------------------
@@ -136,6 +157,9 @@ class FractalizeTask(Task):
 
     decode = jax.jit(co.decode, static_argnums=(0,),
                      static_argnames=("tol", "max_steps", "scale", "steps"))
+    upscales = [int(k) for k in cfg.artifact_scales if int(k) > 1]
+    phase = _Phases(2 + len(upscales) + (1 if cfg.ifs_demo else 0))
+    phase.start("decoding at 1x (scored, then to tolerance)")
     scored = np.asarray(decode(spec, p, steps=int(cfg.eval_decode_steps)))[0]
     x1 = decode(spec, p, tol=float(cfg.artifact_tol), max_steps=int(cfg.artifact_max_steps))
     summary: dict[str, Any] = {
@@ -153,6 +177,9 @@ class FractalizeTask(Task):
       k = int(k)
       # Start from the upsampled 1x fixed point: its k-means already agree with the limit.
       start = blocks.upsample_nearest(x1, k) if k > 1 else None
+      if k > 1:
+        side = self.target.shape[0] * k
+        phase.start(f"decoding at {k}x ({side}x{side} pixels)")
       xk = x1 if k == 1 else decode(spec, p, tol=float(cfg.artifact_tol), scale=k,
                                     max_steps=int(cfg.artifact_max_steps), start=start)
       images.save_png(os.path.join(out, f"fractal_{k}x.png"), np.asarray(xk)[0])
@@ -160,13 +187,17 @@ class FractalizeTask(Task):
         summary[f"pool_{k}x_vs_1x_maxabs"] = float(
             jnp.max(jnp.abs(blocks.mean_pool(xk, k) - x1)))
 
+    phase.start(f"the GIF of {int(cfg.gif_steps)} decoding iterations")
     traj = co.decode_trajectory(spec, p, steps=int(cfg.gif_steps))[:, 0]
     frames = [Image.fromarray(images.to_uint8(f)) for f in np.asarray(traj)]
     frames[0].save(os.path.join(out, "decoding.gif"), save_all=True, append_images=frames[1:],
                    duration=int(cfg.gif_frame_ms), loop=0)
 
     if cfg.ifs_demo:
+      phase.start(f"the IFS demo ({cfg.ifs_demo}: {int(cfg.ifs_steps)} Adam steps x "
+                  f"{int(cfg.ifs_restarts)} restarts)")
       summary.update(self.ifs_demo(out, jax.random.PRNGKey(int(cfg.seed))))
+    phase.done()
 
     with open(os.path.join(out, "fractalize.json"), "w", encoding="utf-8") as f:
       json.dump(summary, f, indent=2, sort_keys=True)
@@ -182,8 +213,18 @@ class FractalizeTask(Task):
     true_maps, probs = IFS_DEMOS[cfg.ifs_demo]
     k_target, k_fit, k_a, k_b = jax.random.split(key, 4)
     target = ifs.chaos_game(true_maps, k_target, int(cfg.ifs_points), probs=probs)
-    res = jax.jit(lambda p, k: ifs.fit(p, k, int(true_maps.A.shape[0]), steps=int(cfg.ifs_steps),
-                                       restarts=int(cfg.ifs_restarts)))(target, k_fit)
+    # The fit in chunks of IFS_CHUNK steps, with progress and ETA between them (the same
+    # numbers as one ifs.fit call).
+    total = int(cfg.ifs_steps)
+    state = ifs.fit_start(target, k_fit, int(true_maps.A.shape[0]), int(cfg.ifs_restarts))
+    advance = jax.jit(ifs.fit_advance, static_argnums=(2,))
+    progress, history = Progress(0, total, label="IFS fit step"), []
+    while int(state.step) < total:
+      n = min(IFS_CHUNK, total - int(state.step))
+      state, losses = advance(state, target, n)
+      history.append(losses)
+      progress.report(int(state.step), {"chamfer": float(jnp.min(losses[:, -1]))})
+    res = ifs.fit_finish(state, target, jnp.concatenate(history, axis=1))
     fitted = ifs.chaos_game(ifs.maps_from_raw(res.raw), k_a, 60000)
     reference = ifs.chaos_game(true_maps, k_b, 60000, probs=probs)
     lo, hi = jnp.min(reference, 0), jnp.max(reference, 0)

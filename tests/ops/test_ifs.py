@@ -48,3 +48,16 @@ def test_fit_recovers_sierpinski():
   attractor = ifs.chaos_game(maps, jax.random.PRNGKey(2), 2048)
   reference = ifs.chaos_game(ifs.SIERPINSKI, jax.random.PRNGKey(3), 2048)
   assert float(ifs.chamfer(attractor, reference)) < 1e-3
+
+
+def test_fit_in_pieces_equals_one_fit():
+  """start / advance (twice) / finish: the same numbers as one fit call."""
+  pts = ifs.chaos_game(ifs.SIERPINSKI, jax.random.PRNGKey(0), 256)
+  key = jax.random.PRNGKey(1)
+  whole = ifs.fit(pts, key, 3, steps=40, restarts=2)
+  state = ifs.fit_start(pts, key, 3, 2)
+  state, a = ifs.fit_advance(state, pts, 25)
+  state, b = ifs.fit_advance(state, pts, 15)
+  pieces = ifs.fit_finish(state, pts, jnp.concatenate([a, b], axis=1))
+  np.testing.assert_allclose(pieces.raw, whole.raw, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(pieces.losses, whole.losses, rtol=1e-5, atol=1e-7)
