@@ -58,7 +58,10 @@ class Accumulator:
 class Evaluator:
   """One named evaluation. ``run(state, step)`` returns scalars (logged as ``NAME/KEY``).
 
-  Subclasses list their option fields (besides ``type``) in ``OPTIONS`` with defaults.
+  Subclasses list their option fields (besides ``type``) in ``OPTIONS`` with defaults. The
+  runtime they get has ``task``, ``config``, ``mesh``, ``workdir``, ``eval_key``,
+  ``dataset(split)`` (this process's eval batches) and ``sampler()`` (the task's jitted sampler:
+  ``sampler()(params, model_state, num, seed) -> {name: [num, ...] numpy}``, on every process).
   """
 
   OPTIONS: dict[str, Any] = {}
@@ -116,6 +119,23 @@ class SamplesEvaluator(Evaluator):
 
 
 EVALUATORS: dict[str, type[Evaluator]] = {"loss": LossEvaluator, "samples": SamplesEvaluator}
+
+
+def register(kind: str, cls: type[Evaluator]) -> type[Evaluator]:
+  """Makes ``config.evals.NAME.type = kind`` build ``cls``.
+
+  Evaluators that need a model (e.g. the FID family's Inception network) live outside the runtime
+  and register themselves when their module is imported (the task module imports it), so
+  ``collage.train`` imports no model.
+
+  Raises:
+    ValueError: ``kind`` is taken by another class.
+  """
+  if kind in EVALUATORS and EVALUATORS[kind] is not cls:
+    raise ValueError(f"evaluator type {kind!r} is already registered to "
+                     f"{EVALUATORS[kind].__name__}")
+  EVALUATORS[kind] = cls
+  return cls
 
 
 def make_evaluators(evals: ml_collections.ConfigDict | None, runtime: Any) -> list[Evaluator]:

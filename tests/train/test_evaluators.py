@@ -28,3 +28,19 @@ def test_unknown_evaluator_field_lists_the_valid_ones():
   from collage.train.evaluators import SamplesEvaluator
   with pytest.raises(ConfigError, match="unknown fields \\['nmu'\\].*type, num, seed"):
     SamplesEvaluator("grid", {"type": "samples", "nmu": 3}, runtime=None)
+
+
+def test_register_a_new_evaluator_type_and_refuse_a_clash():
+  from collage.train import evaluators
+
+  class Probe(evaluators.Evaluator):
+    def run(self, state, step):
+      return {"one": 1.0}
+
+  try:
+    assert evaluators.register("probe_test", Probe) is Probe
+    assert evaluators.EVALUATORS["probe_test"] is Probe
+    with pytest.raises(ValueError, match="already registered"):
+      evaluators.register("probe_test", evaluators.LossEvaluator)
+  finally:
+    evaluators.EVALUATORS.pop("probe_test", None)
