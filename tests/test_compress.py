@@ -57,8 +57,11 @@ def test_compress_tiny_through_main_and_codec(tmp_path):
   assert all(np.isfinite(r["bpp"]) and r["bpp"] > 0 for r in rows if "bpp" in r)
   art = workdir / "artifacts"
   assert (art / "recon_4.png").is_file() and (art / "model" / "model.json").is_file()
-  summary = json.loads((art / "eval_4.json").read_text())
-  assert summary["step"] == 4 and np.isfinite(summary["psnr"])
+  summary = json.loads((art / "recon_4.json").read_text())
+  assert summary["step"] == 4 and summary["crops"] == 8 and np.isfinite(summary["psnr"])
+  # The logged eval metrics are named apart from the PNG's crops and are exact means.
+  evals = [r for r in rows if "eval/psnr" in r]
+  assert evals and {"eval/mse", "eval/bpp"} <= set(evals[-1])
 
   # The workdir is a model for the codec (as --model would pass it).
   codec = neural.NeuralCollageCodec(model=str(workdir))

@@ -7,7 +7,8 @@ quantized decode. Baseline (``coding = "bitpack"``, the regularizer of Poli et a
 
 Artifacts (``WORKDIR/artifacts``): ``model/`` (the exported model: ``model.json`` +
 ``params.npz``, loadable by ``collage.codec.neural`` via ``model=PATH``), ``recon_STEP.png``
-(eval crops: originals on top, decodes below) and ``eval_STEP.json``.
+(eight eval crops: originals on top, decodes below) and ``recon_STEP.json`` (those crops' MSE,
+ideal bpp and PSNR; the logged ``eval/*`` metrics are exact means over ``eval_batches`` batches).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flax import nnx
 from collage.data import images
 from collage.data.pipeline import make_image_dataset
 from collage.metrics.distortion import psnr_from_mse
+from collage.metrics.rd import rd_cost
 from collage.nn import hypernet as hn
 from collage.nn import hypernet_io
 from collage.nn.bridge import ModuleBridge
@@ -78,11 +80,10 @@ class CompressTask(Task):
   def loss_fn(self, params, batch, rng):
     model = self._model(params)
     m = model.losses(batch["image"], rng)
-    scaled_mse = 255.0 ** 2 * m["mse"]
     if self.model_cfg.coding == "entropy":
-      loss = m["bpp"] + float(self.config.lam) * scaled_mse
-    else:
-      loss = float(self.config.lam) * scaled_mse + float(self.config.l2) * m["l2"]
+      loss = rd_cost(m["bpp"], m["mse"], float(self.config.lam))
+    else:  # the paper's baseline: a fixed rate, so the L2 magnitude penalty stands in for it
+      loss = rd_cost(float(self.config.l2) * m["l2"], m["mse"], float(self.config.lam))
     return loss, {"loss": loss, "bpp": m["bpp"], "mse": m["mse"], "psnr": psnr_from_mse(m["mse"]),
                   "l2": m["l2"], "y_abs": m["y_abs"]}
 
@@ -130,8 +131,10 @@ class CompressTask(Task):
     grid = images.image_grid(np.concatenate([np.asarray(x), np.asarray(x_hat)]),
                              columns=x.shape[0], pad=0)
     images.save_png(os.path.join(out, f"recon_{step}.png"), grid)
-    with open(os.path.join(out, f"eval_{step}.json"), "w") as f:
-      json.dump(m | meta, f, indent=1)
+    # The numbers of the crops in recon_STEP.png (not the logged eval/*, which average the
+    # config.eval_batches eval batches).
+    with open(os.path.join(out, f"recon_{step}.json"), "w") as f:
+      json.dump({"crops": int(x.shape[0])} | m | meta, f, indent=1)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:
