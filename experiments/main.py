@@ -113,21 +113,52 @@ def _config_path(argv: Sequence[str]) -> str | None:
   return found
 
 
-def _load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """``get_config(ARG)`` of the file in ``PATH[:ARG]`` (the same call config_flags makes)."""
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """``get_config(ARG)`` of the file in ``PATH[:ARG]`` (the same call config_flags makes).
+
+  Raises:
+    ValueError: no such file, an unknown variant (the config names the valid ones), or a
+      ``get_config`` that does not return a ConfigDict.
+  """
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
-    _die(f"--config={spec}: no such file {path!r}; configs live in experiments/configs/.")
+    raise ValueError(f"--config={spec}: no such file {path!r}; configs live in "
+                     "experiments/configs/.")
   module_spec = importlib.util.spec_from_file_location("_config_under_check", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   try:
     config = module.get_config(arg) if arg else module.get_config()
-  except ValueError as e:  # e.g. an unknown variant: the config names the valid ones
-    _die(f"--config={spec}: {e}")
+  except ValueError as e:
+    raise ValueError(f"--config={spec}: {e}") from None
   if not isinstance(config, ml_collections.ConfigDict):
-    _die(f"--config={spec}: get_config() returned {type(config).__name__}, not a ConfigDict.")
+    raise ValueError(f"--config={spec}: get_config() returned {type(config).__name__}, not a "
+                     "ConfigDict.")
   return config
+
+
+def check_overrides(config: ml_collections.ConfigDict,
+                    overrides: Sequence[tuple[str, str]]) -> None:
+  """Checks ``[(dotted key, value text)]`` against ``config``: known keys, values of their type.
+
+  Raises:
+    ValueError: naming the key, and the valid keys or the expected type.
+  """
+  keys = config_keys(config)
+  for key, text in overrides:
+    if key not in keys:
+      raise ValueError(f"unknown config key {key!r}; this config's valid keys are: "
+                       f"{_valid_list(keys)}.")
+    kind = keys[key]
+    try:
+      if kind == "int":
+        int(text)
+      elif kind == "float":
+        float(text)
+      elif kind == "bool" and text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    except ValueError:
+      raise ValueError(f"config key {key!r} takes a {kind}, got {text!r}") from None
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -135,7 +166,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   _, override_keys = _override_keys(argv)
   path, keys = _config_path(argv), {}
   if path:  # load the config once up front to check override keys against it
-    keys = config_keys(_load_config_file(path))
+    try:
+      keys = config_keys(load_config(path))
+    except ValueError as e:
+      _die(str(e))
     for key in override_keys:
       bare = key[2:] if key.startswith("no") and key[2:] in keys else key
       if bare not in keys:

@@ -1,0 +1,1 @@
+"""Launching runs: sweeps on submitit (sweep.py), SLURM scripts, multi-host notes."""
