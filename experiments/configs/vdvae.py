@@ -1,0 +1,148 @@
+r"""VDVAE (Child 2021) and Collage-VDVAE (Poli et al. 2022): very deep VAEs on 8-bit images.
+
+    python -m experiments.main --config experiments/configs/vdvae.py:mnist_quick \
+        --workdir runs/vdvae_mnist_quick
+    python -m experiments.main --config experiments/configs/vdvae.py:collage_mnist_quick \
+        --workdir runs/collage_vdvae_mnist_quick
+    python -m experiments.main --config experiments/configs/vdvae.py:collage_mnist_quick \
+        --workdir runs/collage_vdvae_mnist_quick --mode sample \
+        --config.sample.num=16 --config.sample.temperature=0.85 --config.sample.scale=4
+    python -m experiments.main --config experiments/configs/vdvae.py:cifar10 \
+        --workdir runs/vdvae_cifar10 --config.data.source=tfds:cifar10
+
+Variants: ``mnist_quick`` / ``collage_mnist_quick`` (about 10 minutes on a 2-core CPU),
+``mnist`` / ``collage_mnist`` (about an hour there), on the embedded digits (28x28, 8-bit grey,
+not binarized; the fixed 4,500 / 500 split of ``collage.data.digits``); the paper-sized
+``cifar10`` (39M parameters), ``imagenet32`` (119M), ``imagenet64`` (125M), ``ffhq256`` (115M)
+with openai/vdvae's ``hps.py`` hyperparameters, read through tfds; ``tiny`` / ``collage_tiny``
+(seconds: for tests). The twins differ only in ``model.head``. The loss is the negative ELBO
+in nats per dimension; ``eval/bpd`` is its exact mean over the eval split in bits per dimension
+(EMA parameters). ``--mode sample`` draws from the prior at ``sample.temperature`` and, for
+Collage-VDVAE, decodes at ``sample.scale`` times the training resolution.
+"""
+
+import ml_collections
+
+from collage.train.config import sample_defaults, training_defaults, variant
+
+VARIANTS = ("mnist_quick", "mnist", "collage_mnist_quick", "collage_mnist", "cifar10",
+            "imagenet32", "imagenet64", "ffhq256", "tiny", "collage_tiny")
+
+# openai/vdvae hps.py: (image size, width, encoder, decoder, lr, batch, ema, grad clip, skip).
+_PAPER = {
+    "cifar10": (32, 384, "32x11,32d2,16x6,16d2,8x6,8d2,4x3,4d4,1x3",
+                "1x1,4m1,4x2,8m4,8x5,16m8,16x10,32m16,32x21", 2e-4, 16, 0.9999, 200.0, 400.0),
+    "imagenet32": (32, 512, "32x15,32d2,16x9,16d2,8x8,8d2,4x6,4d4,1x6",
+                   "1x2,4m1,4x4,8m4,8x9,16m8,16x19,32m16,32x40", 1.5e-4, 8, 0.999, 200.0,
+                   300.0),
+    "imagenet64": (64, 512, "64x11,64d2,32x20,32d2,16x9,16d2,8x8,8d2,4x7,4d4,1x5",
+                   "1x2,4m1,4x3,8m4,8x7,16m8,16x15,32m16,32x31,64m32,64x12", 1.5e-4, 4, 0.999,
+                   220.0, 380.0),
+    "ffhq256": (256, 512, "256x3,256d2,128x8,128d2,64x12,64d2,32x17,32d2,16x7,16d2,8x5,8d2,"
+                "4x5,4d4,1x4", "1x2,4m1,4x3,8m4,8x4,16m8,16x9,32m16,32x21,64m32,64x13,128m64,"
+                "128x7,256m128", 1.5e-4, 1, 0.999, 130.0, 180.0),
+}
+# Where each paper dataset is read from (FFHQ has no tfds builder: a folder of 256x256 PNGs).
+_SOURCES = {"cifar10": "tfds:cifar10", "imagenet32": "tfds:imagenet_resized/32x32",
+            "imagenet64": "tfds:imagenet_resized/64x64", "ffhq256": "folder:data/ffhq256"}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The VDVAE config; ``arg`` is one of VARIANTS (default "mnist_quick")."""
+  arg = variant(arg, VARIANTS, "vdvae")
+  c = training_defaults()
+  c.task = "vdvae"                       # experiments/tasks/vdvae.py
+  c.batch_size = 16                      # global batch of images
+  c.total_steps = 1000                   # train steps
+  c.log_every = 50                       # steps between logged metrics
+  c.eval_every = 250                     # steps between evaluations (eval/bpd) and sample grids
+  c.eval_batches = 1000                  # eval batches (more than the split: the whole split)
+  c.checkpoint_every = 250               # steps between checkpoints
+  c.optimizer.name = "adamw"             # AdamW, as in the paper
+  c.optimizer.learning_rate = 1e-3       # peak learning rate
+  c.optimizer.warmup_steps = 100         # linear warmup (openai/vdvae: 100 iterations)
+  c.optimizer.schedule = "constant"      # constant after warmup (openai/vdvae)
+  c.optimizer.weight_decay = 0.01        # decoupled weight decay (openai/vdvae: 0.01)
+  c.optimizer.b1 = 0.9                   # Adam beta1 (paper: 0.9)
+  c.optimizer.b2 = 0.9                   # Adam beta2 (paper: 0.9)
+  c.optimizer.grad_clip_norm = 200.0     # clip the gradient norm (openai/vdvae: 200)
+  c.optimizer.skip_threshold = 400.0     # skip updates with a larger gradient norm (openai/vdvae: 400)
+  c.optimizer.ema_decay = 0.99           # EMA of the parameters, used for eval and sampling
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "digits"               # digits | folder:PATH | tfds:NAME[:SPLIT]
+  c.data.eval_source = ""                # eval images ("" = the eval split of data.source)
+  c.data.data_dir = ""                   # tfds data directory ("" = tfds's default)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.image_size = 28                # training resolution S (digits: 28, not padded)
+  c.model.channels = 1                   # 1 (grey) or 3 (RGB)
+  c.model.width = 32                     # feature channels
+  c.model.zdim = 8                       # latent channels per pixel of each decoder block
+  c.model.enc_blocks = "28x1,28d2,14x2,14d2,7x2,7d7,1x1"  # encoder block string
+  c.model.dec_blocks = "1x1,7m1,7x2,14m7,14x1,28m14"      # decoder block string
+  c.model.bottleneck = 0.25              # block inner width / width
+  c.model.num_mix = 5                    # logistic mixture components
+  c.model.no_bias_above = 64             # learned decoder bias tensors up to this resolution
+  c.model.head = "pixels"                # pixels (VDVAE) | collage (Collage-VDVAE)
+  c.model.range_size = 4                 # collage: range block side (divides image_size)
+  c.model.num_aux = 4                    # collage: learned auxiliary sources
+  c.model.isometries = 4                 # collage: isometries of the whole-image domain (1..8)
+  c.model.decode_steps = 4               # collage: decode iterations from 0
+  c.model.s_max = 0.9                    # collage: contraction bound
+
+  c.sample = sample_defaults(num=16)     # --mode sample: num, seed, batch_size
+  c.sample.temperature = 1.0             # prior standard deviation multiplier
+  c.sample.scale = 1                     # collage: decode at this multiple of image_size
+
+  if arg.startswith("collage_"):
+    c.model.head = "collage"
+  base = arg.removeprefix("collage_")
+  if base == "mnist":
+    c.batch_size = 32
+    c.total_steps = 3000                 # about an hour on an idle 2-core CPU
+    c.eval_every = 500
+    c.checkpoint_every = 500
+    c.optimizer.learning_rate = 6e-4
+    c.optimizer.ema_decay = 0.998
+    c.model.width = 48
+    c.model.zdim = 8
+    c.model.num_mix = 10
+    c.model.enc_blocks = "28x2,28d2,14x3,14d2,7x3,7d7,1x2"
+    c.model.dec_blocks = "1x1,7m1,7x3,14m7,14x3,28m14,28x1"
+  elif base == "tiny":
+    c.batch_size = 8
+    c.total_steps = 4
+    c.log_every = 2
+    c.eval_every = 0
+    c.eval_batches = 2
+    c.checkpoint_every = 2
+    c.optimizer.warmup_steps = 0
+    c.model.width = 8
+    c.model.zdim = 2
+    c.model.num_mix = 2
+    c.model.enc_blocks = "28x1,28d2,14d2,7d7,1x1"
+    c.model.dec_blocks = "1x1,7m1,14m7,28m14"
+    c.sample.num = 4
+  elif base in _PAPER:
+    size, width, enc, dec, lr, batch, ema, clip, skip = _PAPER[base]
+    c.data.source = _SOURCES[base]
+    c.batch_size = batch * 8             # openai/vdvae's per-GPU n_batch x 8 devices: set yours
+    c.total_steps = 1_000_000            # long: watch eval/bpd and stop when it plateaus
+    c.log_every = 500
+    c.eval_every = 10_000
+    c.eval_batches = 100
+    c.checkpoint_every = 5_000
+    c.optimizer.learning_rate = lr
+    c.optimizer.grad_clip_norm = clip
+    c.optimizer.skip_threshold = skip
+    c.optimizer.ema_decay = ema
+    c.model.image_size = size
+    c.model.channels = 3
+    c.model.width = width
+    c.model.zdim = 16
+    c.model.num_mix = 10
+    c.model.enc_blocks = enc
+    c.model.dec_blocks = dec
+    c.model.range_size = 8
+  return c
