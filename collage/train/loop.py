@@ -109,8 +109,9 @@ class _Runtime:
           f"--mode {mode} needs a checkpoint, but {ckpt_dir} has none; train first with "
           "--mode train (same --workdir).")
 
-    # Everything is checked: from here on the run writes into the workdir.
-    if jax.process_index() == 0:
+    # Everything is checked: from here on the run writes into the workdir. The config of the
+    # training run stays as it was when evaluating or sampling from it.
+    if jax.process_index() == 0 and mode == "train":
       logging.info("config written to %s", write_config(config, workdir))
     self.checkpoints = Checkpointer(ckpt_dir, keep=int(config.keep_checkpoints))
     self.writer = MetricWriter(workdir)

@@ -135,6 +135,7 @@ def test_eval_mean_is_exact_over_a_padded_last_batch(tmp_path):
 
 def test_sample_mode_writes_pngs_grid_npz_independent_of_device_count(tmp_path, eight_devices):
   _train(tmp_path, total_steps=4)
+  trained_config = (tmp_path / "config.json").read_text()
   cfg = _config(total_steps=4)
   loop.run(GanTask(cfg), cfg, str(tmp_path), "sample", devices=eight_devices)
   out = tmp_path / "samples" / "4"
@@ -159,6 +160,8 @@ def test_sample_mode_writes_pngs_grid_npz_independent_of_device_count(tmp_path, 
   state = loop.run(GanTask(cold), cold, str(tmp_path), "eval", devices=eight_devices)
   drawn = samples(state.eval_params, state.model_state, 5, 0)
   np.testing.assert_array_equal(drawn["z"], 0.0)
+  assert (tmp_path / "config.json").read_text() == trained_config, \
+      "sampling and evaluating leave the training run's config.json as it was"
 
 
 def test_sample_mode_errors_before_anything_runs(tmp_path):
