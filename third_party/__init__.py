@@ -1,0 +1,1 @@
+"""Definitions fixed by outside standards, with provenance (see README.md)."""

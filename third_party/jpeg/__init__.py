@@ -1,0 +1,1 @@
+"""JPEG definitions fixed by ITU-T T.81 (see README.md for provenance)."""
