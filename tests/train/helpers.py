@@ -17,9 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIG_FILE = os.path.join("tests", "train", "linreg_config.py")
 
 
-def config(**overrides):
-  """The tiny linreg config with top-level / ``optimizer.*`` overrides (dots as ``__``)."""
-  c = linreg_config.get_config()
+def config(base=linreg_config, **overrides):
+  """``base.get_config()`` (the tiny linreg config by default) with overrides of any field,
+  nested ones with ``__`` for dots (``optimizer__learning_rate=0.1``)."""
+  c = base.get_config()
   for k, v in overrides.items():
     node, parts = c, k.split("__")
     for p in parts[:-1]:

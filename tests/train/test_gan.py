@@ -16,13 +16,7 @@ CONFIG_FILE = os.path.join("tests", "train", "gan_config.py")
 
 
 def _config(**overrides):
-  c = gan_config.get_config()
-  for k, v in overrides.items():
-    node, parts = c, k.split("__")
-    for p in parts[:-1]:
-      node = node[p]
-    node[parts[-1]] = v
-  return c
+  return helpers.config(gan_config, **overrides)
 
 
 def _flat(state):
