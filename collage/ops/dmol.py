@@ -114,13 +114,17 @@ def log_prob(x: jax.Array, params: jax.Array, num_mix: int) -> jax.Array:
 
   Args:
     x: [..., C] in [0, 1], values k / 255 (C = 1 or 3).
-    params: [..., P] with ``P = num_params(C, num_mix)``.
+    params: [..., P] with ``P = num_params(C, num_mix)``; the leading axes of x and params
+      broadcast against each other.
     num_mix: M.
 
   Returns:
     [...]: log p(x) summed over the channels of each pixel.
   """
   channels = x.shape[-1]
+  lead = jnp.broadcast_shapes(x.shape[:-1], params.shape[:-1])
+  x = jnp.broadcast_to(x, lead + x.shape[-1:])
+  params = jnp.broadcast_to(params, lead + params.shape[-1:])
   mix = unpack(params, channels, num_mix)
   y = to_unit(x.astype(jnp.float32))
   means = _mixed_means(mix, y)

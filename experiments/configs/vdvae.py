@@ -94,6 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sample = sample_defaults(num=16)     # --mode sample: num, seed, batch_size
   c.sample.temperature = 1.0             # prior standard deviation multiplier
   c.sample.scale = 1                     # collage: decode at this multiple of image_size
+  c.artifact_samples = 16                # prior samples in artifacts/samples_STEP.png (0: none)
 
   if arg.startswith("collage_"):
     c.model.head = "collage"
@@ -124,6 +125,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.enc_blocks = "28x1,28d2,14d2,7d7,1x1"
     c.model.dec_blocks = "1x1,7m1,14m7,28m14"
     c.sample.num = 4
+    c.artifact_samples = 0
   elif base in _PAPER:
     size, width, enc, dec, lr, batch, ema, clip, skip = _PAPER[base]
     c.data.source = _SOURCES[base]

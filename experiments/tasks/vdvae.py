@@ -7,8 +7,8 @@ are the same per image, so ``eval/bpd`` is the exact mean over the eval split.
 
 Sampling (``--mode sample`` and the artifacts): options ``temperature`` (the prior's standard
 deviation multiplier) and ``scale`` (Collage-VDVAE: decode the same latents at ``scale`` times
-the training resolution). Artifacts: ``WORKDIR/artifacts/samples_STEP.png``, a grid of 16 prior
-samples at ``sample.temperature`` and ``sample.scale``.
+the training resolution). Artifacts: ``WORKDIR/artifacts/samples_STEP.png``, a grid of
+``artifact_samples`` prior samples at ``sample.temperature`` and ``sample.scale``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from collage.train import loop
 from collage.train.task import Task
 
 LN2 = math.log(2.0)
-ARTIFACT_SAMPLES = 16
 
 
 def model_config(config: ml_collections.ConfigDict) -> VDVAEConfig:
@@ -105,12 +104,16 @@ class VDVAETask(Task):
 
   # -- artifacts ------------------------------------------------------------------------------
   def write_artifacts(self, params, model_state, step, workdir):
+    del model_state
+    num = int(self.config.artifact_samples)
+    if num <= 0:
+      return
     from collage.train.sampling import task_options  # pylint: disable=g-import-not-at-top
     options = task_options(self.config.get("sample", None))
     if self._artifact_sampler is None:
       self._artifact_sampler = jax.jit(lambda p, k: self.sample(p, {}, k, options)["image"])
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
-        jnp.arange(ARTIFACT_SAMPLES))
+        jnp.arange(num))
     imgs = np.asarray(self._artifact_sampler(jax.tree.map(jnp.asarray, params), keys))
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)

@@ -1,0 +1,157 @@
+"""VDVAE's pieces: block strings, the Gaussian KL, initialisation, parameter counts, and the
+Collage-VDVAE head's resolution consistency."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from collage.nn import vdvae as V
+from collage.nn import vdvae_blocks as vb
+from collage.ops import blocks
+
+CIFAR_ENC = "32x11,32d2,16x6,16d2,8x6,8d2,4x3,4d4,1x3"
+CIFAR_DEC = "1x1,4m1,4x2,8m4,8x5,16m8,16x10,32m16,32x21"
+SMALL = dict(image_size=8, channels=1, width=8, zdim=2, num_mix=2,
+             enc_blocks="8x2,8d2,4d4,1x1", dec_blocks="1x1,4m1,4x1,8m4,8x1")
+
+
+def test_block_strings_parse_and_round_trip():
+  enc = vb.parse_blocks(CIFAR_ENC, "enc")
+  assert len(enc) == 11 + 1 + 6 + 1 + 6 + 1 + 3 + 1 + 3
+  assert enc[10:12] == [(32, None), (32, 2)] and enc[-4] == (4, 4)
+  dec = vb.parse_blocks(CIFAR_DEC, "dec")
+  assert dec[:3] == [(1, None), (4, 1), (4, None)] and len(dec) == 43
+  assert vb.format_blocks(enc, "enc") == CIFAR_ENC
+  assert vb.format_blocks(dec, "dec") == CIFAR_DEC
+  assert vb.parse_blocks("4,4,8m4", "dec") == [(4, None), (4, None), (8, 4)]
+
+
+@pytest.mark.parametrize("spec,kind,token", [
+    ("32x11,32q2,16x6", "enc", "32q2"), ("32x11,,16", "enc", ""), ("1x1,4d1", "dec", "4d1"),
+    ("1x1,4m", "dec", "4m"), ("32x0", "enc", "32x0"), ("a", "dec", "a")])
+def test_a_malformed_block_string_names_the_bad_token(spec, kind, token):
+  with pytest.raises(ValueError, match=f"bad token '{token}'.*valid tokens"):
+    vb.parse_blocks(spec, kind)
+
+
+def test_impossible_architectures_are_clear_errors():
+  with pytest.raises(ValueError, match="encoder block 2 is at resolution 8.*at 4x4"):
+    V.VDVAEConfig(**{**SMALL, "enc_blocks": "8x1,8d2,8x1"})
+  with pytest.raises(ValueError, match="mixes in resolution 2"):
+    V.VDVAEConfig(**{**SMALL, "dec_blocks": "1x1,4m2,8m4"})
+  with pytest.raises(ValueError, match="last decoder block must be at the image size 8"):
+    V.VDVAEConfig(**{**SMALL, "dec_blocks": "1x1,4m1"})
+  with pytest.raises(ValueError, match="unknown VDVAE head 'pixel'.*pixels, collage"):
+    V.VDVAEConfig(**{**SMALL, "head": "pixel"})
+
+
+@pytest.fixture(scope="module", name="small")
+def small_model():
+  return V.VDVAE(V.VDVAEConfig(**SMALL), rngs=nnx.Rngs(1))
+
+
+@pytest.fixture(scope="module", name="collage")
+def collage_model():
+  cfg = V.VDVAEConfig(**{**SMALL, "head": "collage", "range_size": 2, "num_aux": 3,
+                         "isometries": 8, "decode_steps": 3})
+  return V.VDVAE(cfg, rngs=nnx.Rngs(2))
+
+
+def test_the_built_model_is_the_architecture_its_strings_name(small):
+  model = small
+  assert model.architecture() == ("8x2,8d2,4d4,1x1", "1x1,4m1,4x1,8m4,8x1")
+  # 3x3 convs at resolution > 2, 1x1 at <= 2; the encoder's last block is at 1x1.
+  assert model.blocks[0].resnet.c2.kernel.shape == (1, 1, 2, 2)
+  assert model.blocks[1].resnet.c2.kernel.shape == (3, 3, 2, 2)
+  assert model.encoder.blocks[-1].c3.kernel.shape == (1, 1, 2, 2)
+  assert model.bias_res == (1, 4, 8)
+
+
+def test_initialisation_follows_openai_vdvae():
+  cfg = V.VDVAEConfig(**{**SMALL, "width": 32, "zdim": 4})
+  model = V.VDVAE(cfg, rngs=nnx.Rngs(0))
+  n_dec, n_enc = len(cfg.decoder_layout), len(cfg.encoder_layout)
+  block = model.blocks[2]
+  assert not np.any(np.asarray(block.prior.c4.kernel[...]))       # the prior starts at zero
+  bound = lambda conv, s: s / math.sqrt(math.prod(conv.kernel.shape[:-1]))  # U(-b, b) of PyTorch
+  for conv, s in [(block.z_proj, math.sqrt(1 / n_dec)), (block.resnet.c4, math.sqrt(1 / n_dec)),
+                  (model.encoder.blocks[0].c4, math.sqrt(1 / n_enc)), (block.resnet.c1, 1.0)]:
+    k = np.abs(np.asarray(conv.kernel[...]))
+    assert k.max() <= bound(conv, s) and k.max() > 0.9 * bound(conv, s)
+    assert not np.any(np.asarray(conv.bias[...]))
+
+
+def test_gaussian_kl_is_the_closed_form():
+  rng = np.random.default_rng(0)
+  mq, mp, lq, lp = (rng.normal(size=50) for _ in range(4))
+  vq, vp = np.exp(2 * lq), np.exp(2 * lp)
+  closed = 0.5 * (np.log(vp / vq) + (vq + (mq - mp) ** 2) / vp - 1.0)
+  got = np.asarray(vb.gaussian_kl(*(jnp.asarray(a, jnp.float32) for a in (mq, lq, mp, lp))))
+  np.testing.assert_allclose(got, closed, rtol=1e-5, atol=1e-6)
+  # and a Monte Carlo estimate E_q[log q - log p] for one pair
+  z = mq[0] + np.exp(lq[0]) * rng.normal(size=400_000)
+  log_n = lambda z, m, ls: -0.5 * ((z - m) / np.exp(ls)) ** 2 - ls
+  mc = np.mean(log_n(z, mq[0], lq[0]) - log_n(z, mp[0], lp[0]))
+  assert mc == pytest.approx(closed[0], abs=0.02 * max(1.0, closed[0]))
+
+
+def test_rate_is_the_sum_of_the_blocks_kl_per_dimension(small):
+  model = small
+  x = jnp.round(jax.random.uniform(jax.random.PRNGKey(0), (3, 8, 8, 1)) * 255) / 255
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+
+  @jax.jit
+  def both(x, keys):
+    acts, xs, kl = model.encoder(x), model._start(), 0.0  # pylint: disable=protected-access
+    for i, block in enumerate(model.blocks):
+      xs, k = block(xs, acts[block.res], V._fold(keys, i))  # pylint: disable=protected-access
+      kl = kl + jnp.sum(k, axis=(1, 2, 3))
+    return model(x, keys), kl
+
+  out, kl = both(x, keys)
+  np.testing.assert_allclose(out["rate"], kl / 64, rtol=1e-5)
+  np.testing.assert_allclose(out["elbo"], out["rate"] + out["distortion"], rtol=1e-6)
+  assert np.all(np.asarray(out["rate"]) >= 0)
+
+
+@pytest.mark.parametrize("head", ["pixels", "collage"])
+def test_param_count_arithmetic_equals_the_built_module(head):
+  cfg = V.VDVAEConfig(**{**SMALL, "head": head, "range_size": 2, "num_aux": 3})
+  assert V.param_count(cfg) == V.count_params(cfg)
+
+
+@pytest.mark.parametrize("name,paper", [("cifar10", 39e6), ("imagenet32", 119e6),
+                                        ("imagenet64", 125e6), ("ffhq256", 115e6)])
+def test_paper_sized_configs_match_the_papers_parameter_counts(name, paper):
+  from experiments.configs import vdvae as configs  # pylint: disable=g-import-not-at-top
+  cfg = V.VDVAEConfig(**configs.get_config(name).model.to_dict())
+  assert abs(V.param_count(cfg) - paper) / paper < 0.01
+
+
+def test_collage_decode_at_scale_k_pools_back_to_scale_1(collage):
+  model = collage
+  keys = jax.random.split(jax.random.PRNGKey(3), 2)
+  f = jax.jit(lambda k, s: model.prior_likelihood(k, 0.9, s), static_argnums=1)
+  base = np.asarray(f(keys, 1))
+  assert base.shape == (2, 8, 8, 6)
+  for k in (2, 4):
+    big = f(keys, k)
+    assert big.shape == (2, 8 * k, 8 * k, 6)
+    np.testing.assert_allclose(blocks.mean_pool(big, k), base, rtol=1e-4, atol=1e-5)
+
+
+def test_collage_samples_at_scales_1_2_4_have_the_right_shapes(collage, small):
+  model = collage
+  keys = jax.random.split(jax.random.PRNGKey(4), 3)
+  draw = jax.jit(lambda k, s: model.sample(k, 1.0, s), static_argnums=1)
+  for k in (1, 2, 4):
+    x = np.asarray(draw(keys, k))
+    assert x.shape == (3, 8 * k, 8 * k, 1)
+    assert x.min() >= 0 and x.max() <= 1
+    np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-3)
+  with pytest.raises(ValueError, match="only the collage head"):
+    small.likelihood(jnp.zeros((1, 8, 8, 8)), 2)
