@@ -93,12 +93,13 @@ def _natural_blocks(zz: np.ndarray) -> np.ndarray:
 
 
 def write_jpeg(path: str | os.PathLike, components, tables, optimize: bool = False) -> None:
-  """Writes coefficients as a baseline JPEG file (libjpeg entropy-codes them; lossless).
+  """Writes coefficients as a JPEG file (libjpeg entropy-codes them; lossless). The file is
+  baseline when every table entry is at most 255 (IJG quality >= 25).
 
   Args:
     components: (Y, Cb, Cr) 4:2:0 or (Y,) int [H_b, W_b, 64] zig-zag, values in -2047..2047
       (the AC range of 8-bit baseline JPEG; DC -2048..2047).
-    tables: int [64] zig-zag per component (chroma components share the second table).
+    tables: int [64] zig-zag per component, 1..32767 (chroma components share the second table).
     optimize: optimized Huffman tables (libjpeg's two-pass coding) instead of the standard ones.
 
   Raises:
@@ -112,8 +113,8 @@ def write_jpeg(path: str | os.PathLike, components, tables, optimize: bool = Fal
       raise ValueError(f"coefficients {c.min()}..{c.max()} are outside baseline JPEG's "
                        "-2048..2047")
   tabs = [np.asarray(t, np.int64) for t in tables]
-  if any(t.min() < 1 or t.max() > 255 for t in tabs):
-    raise ValueError("quantization tables must be in 1..255 for baseline JPEG")
+  if any(t.min() < 1 or t.max() > 32767 for t in tabs):
+    raise ValueError("quantization tables must be in 1..32767 (1..255 for baseline JPEG)")
   inverse = np.argsort(jpeg_ops.zigzag(8))
   qt = np.stack([tabs[0][inverse].reshape(8, 8)] + (
       [tabs[1][inverse].reshape(8, 8)] if len(tabs) > 1 else []))

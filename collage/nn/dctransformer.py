@@ -255,29 +255,29 @@ def sequence_logprob(model: DCTransformer, seq: Seq, layout: sparse_dct.Layout) 
 
 # -- sampling -----------------------------------------------------------------------------------
 
-def _draw(keys: jax.Array, logits: jax.Array, mask: jax.Array, temperature: float,
-          top_p: float) -> jax.Array:
-  """One token per row of logits [B, K] (masked) with that row's key [B, 2], with temperature
-  and nucleus (top-p) truncation."""
+def _draw(keys: jax.Array, logits: jax.Array, mask: jax.Array, temperature: jax.Array,
+          top_p: jax.Array) -> jax.Array:
+  """One token per row of logits [B, K] (masked) with that row's key [B, 2].
+
+  ``temperature`` divides the logits (<= 0: greedy); nucleus sampling keeps the most likely
+  tokens until their mass reaches ``top_p`` (the top token always; >= 1: all). Both may be
+  traced scalars, so one compiled sampler serves every setting.
+  """
   logits = _masked(logits, mask)
-  if temperature <= 0.0:
-    return jnp.argmax(logits, axis=-1)
-  logits = logits / temperature
-  if top_p < 1.0:
-    order = jnp.argsort(-logits, axis=-1)
-    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
-    before = jnp.cumsum(probs, axis=-1) - probs           # mass of the tokens ahead of each
-    keep_sorted = before < top_p                           # the top token always stays
-    keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(
-        keep_sorted)
-    logits = jnp.where(keep & mask, logits, -1e9)
-  return jax.vmap(jax.random.categorical)(keys, logits)
+  scaled = logits / jnp.maximum(temperature, 1e-6)
+  order = jnp.argsort(-scaled, axis=-1)
+  probs = jax.nn.softmax(jnp.take_along_axis(scaled, order, axis=-1), axis=-1)
+  before = jnp.cumsum(probs, axis=-1) - probs             # mass of the tokens ahead of each
+  keep_sorted = (before < top_p) | (top_p >= 1.0)
+  rows = jnp.arange(logits.shape[0])[:, None]
+  keep = jnp.zeros_like(keep_sorted).at[rows, order].set(keep_sorted)
+  sampled = jax.vmap(jax.random.categorical)(keys, jnp.where(keep & mask, scaled, -1e9))
+  return jnp.where(temperature <= 0.0, jnp.argmax(logits, axis=-1), sampled)
 
 
 def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, capacity: int,
-             *, prefix: Seq | None = None, temperature: float = 1.0, top_p: float = 1.0,
-             use_cache: bool = True) -> dict[str, jax.Array]:
+             *, prefix: Seq | None = None, temperature: float | jax.Array = 1.0,
+             top_p: float | jax.Array = 1.0, use_cache: bool = True) -> dict[str, jax.Array]:
   """Samples sequences element by element (jit it).
 
   Args:
@@ -287,7 +287,7 @@ def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, c
     capacity: L, the length cap (a sequence that reaches it without end-of-sequence stops).
     prefix: optional sequences [B, L] and ``length`` [B]: entries before ``length`` are forced
       (teacher-forced through the same cached path), the rest sampled.
-    temperature: logits are divided by it (0: greedy).
+    temperature: logits are divided by it (0: greedy); a float or a traced scalar.
     top_p: nucleus sampling: keep the most likely tokens whose mass reaches top_p (1: off).
     use_cache: False recomputes the whole chunk through the three decoders for every element
       (the reference the cache is measured against); the samples are the same.
@@ -305,6 +305,8 @@ def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, c
               "values": jnp.zeros((b, capacity), jnp.int32),
               "length": jnp.zeros((b,), jnp.int32)}
   forced_len = jnp.asarray(prefix["length"], jnp.int32)
+  temperature = jnp.asarray(temperature, jnp.float32)
+  top_p = jnp.asarray(top_p, jnp.float32)
   heads, head_dim = cfg.heads, cfg.dim // cfg.heads
   vmask = value_mask(cfg)[None]
 

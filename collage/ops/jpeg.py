@@ -99,12 +99,13 @@ def ijg_scale(quality: int) -> int:
 def quant_table(quality: int, chroma: bool = False, block: int = 8) -> np.ndarray:
   """int32 [B, B] quantization table in natural order (row = vertical frequency).
 
-  For B = 8 it is libjpeg's baseline table: Annex K's table scaled by :func:`ijg_scale`,
-  ``(base * scale + 50) // 100`` clamped to 1..255.
+  For B = 8 it is libjpeg's table: Annex K's table scaled by :func:`ijg_scale`,
+  ``(base * scale + 50) // 100`` clamped to 1..32767 (libjpeg's default, ``force_baseline``
+  off: below quality 25 some entries exceed 255 and files carry 16-bit tables).
   """
   block = check_block(block)
   base = np.array(annex_k.CHROMINANCE if chroma else annex_k.LUMINANCE, np.int64)
-  table = np.clip((base * ijg_scale(quality) + 50) // 100, 1, 255)
+  table = np.clip((base * ijg_scale(quality) + 50) // 100, 1, 32767)
   rep = block // 8
   table = np.repeat(np.repeat(table, rep, 0), rep, 1) * rep
   out = table.astype(np.int32)
