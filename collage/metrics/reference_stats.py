@@ -96,21 +96,23 @@ def _prepare(element: dict[str, Any], crop: int) -> np.ndarray:
 
 
 def compute(images, extractor: features_lib.FeatureExtractor, *, num: int, pr_num: int,
-            crop: int = 0, label: str = "", notes: str = "", weights_sha256: str = "",
-            log=print) -> reference.Reference:
-  """Statistics of the first ``num`` images of ``images`` (all when ``num`` is 0)."""
-  total = len(images) if num <= 0 else min(int(num), len(images))
+            crop: int = 0, start: int = 0, label: str = "", notes: str = "",
+            weights_sha256: str = "", log=print) -> reference.Reference:
+  """Statistics of ``num`` images of ``images`` from index ``start`` on (all when ``num`` is 0)."""
+  available = max(len(images) - int(start), 0)
+  total = available if num <= 0 else min(int(num), available)
   if total < 2:
-    raise ValueError(f"{label or 'the source'} has {len(images)} images; statistics need >= 2")
+    raise ValueError(f"{label or 'the source'} has {available} images from index {start}; "
+                     "statistics need >= 2")
   feats = features_lib.FeatureSet(extractor)
-  start, last = time.time(), time.time()
+  t0, last = time.time(), time.time()
   for lo in range(0, total, extractor.batch):
-    batch = np.stack([_prepare(images[i], crop) for i in range(lo, min(lo + extractor.batch,
-                                                                        total))])
+    batch = np.stack([_prepare(images[start + i], crop)
+                      for i in range(lo, min(lo + extractor.batch, total))])
     feats.add(batch)
     done = min(lo + extractor.batch, total)
     if time.time() - last > 10 or done == total:
-      rate = done / max(time.time() - start, 1e-9)
+      rate = done / max(time.time() - t0, 1e-9)
       log(f"{done}/{total} images, {rate:.1f} images/s, ETA {(total - done) / rate:.0f} s")
       last = time.time()
   arrays = feats.gather()
@@ -133,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--weights", required=True, help="the Inception weight file (.npz)")
   p.add_argument("--out", required=True, help="the statistics file to write (.npz)")
   p.add_argument("--num", type=int, default=0, help="images to use, 0 = all (default)")
+  p.add_argument("--start", type=int, default=0, help="index of the first image (default 0)")
   p.add_argument("--pr_num", type=int, default=PR_NUM,
                  help=f"images whose features are kept for precision/recall (default {PR_NUM})")
   p.add_argument("--crop", type=int, default=0, help="center crop SIZE x SIZE first (0: none)")
@@ -158,11 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   from collage.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   extractor = features_lib.FeatureExtractor(weights, mesh_lib.make_mesh(), args.batch_size)
   label = _label(args.source, args.split)
+  if args.start or args.num:
+    label += f" [{args.start}:{args.start + args.num if args.num else ''}]"
   notes = "python -m collage.metrics.reference_stats " + " ".join(argv or sys.argv[1:])
   print(f"{label}: {len(images)} images on {jax.device_count()} devices")
   try:
     ref = compute(images, extractor, num=args.num, pr_num=args.pr_num, crop=args.crop,
-                  label=label, notes=notes, weights_sha256=weights.sha256)
+                  start=args.start, label=label, notes=notes, weights_sha256=weights.sha256)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

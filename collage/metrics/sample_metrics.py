@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 from typing import Any, Mapping
 
 import numpy as np
@@ -62,9 +63,10 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 class _Draw:
-  """The features of the last draw, shared by evaluators asking for the same one."""
+  """The features of the last draw, shared by evaluators asking for the same one (of the same
+  state object: held by a weak reference, so a finished evaluation keeps no state alive)."""
   key: tuple[Any, ...] | None = None
-  state: Any = None
+  state: Any = None  # weakref.ref to the state, or None
   features: dict[str, np.ndarray] | None = None
 
 
@@ -120,7 +122,7 @@ class InceptionEvaluator(evaluators.Evaluator):
     o = self.options
     key = (id(self.rt), step, int(o["num_samples"]), int(o["seed"]), int(o["batch_size"]),
            self.weights.sha256)
-    if _Draw.key == key and _Draw.state is state:
+    if _Draw.key == key and _Draw.state is not None and _Draw.state() is state:
       return _Draw.features
     _Draw.key = _Draw.state = _Draw.features = None  # free the last draw first
     extractor = _extractor(self.weights, self.rt.mesh, int(o["batch_size"]))
@@ -134,7 +136,7 @@ class InceptionEvaluator(evaluators.Evaluator):
                          f"{sorted(samples)}, no 'image' to measure")
       feats.add(features_lib.to_uint8(samples["image"]))
     out = feats.gather()
-    _Draw.key, _Draw.state, _Draw.features = key, state, out
+    _Draw.key, _Draw.state, _Draw.features = key, weakref.ref(state), out
     return out
 
   def run(self, state: Any, step: int) -> dict[str, float]:

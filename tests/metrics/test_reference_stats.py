@@ -60,10 +60,11 @@ def test_npz_source_to_statistics_and_comparison(tiny, weights_file, tmp_path, c
   assert "exists" in capsys.readouterr().err
   taken = tmp_path / "taken.npz"
   assert reference_stats.main(["--source", f"npz:{tmp_path / 'a.npz'}", "--weights", weights_file,
-                               "--out", str(taken), "--take_moments"]) == 0
+                               "--out", str(taken), "--take_moments", "--start", "3"]) == 0
   t = reference.load(taken)
   np.testing.assert_array_equal(t.sigma, np.eye(2048))
-  assert "moments taken from" in t.notes
+  assert "moments taken from" in t.notes and t.num_images == 8 and t.dataset.endswith("[3:]")
+  np.testing.assert_allclose(t.features, direct["pool"][3:], rtol=1e-5, atol=1e-6)
 
 
 def test_compare_prints_what_the_reference_evaluator_prints():
