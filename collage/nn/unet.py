@@ -1,0 +1,188 @@
+"""A U-Net of 5x5 conv + instance norm + ReLU blocks, built to be rendered in tiles.
+
+    x: [N, H, W, Cin] -> [N, H, W, Cout]      H, W multiples of 2**(depth - 1)
+
+Level l (0 = full resolution) has ``width * 2**l`` channels and ``blocks`` conv blocks on the
+way down and again on the way up; levels are joined by 2x2 average pooling and nearest-neighbour
+upsampling, and each decoder level concatenates the encoder's features of its level (skip
+connections). A caller may transform the features after every level's blocks (``mix``; the
+set-transformer U-Net of ``collage.nn.magic`` attends across a set there).
+
+Tiles. Instance normalisation is the only operation that looks at the whole image. Its
+statistics travel in a :class:`Norms` record: computed from the input (training), recorded
+(one pass over a reference window) or replayed (every tile of a large image). With replayed
+statistics every output pixel depends only on inputs within :meth:`UNet.radius` pixels, so an
+image rendered in overlapping tiles, each padded by that radius, equals the image rendered at
+once. ``valid`` [H, W] (1 inside the image) zeroes the features outside the image before every
+convolution, as a whole-image 'SAME' convolution pads with zeros at the image border only.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+KERNEL = 5  # conv kernel side of every block (the paper's 5x5)
+EPS = 1e-5  # instance-norm variance floor
+
+
+class Norms:
+  """Instance-norm statistics for one forward pass: computed, recorded or replayed.
+
+  Args:
+    replay: statistics recorded by an earlier pass (a list of ``(mean, var)``), used in the
+      same order; None computes each norm's statistics from its input.
+
+  After a pass, ``recorded`` holds every norm's ``(mean, var)`` ([N, 1, 1, C] each) in call
+  order, whether computed or replayed.
+  """
+
+  def __init__(self, replay: Sequence[tuple[jax.Array, jax.Array]] | None = None):
+    self.replay = None if replay is None else list(replay)
+    self.recorded: list[tuple[jax.Array, jax.Array]] = []
+
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The statistics for the next norm, whose input is x: [N, H, W, C]."""
+    if self.replay is None:
+      mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+      var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+    else:
+      if len(self.recorded) >= len(self.replay):
+        raise ValueError(f"replayed {len(self.replay)} instance-norm statistics, but the network "
+                         "has more norms: they were recorded with another architecture")
+      mean, var = self.replay[len(self.recorded)]
+    self.recorded.append((mean, var))
+    return mean, var
+
+
+class InstanceNorm(nnx.Module):
+  """Per-sample, per-channel normalisation over space, with a learned scale and bias.
+
+  x: [N, H, W, C] -> [N, H, W, C]; statistics from ``norms`` (None: from x).
+  """
+
+  def __init__(self, channels: int):
+    self.scale = nnx.Param(jnp.ones((channels,)))
+    self.bias = nnx.Param(jnp.zeros((channels,)))
+
+  def __call__(self, x: jax.Array, norms: Norms | None = None) -> jax.Array:
+    mean, var = (norms or Norms())(x)
+    return (x - mean) * jax.lax.rsqrt(var + EPS) * self.scale[...] + self.bias[...]
+
+
+class ConvBlock(nnx.Module):
+  """5x5 conv ('SAME') + instance norm + ReLU. x: [N, H, W, Cin] -> [N, H, W, Cout]."""
+
+  def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(cin, cout, (KERNEL, KERNEL), padding="SAME", rngs=rngs)
+    self.norm = InstanceNorm(cout)
+
+  def __call__(self, x: jax.Array, norms: Norms | None = None,
+               valid: jax.Array | None = None) -> jax.Array:
+    if valid is not None:
+      x = x * valid
+    return jax.nn.relu(self.norm(self.conv(x), norms))
+
+
+def pool2(x: jax.Array) -> jax.Array:
+  """2x2 average pooling. x: [N, H, W, C] -> [N, H/2, W/2, C]."""
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def upsample2(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour upsampling by 2. x: [N, H, W, C] -> [N, 2H, 2W, C]."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class UNet(nnx.Module):
+  """The U-Net of the module docstring.
+
+  Args:
+    cin, cout: input and output channels.
+    width: channels at full resolution (doubling at every level).
+    depth: resolution levels (depth - 1 poolings).
+    blocks: conv blocks per level, on the way down and on the way up.
+  """
+
+  def __init__(self, cin: int, cout: int, width: int, depth: int, blocks: int = 1, *,
+               rngs: nnx.Rngs):
+    if depth < 1 or blocks < 1 or width < 1:
+      raise ValueError(f"U-Net needs depth >= 1, blocks >= 1, width >= 1; got depth={depth}, "
+                       f"blocks={blocks}, width={width}")
+    self.depth, self.blocks = depth, blocks
+    self.widths = [width * 2 ** level for level in range(depth)]
+    down, c = [], cin
+    for w in self.widths:
+      down.append(nnx.List([ConvBlock(c if i == 0 else w, w, rngs=rngs) for i in range(blocks)]))
+      c = w
+    up = []
+    for level in range(depth - 2, -1, -1):
+      w = self.widths[level]
+      up.append(nnx.List([ConvBlock(c + w if i == 0 else w, w, rngs=rngs)
+                          for i in range(blocks)]))
+      c = w
+    self.down, self.up = nnx.List(down), nnx.List(up)
+    self.head = nnx.Conv(c, cout, (1, 1), rngs=rngs)
+
+  @property
+  def alignment(self) -> int:
+    """Image sides (and tile offsets) must be multiples of this: 2**(depth - 1)."""
+    return 2 ** (self.depth - 1)
+
+  def radius(self) -> int:
+    """Pixels of context an output pixel depends on (with replayed statistics), an upper bound.
+
+    A 5x5 conv at level l reaches 2 * 2**l full-resolution pixels; pooling to level l + 1 and
+    upsampling back each reach at most 2**(l + 1) - 1 more.
+    """
+    r = 0
+    for level in range(self.depth):
+      convs = self.blocks if level == self.depth - 1 else 2 * self.blocks
+      r += convs * (KERNEL // 2) * 2 ** level
+      if level < self.depth - 1:
+        r += 2 * (2 ** (level + 1) - 1)
+    return r
+
+  def __call__(self, x: jax.Array, norms: Norms | None = None, valid: jax.Array | None = None,
+               mix: Callable[[int, jax.Array], jax.Array] | None = None
+               ) -> tuple[jax.Array, jax.Array]:
+    """x: [N, H, W, Cin] -> (out [N, H, W, Cout], bottleneck features [N, H', W', C']).
+
+    Args:
+      norms: instance-norm statistics (None: from the input).
+      valid: [H, W] 1 inside the image, 0 outside (a tile over the border); None: all valid.
+      mix: ``mix(step, h) -> h`` applied after every level's blocks, step 0..2*depth-2 in
+        order (encoder levels, then decoder levels).
+    """
+    if x.shape[1] % self.alignment or x.shape[2] % self.alignment:
+      raise ValueError(f"U-Net input {x.shape[1]}x{x.shape[2]} is not a multiple of "
+                       f"{self.alignment} (2**(depth-1)) on both sides")
+    masks = []
+    m = None if valid is None else valid.astype(x.dtype)[None, :, :, None]
+    for _ in range(self.depth):
+      masks.append(m)
+      m = None if m is None else pool2(m)
+    step, skips = 0, []
+    for level, blocks in enumerate(self.down):
+      if level:
+        x = pool2(x)
+      for block in blocks:
+        x = block(x, norms, masks[level])
+      if mix is not None:
+        x = mix(step, x)
+      step += 1
+      skips.append(x)
+    bottleneck = x
+    for i, blocks in enumerate(self.up):
+      level = self.depth - 2 - i
+      x = jnp.concatenate([upsample2(x), skips[level]], axis=-1)
+      for block in blocks:
+        x = block(x, norms, masks[level])
+      if mix is not None:
+        x = mix(step, x)
+      step += 1
+    return self.head(x), bottleneck

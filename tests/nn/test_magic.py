@@ -1,0 +1,143 @@
+"""MAGIC's model: set invariance, convex pooling, the regularisers' definitions, tiled = whole."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from collage.nn import magic as mg
+from collage.nn.magic_render import TiledRenderer
+from collage.nn.set_transformer import ISAB, SAB
+
+
+def _generator(warp="none", guided=True, seed=0):
+  cfg = mg.MagicConfig(guided=guided, width=4, depth=3, crop=16, refine_width=4, refine_depth=2,
+                       disc_width=8, disc_depth=2, warp=warp, max_flow=2.0, heads=2)
+  g = mg.Generator(cfg, rngs=nnx.Rngs(seed))
+  # Zero-initialised heads (warp, refinement) are the identity: make them do something.
+  keys = iter(jax.random.split(jax.random.PRNGKey(seed + 1), 3))
+  g.refiner.unet.head.kernel[...] = 0.3 * jax.random.normal(next(keys),
+                                                            g.refiner.unet.head.kernel.shape)
+  if warp == "affine":
+    g.stunet.affine.kernel[...] = jax.random.normal(next(keys), g.stunet.affine.kernel.shape)
+  if warp == "flow":
+    g.stunet.unet.head.kernel[...] = 0.5 * jax.random.normal(next(keys),
+                                                             g.stunet.unet.head.kernel.shape)
+  return g
+
+
+def _inputs(b, k, h, w, seed=0):
+  rng = np.random.default_rng(seed)
+  return (jnp.asarray(rng.uniform(size=(b, k, h, w, 3)), jnp.float32),
+          jnp.asarray(rng.uniform(size=(b, h, w, 3)), jnp.float32))
+
+
+@pytest.mark.parametrize("warp", ["none", "affine", "flow"])
+def test_permuting_the_set_leaves_the_collage_unchanged_and_pooling_is_convex(warp):
+  g = _generator(warp)
+  templates, content = _inputs(2, 5, 16, 16)
+  out = g(templates, content)
+  perm = jnp.array([3, 0, 4, 1, 2])
+  permuted = g(templates[:, perm], content)
+  np.testing.assert_allclose(permuted.collage, out.collage, atol=2e-5)
+  np.testing.assert_allclose(permuted.image, out.image, atol=2e-5)
+  # A and the warps are permuted with the templates (equivariance)...
+  np.testing.assert_allclose(permuted.weights, out.weights[:, perm], atol=2e-5)
+  if warp == "affine":
+    assert not np.allclose(out.warp.affine, out.warp.affine[:, :1])
+    np.testing.assert_allclose(permuted.warp.affine, out.warp.affine[:, perm], atol=2e-5)
+  if warp == "flow":
+    assert float(jnp.max(jnp.abs(out.warp.flow))) > 0.1
+  # ...A is a distribution over K at every pixel, and I_M a convex combination of warp(M).
+  assert float(out.weights.min()) >= 0.0
+  np.testing.assert_allclose(out.weights.sum(axis=1), 1.0, atol=1e-5)
+  lo, hi = out.warped.min(axis=1), out.warped.max(axis=1)
+  assert bool(jnp.all(out.collage >= lo - 1e-5)) and bool(jnp.all(out.collage <= hi + 1e-5))
+  np.testing.assert_allclose(mg.set_pool(out.weights[:, perm], out.warped[:, perm]),
+                             out.collage, atol=2e-5)
+
+
+def test_a_different_k_at_inference_and_padded_sets():
+  g = _generator()
+  for k in (2, 7):
+    templates, content = _inputs(1, k, 16, 16, seed=k)
+    a = g(templates, content).weights
+    assert a.shape == (1, k, 16, 16)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+  # Three real templates padded to five (set_mask) give the three-template collage.
+  templates, content = _inputs(1, 5, 16, 16, seed=3)
+  three = g(templates[:, :3], content)
+  padded = g(templates.at[:, 3:].set(0.0), content, jnp.array([[1.0, 1.0, 1.0, 0.0, 0.0]]))
+  np.testing.assert_array_equal(padded.weights[:, 3:], 0.0)
+  np.testing.assert_allclose(padded.weights[:, :3], three.weights, atol=2e-5)
+  np.testing.assert_allclose(padded.image, three.image, atol=2e-5)
+
+
+def test_set_layers_are_permutation_equivariant_and_ignore_padding():
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 6, 8))
+  perm = jnp.array([5, 2, 0, 1, 4, 3])
+  for layer in (SAB(8, 2, rngs=nnx.Rngs(0)), ISAB(8, 2, 3, rngs=nnx.Rngs(0))):
+    np.testing.assert_allclose(layer(x[:, perm]), layer(x)[:, perm], atol=1e-5)
+    mask = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    noisy = x.at[:, 4:].set(100.0)
+    np.testing.assert_allclose(layer(noisy, mask)[:, :4], layer(x[:, :4])[:, :4], atol=1e-5)
+
+
+def test_regularisers_equal_their_definitions_on_hand_made_weights():
+  k, h, w = 4, 6, 5
+  labels = np.arange(h * w).reshape(h, w) % k
+  one_hot = jnp.asarray(np.eye(k)[labels].transpose(2, 0, 1)[None], jnp.float32)
+  np.testing.assert_allclose(mg.entropy(one_hot), 0.0, atol=1e-7)
+  uniform = jnp.full((1, k, h, w), 1.0 / k)
+  np.testing.assert_allclose(mg.entropy(uniform), np.log(k), rtol=1e-6)
+  np.testing.assert_allclose(mg.total_variation(uniform), 0.0, atol=1e-7)
+  constant = jnp.asarray(np.random.default_rng(0).dirichlet(np.ones(k)), jnp.float32)
+  np.testing.assert_allclose(mg.total_variation(jnp.broadcast_to(constant[None, :, None, None],
+                                                                 (1, k, h, w))), 0.0, atol=1e-7)
+  # Left half template 0, right half template 1: each row crosses one edge, changing 2 weights.
+  split = np.zeros((1, k, h, w), np.float32)
+  split[0, 0, :, :2], split[0, 1, :, 2:] = 1.0, 1.0
+  np.testing.assert_allclose(mg.total_variation(jnp.asarray(split)), 2.0 * h / (h * w), rtol=1e-6)
+  copied = np.zeros((1, k, h, w), np.float32)
+  copied[0, 2] = 1.0  # one template copied everywhere
+  np.testing.assert_allclose(mg.largest_area(jnp.asarray(copied)), h * w)
+  np.testing.assert_allclose(mg.largest_area(jnp.asarray(split)), h * 3)
+  np.testing.assert_allclose(mg.largest_area(uniform), h * w / k, rtol=1e-6)
+
+
+@pytest.mark.parametrize("warp", ["none", "flow"])
+def test_tiled_rendering_equals_whole_image_rendering(warp):
+  g = _generator(warp, seed=2)
+  templates, content = (np.asarray(v[0]) for v in _inputs(1, 3, 40, 48, seed=5))
+  renderer = TiledRenderer(g)
+  # Statistics from the whole canvas: the whole-image rendering is the plain forward pass.
+  whole = renderer(templates, content, tile=None, window=0)
+  plain = g(jnp.asarray(templates[None]), jnp.asarray(content[None]))
+  np.testing.assert_allclose(whole["image"], plain.image[0], atol=1e-4)
+  tiled = renderer(templates, content, tile=8, window=0)
+  assert tiled["tiles"] == 30 and tiled["halo"] >= g.radius()
+  for name in ("image", "collage", "weights_rgb"):
+    assert np.abs(tiled[name] - whole[name]).max() < 1.0 / 255.0, name
+    np.testing.assert_allclose(tiled[name], whole[name], atol=1e-4)
+
+
+def test_tiled_rendering_replays_a_windows_statistics_and_affine_warps():
+  g = _generator("affine", seed=3)
+  templates, content = (np.asarray(v[0]) for v in _inputs(1, 3, 40, 40, seed=6))
+  renderer = TiledRenderer(g)
+  whole = renderer(templates, content, tile=None, window=16)
+  tiled = renderer(templates, content, tile=16, window=16)
+  np.testing.assert_allclose(tiled["image"], whole["image"], atol=1e-4)
+  # A canvas that is not a multiple of the alignment is padded and cropped back.
+  odd = renderer(templates[:, :37, :35], content[:37, :35], tile=16, window=16)
+  assert odd["image"].shape == (37, 35, 3) and odd["argmax"].shape == (37, 35)
+
+
+def test_bad_configs_and_inputs_name_the_valid_choices():
+  with pytest.raises(ValueError, match="none, affine, flow"):
+    mg.MagicConfig(warp="spline")
+  with pytest.raises(ValueError, match="multiple of"):
+    mg.MagicConfig(crop=20, depth=4)
+  with pytest.raises(ValueError, match="content"):
+    TiledRenderer(_generator())(np.zeros((2, 16, 16, 3), np.float32), None)
