@@ -96,11 +96,14 @@ class Coder:
       if any(not np.array_equal(a, b) for a, b in zip(tables, self.tables())):
         raise ValueError("libjpeg used other quantization tables than collage.ops.jpeg's")
       return comps
-    return tuple(np.asarray(c) for c in self._jax_encode(pixels))
+    with jax.ensure_compile_time_eval():
+      return tuple(np.asarray(c) for c in self._jax_encode(pixels))
 
   def sequence(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """uint8 image -> {"ranks", "positions", "values": [L], "length": []}."""
-    image = np.asarray(sparse_dct.dct_image(self.components(pixels)))
+    """uint8 image -> {"ranks", "positions", "values": [L], "length": []} (host arrays, also
+    when called while a sampler is being traced)."""
+    with jax.ensure_compile_time_eval():
+      image = np.asarray(sparse_dct.dct_image(self.components(pixels)))
     seq = sparse_dct.encode(image, self.layout, self.capacity, truncate=self.truncate,
                             max_value=self.max_value, clip_values=self.clip_values)
     seq.pop("truncated")
