@@ -2,6 +2,9 @@
 after SIGKILL, deterministic ``--mode sample``, clear config errors."""
 
 import os
+import signal
+import subprocess
+import time
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +31,24 @@ def _config(**overrides):
       node = node[p]
     node[parts[-1]] = v
   return c
+
+
+def _kill_after_checkpoint(workdir, step_number, *args):
+  """Starts experiments.main and SIGKILLs it once checkpoint ``step_number`` exists (like
+  tests/train/helpers.kill_after_checkpoint, with room for a slow, shared CPU)."""
+  proc = subprocess.Popen(helpers.main_cmd(workdir, *args, config_file=CONFIG_FILE),
+                          cwd=helpers.REPO, env=helpers.env(8), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  ckpt = workdir / "checkpoints"
+  deadline = time.monotonic() + 900
+  while (not (ckpt / str(step_number)).exists() and proc.poll() is None
+         and time.monotonic() < deadline):
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
+  assert (ckpt / str(step_number)).exists(), "killed before the first checkpoint"
+  assert not (ckpt / str(STEPS)).exists(), "run finished before the kill"
 
 
 def _flat(state):
@@ -92,8 +113,8 @@ def test_sigkill_after_a_checkpoint_then_rerun_ends_where_an_uninterrupted_run_e
   workdir = tmp_path / "killed"
   args = [f"--config.total_steps={STEPS}", "--config.checkpoint_every=4",
           "--config.eval_batches=1"]
-  helpers.kill_after_checkpoint(workdir, 4, *args, config_file=CONFIG_FILE, final_step=STEPS)
-  done = helpers.run_main(workdir, *args, config_file=CONFIG_FILE, timeout=600)
+  _kill_after_checkpoint(workdir, 4, *args)
+  done = helpers.run_main(workdir, *args, config_file=CONFIG_FILE, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "resumed from" in done.stderr
   cfg = _config()

@@ -219,21 +219,28 @@ class VDVAE(nnx.Module):
     return {"elbo": distortion + rate, "distortion": distortion, "rate": rate}
 
   # -- sampling -------------------------------------------------------------------------------
-  def prior_likelihood(self, keys: jax.Array, temperature: float = 1.0,
-                       scale: int = 1) -> jax.Array:
-    """Latents from the prior (std times ``temperature``) -> DMoL parameters
-    [N, scale S, scale S, P]; sample n depends on keys[n] only, and its latents not on scale."""
+  def prior_features(self, keys: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """Latents from the prior (standard deviation times ``temperature``) -> the decoder's top
+    feature map [N, S, S, width]; row n depends on keys[n] only."""
     xs = self._start()
     for i, block in enumerate(self.blocks):
       xs = block.sample(xs, _fold(keys, i), self.cfg.width, temperature)
-    return self.likelihood(self._top(xs), scale)
+    return self._top(xs)
+
+  def prior_likelihood(self, keys: jax.Array, temperature: float = 1.0,
+                       scale: int = 1) -> jax.Array:
+    """DMoL parameters [N, scale S, scale S, P] of prior samples; the latents do not depend on
+    ``scale``, only their decoding does."""
+    return self.likelihood(self.prior_features(keys, temperature), scale)
+
+  def sample_pixels(self, keys: jax.Array, params: jax.Array) -> jax.Array:
+    """Pixels from DMoL parameters [N, h, w, P] -> [N, h, w, C] in [0, 1]; one key per row."""
+    return jax.vmap(lambda k, p: dmol.sample(k, p, self.cfg.channels, self.cfg.num_mix))(
+        _fold(keys, _PIXEL_SALT), params)
 
   def sample(self, keys: jax.Array, temperature: float = 1.0, scale: int = 1) -> jax.Array:
     """Images [N, scale S, scale S, C] in [0, 1]: latents, then pixels from the likelihood."""
-    params = self.prior_likelihood(keys, temperature, scale)
-    pixel_keys = _fold(keys, _PIXEL_SALT)
-    return jax.vmap(lambda k, p: dmol.sample(k, p, self.cfg.channels, self.cfg.num_mix))(
-        pixel_keys, params)
+    return self.sample_pixels(keys, self.prior_likelihood(keys, temperature, scale))
 
   def architecture(self) -> tuple[str, str]:
     """The (encoder, decoder) block strings read back from the built modules."""

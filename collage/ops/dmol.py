@@ -173,3 +173,24 @@ def sample(key: jax.Array, params: jax.Array, channels: int, num_mix: int) -> ja
   else:
     y = jnp.clip(y, -1.0, 1.0)
   return jnp.round((y + 1.0) * 127.5) / 255.0
+
+
+def mean(params: jax.Array, channels: int, num_mix: int) -> jax.Array:
+  """The mixture's mean at each pixel, for pictures: [..., P] -> [..., C] in [0, 1].
+
+  Each channel's mean is ``sum_m pi_m mu_m`` (a logistic's mean is its location), with the
+  RGB coefficient mixing applied to the preceding channels' means; clipped to [-1, 1] first.
+  """
+  mix = unpack(params, channels, num_mix)
+  pi = jax.nn.softmax(mix.logits, axis=-1)[..., None, :]      # [..., 1, M]
+  if channels == 3:
+    y0 = jnp.clip(jnp.sum(pi[..., 0, :] * mix.means[..., 0, :], -1), -1.0, 1.0)
+    y1 = jnp.clip(jnp.sum(pi[..., 0, :] * (mix.means[..., 1, :] + mix.coeffs[..., 0, :]
+                                           * y0[..., None]), -1), -1.0, 1.0)
+    y2 = jnp.clip(jnp.sum(pi[..., 0, :] * (mix.means[..., 2, :] + mix.coeffs[..., 1, :]
+                                           * y0[..., None] + mix.coeffs[..., 2, :]
+                                           * y1[..., None]), -1), -1.0, 1.0)
+    y = jnp.stack([y0, y1, y2], axis=-1)
+  else:
+    y = jnp.clip(jnp.sum(pi * mix.means, axis=-1), -1.0, 1.0)
+  return (y + 1.0) / 2.0

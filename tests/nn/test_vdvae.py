@@ -132,26 +132,21 @@ def test_paper_sized_configs_match_the_papers_parameter_counts(name, paper):
   assert abs(V.param_count(cfg) - paper) / paper < 0.01
 
 
-def test_collage_decode_at_scale_k_pools_back_to_scale_1(collage):
+def test_collage_decode_at_scale_k_pools_back_to_scale_1_and_samples_have_its_shape(
+    collage, small):
   model = collage
-  keys = jax.random.split(jax.random.PRNGKey(3), 2)
-  f = jax.jit(lambda k, s: model.prior_likelihood(k, 0.9, s), static_argnums=1)
-  base = np.asarray(f(keys, 1))
-  assert base.shape == (2, 8, 8, 6)
-  for k in (2, 4):
-    big = f(keys, k)
-    assert big.shape == (2, 8 * k, 8 * k, 6)
-    np.testing.assert_allclose(blocks.mean_pool(big, k), base, rtol=1e-4, atol=1e-5)
-
-
-def test_collage_samples_at_scales_1_2_4_have_the_right_shapes(collage, small):
-  model = collage
-  keys = jax.random.split(jax.random.PRNGKey(4), 3)
-  draw = jax.jit(lambda k, s: model.sample(k, 1.0, s), static_argnums=1)
+  keys = jax.random.split(jax.random.PRNGKey(3), 3)
+  top = jax.jit(lambda k: model.prior_features(k, 0.9))(keys)     # the latents: scale-free
+  head = jax.jit(model.likelihood, static_argnums=1)
+  pixels = jax.jit(model.sample_pixels)
+  base = np.asarray(head(top, 1))
+  assert base.shape == (3, 8, 8, 6)
   for k in (1, 2, 4):
-    x = np.asarray(draw(keys, k))
-    assert x.shape == (3, 8 * k, 8 * k, 1)
-    assert x.min() >= 0 and x.max() <= 1
+    params = head(top, k)
+    assert params.shape == (3, 8 * k, 8 * k, 6)
+    np.testing.assert_allclose(blocks.mean_pool(params, k), base, rtol=1e-4, atol=1e-5)
+    x = np.asarray(pixels(keys, params))
+    assert x.shape == (3, 8 * k, 8 * k, 1) and x.min() >= 0 and x.max() <= 1
     np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-3)
   with pytest.raises(ValueError, match="only the collage head"):
     small.likelihood(jnp.zeros((1, 8, 8, 8)), 2)
