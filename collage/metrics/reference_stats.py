@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.start or args.num:
     label += f" [{args.start}:{args.start + args.num if args.num else ''}]"
   notes = "python -m collage.metrics.reference_stats " + " ".join(argv or sys.argv[1:])
-  print(f"{label}: {len(images)} images on {jax.device_count()} devices")
+  print(f"{label}: the source holds {len(images)} images; {jax.device_count()} devices")
   try:
     ref = compute(images, extractor, num=args.num, pr_num=args.pr_num, crop=args.crop,
                   start=args.start, label=label, notes=notes, weights_sha256=weights.sha256)

@@ -197,7 +197,15 @@ class InceptionScoreEvaluator(InceptionEvaluator):
     return {"inception_score": mean, "inception_score_std": std}
 
 
-for _kind, _cls in (("fid", FidEvaluator), ("sfid", SfidEvaluator),
-                    ("prec_recall", PrecisionRecallEvaluator),
-                    ("inception_score", InceptionScoreEvaluator)):
-  evaluators.register(_kind, _cls)
+KINDS: dict[str, type[InceptionEvaluator]] = {
+    "fid": FidEvaluator, "sfid": SfidEvaluator, "prec_recall": PrecisionRecallEvaluator,
+    "inception_score": InceptionScoreEvaluator}
+
+
+def register_all() -> None:
+  """Registers the four types with the runtime (done on import; idempotent)."""
+  for kind, cls in KINDS.items():
+    evaluators.register(kind, cls)
+
+
+register_all()

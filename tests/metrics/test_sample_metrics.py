@@ -13,13 +13,25 @@ import ml_collections
 import numpy as np
 import pytest
 
-from collage.metrics import features, frechet, reference, sample_metrics
+from collage.metrics import features, frechet, reference
 from collage.nn import inception, inception_io
-from collage.train import loop, mesh
+from collage.train import evaluators, loop, mesh
 from collage.train.errors import ConfigError
 from tests.metrics.tiny_taps import TinyTaps
 from tests.train import gan_config
 from tests.train.gan_task import GanTask, bars
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sample_metrics():
+  """The evaluator types, registered for this module's tests only: the runtime's own tests list
+  the registered types in an error message and expect only the runtime's."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  module = importlib.import_module("collage.metrics.sample_metrics")
+  module.register_all()
+  yield module
+  for kind in module.KINDS:
+    evaluators.EVALUATORS.pop(kind, None)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +49,7 @@ def _bars_uint8(n, seed):
 
 
 @pytest.fixture()
-def tiny_network(monkeypatch):
+def tiny_network(monkeypatch, sample_metrics):
   """The evaluators' feature network is TinyTaps (same taps, cheap)."""
   def extractor(weights, mesh_, batch_size):
     del weights
@@ -116,7 +128,7 @@ def _config(weights, ref, **evals):
 
 def test_the_four_evaluators_on_gan_samples_share_one_draw(weights_file, reference_file,
                                                            eight_devices, tmp_path, monkeypatch,
-                                                           tiny_network):
+                                                           tiny_network, sample_metrics):
   cfg = _config(weights_file, reference_file, fid="fid", sfid="sfid", pr="prec_recall",
                 inception="inception_score")
   cfg.evals.inception.split_size = 5
