@@ -4,7 +4,7 @@ weights and references stop the run at start-up with one message.
 
 The evaluator tests put :class:`tests.metrics.tiny_taps.TinyTaps` in the Inception network's
 place (the weight file is still read and its hash checked): they test the plumbing, and the real
-network costs ~6 GFLOP per image. The network itself is tested in tests/nn/ and in
+network costs ~5.7 G multiply-adds per image. The network itself is tested in tests/nn/ and in
 ``test_features_on_eight_devices_equal_one_device``."""
 
 import json
