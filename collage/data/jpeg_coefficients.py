@@ -153,3 +153,42 @@ def scan_start(data: bytes) -> int:
       return i + 2 + length
     i += 2 + length
   raise ValueError("no SOS marker: not a complete JPEG file")
+
+
+def crop_cells(components, top: int, left: int, rows: int, cols: int):
+  """A window of whole MCU cells of a component tuple (a cell: 2x2 luma blocks and one chroma
+  block of each for 4:2:0, one block for gray); ``top``, ``left``, ``rows``, ``cols`` in cells."""
+  color = len(components) == 3
+  s = 2 if color else 1
+  y = components[0][s * top:s * (top + rows), s * left:s * (left + cols)]
+  return (y,) + tuple(c[top:top + rows, left:left + cols] for c in components[1:])
+
+
+class JpegFolderSource:
+  """Every .jpg / .jpeg under a folder, read as coefficients (no pixel decoding).
+
+  Element i: ``{"components": (...), "tables": (...), "name": path}`` as
+  :func:`read_coefficients` returns them (read on access).
+  """
+
+  EXTENSIONS = (".jpg", ".jpeg")
+
+  def __init__(self, folder: str | os.PathLike):
+    self.folder = os.fspath(folder)
+    if not os.path.isdir(self.folder):
+      raise NotADirectoryError(f"JPEG folder {self.folder!r} does not exist")
+    self.paths = sorted(os.path.join(root, f) for root, _, files in os.walk(self.folder)
+                        for f in files if f.lower().endswith(self.EXTENSIONS))
+    if not self.paths:
+      raise ValueError(f"no .jpg / .jpeg files under {self.folder!r}")
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def __getitem__(self, index: int) -> dict:
+    path = self.paths[index]
+    comps, tables = read_coefficients(path)
+    return {"components": comps, "tables": tables, "name": path}
+
+  def __repr__(self) -> str:
+    return f"JpegFolderSource({self.folder!r}, {len(self)} files)"

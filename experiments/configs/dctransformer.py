@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.grad_clip_norm = 1.0      # global-norm clipping
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "digits"              # digits | embedded | folder:PATH | tfds:NAME[:SPLIT]
+  c.data.source = "digits"              # digits | embedded | folder:PATH | tfds:NAME[:SPLIT] | jpegs:PATH (JPEG files as coefficients)
   c.data.channels = 1                   # 1: gray (Y only), 3: colour (YCbCr 4:2:0)
   c.data.size = 32                      # image side: smaller images are zero-padded, larger cropped
   c.data.quality = 50                   # IJG JPEG quality 1..100 of the quantization tables

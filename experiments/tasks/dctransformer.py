@@ -3,7 +3,9 @@
 Data: every image (embedded digits padded to 32x32, crops of photographs, an image folder, a
 tfds dataset) becomes libjpeg's quantized coefficients at ``data.quality`` (through ``jpeglib``;
 ``data.transform = "jax"`` uses the in-JAX transform instead) and then the sparse sequence of
-``collage.ops.sparse_dct``. The loss is the chunked negative log-likelihood in nats per element.
+``collage.ops.sparse_dct``. ``data.source = "jpegs:PATH"`` reads a folder of JPEG files as the
+coefficients they store, without decoding (crops of whole 16x16 / 8x8 cells; the files should
+use ``data.quality``'s tables, which decode the samples). The loss is the chunked negative log-likelihood in nats per element.
 
 Eval (exact means over the eval set): ``nll_bits`` (bits per image of the whole sequence, chunk
 by chunk), ``jpeg_bits`` (the same coefficients entropy-coded by libjpeg with optimized Huffman
@@ -102,8 +104,12 @@ class Coder:
   def sequence(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """uint8 image -> {"ranks", "positions", "values": [L], "length": []} (host arrays, also
     when called while a sampler is being traced)."""
+    return self.sequence_of(self.components(pixels))
+
+  def sequence_of(self, components) -> dict[str, np.ndarray]:
+    """Quantized components -> the sequence (host arrays)."""
     with jax.ensure_compile_time_eval():
-      image = np.asarray(sparse_dct.dct_image(self.components(pixels)))
+      image = np.asarray(sparse_dct.dct_image(components))
     seq = sparse_dct.encode(image, self.layout, self.capacity, truncate=self.truncate,
                             max_value=self.max_value, clip_values=self.clip_values)
     seq.pop("truncated")
@@ -128,8 +134,29 @@ class Coder:
 
 # -- grain pipelines ------------------------------------------------------------------------------
 
+def fit_components(element: dict[str, Any], coder: Coder, rng: np.random.Generator | None):
+  """A JPEG file's components cropped to ``data.size`` in whole cells (random with ``rng``)."""
+  comps = element["components"]
+  if (len(comps) == 3) != (coder.channels == 3):
+    raise ValueError(f"{element['name']}: a {'colour' if len(comps) == 3 else 'gray'} JPEG, "
+                     f"but data.channels={coder.channels}")
+  rows, cols = coder.layout.grid
+  cell = 2 if len(comps) == 3 else 1
+  have_r, have_c = comps[0].shape[0] // cell, comps[0].shape[1] // cell
+  if have_r < rows or have_c < cols:
+    raise ValueError(f"{element['name']}: {8 * cell * have_r}x{8 * cell * have_c} pixels of "
+                     f"whole cells, smaller than data.size={coder.size}")
+  if rng is None:
+    top, left = (have_r - rows) // 2, (have_c - cols) // 2
+  else:
+    top, left = int(rng.integers(0, have_r - rows + 1)), int(rng.integers(0, have_c - cols + 1))
+  return jc.crop_cells(comps, top, left, rows, cols)
+
+
 def _train_element(element: dict[str, Any], rng: np.random.Generator, *, coder: Coder,
                    flip: bool) -> dict[str, np.ndarray]:
+  if "components" in element:  # a JPEG file's own coefficients
+    return coder.sequence_of(fit_components(element, coder, rng))
   image = fit_image(np.asarray(element["image"]), coder.size, rng)
   if flip and rng.random() < 0.5:
     image = np.ascontiguousarray(image[:, ::-1])
@@ -184,6 +211,9 @@ class DCTransformerTask(Task):
 
   # -- data -----------------------------------------------------------------------------------
   def _source(self, split: str):
+    source = str(self.config.data.source)
+    if source.startswith("jpegs:"):
+      return jc.JpegFolderSource(source[len("jpegs:"):])
     return open_source(str(self.config.data.source), split=split,
                        channels=int(self.config.data.channels))
 
@@ -195,7 +225,13 @@ class DCTransformerTask(Task):
     n = min(len(src), int(self.config.data.eval_images))
     out = []
     for i in range(n):
-      image = fit_image(np.asarray(src[i]["image"]), self.coder.size, None)
+      element = src[i]
+      if "components" in element:
+        comps = fit_components(element, self.coder, None)
+        bits = 8.0 * jc.entropy_coded_bytes(comps, element["tables"])
+        out.append({**self.coder.sequence_of(comps), "jpeg_bits": np.float32(bits)})
+        continue
+      image = fit_image(np.asarray(element["image"]), self.coder.size, None)
       out.append({**self.coder.sequence(image), "jpeg_bits": np.float32(self.coder.jpeg_bits(image))})
     return out
 
