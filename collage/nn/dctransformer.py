@@ -360,12 +360,10 @@ def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, c
     start = t - j
     idx = start + jnp.arange(t_chunk)[None, :].repeat(b, 0)
 
-    def chunk_inputs():
+    # Without the cache: the chunk's teacher-forced inputs, up to and including entry t.
+    def chan_full():
       prv = _gather(seq, idx - 1, cfg)
       return model.embed_prev(*prv, jnp.arange(t_chunk))
-
-    def chan_full():
-      return chunk_inputs()
 
     h_c = run("chan", model.chan_blocks, x, chan_full)
     lc = model.chan_head(model.chan_norm(h_c))[:, 0]
