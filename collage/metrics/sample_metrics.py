@@ -8,8 +8,8 @@
     c.evals.fid.reference = ""                # --config.evals.fid.reference=cifar10_train.npz
 
 Each draws ``num_samples`` samples through the runtime's sampler (``runtime.sampler()``) in
-chunks of ``batch_size``: chunk ``c`` with the seed ``SeedSequence([seed, c])``, so the samples
-depend on the evaluator's seed only, not on the device count. Each chunk's images (the sampler's
+chunks of ``batch_size`` (``start`` = 0, batch_size, ...): sample ``i`` is the one
+``--mode sample`` writes as ``i`` for the same seed, whatever the chunking or the device count. Each chunk's images (the sampler's
 ``"image"``, [n, H, W, 1 or 3] in [0, 1]) are rounded to uint8 as PNGs are written, gray is
 repeated to RGB, and the Inception network (:mod:`collage.nn.inception`: resize to 299 x 299 on
 the graph's legacy grid, its value range) computes their features sharded over the mesh; the
@@ -55,11 +55,6 @@ def _weights(path: str, mtime_ns: int, size: int) -> inception_io.Weights:
 def _extractor(weights: inception_io.Weights, mesh: Any, batch_size: int
                ) -> features_lib.FeatureExtractor:
   return features_lib.FeatureExtractor(weights, mesh, batch_size)
-
-
-def chunk_seed(seed: int, chunk: int) -> int:
-  """The sampler seed of chunk ``chunk`` of a draw with ``seed`` (a 32-bit integer)."""
-  return int(np.random.SeedSequence([int(seed), int(chunk)]).generate_state(1)[0])
 
 
 class _Draw:
@@ -128,9 +123,9 @@ class InceptionEvaluator(evaluators.Evaluator):
     extractor = _extractor(self.weights, self.rt.mesh, int(o["batch_size"]))
     feats = features_lib.FeatureSet(extractor)
     sampler, num, chunk = self.rt.sampler(), int(o["num_samples"]), extractor.batch
-    for c, start in enumerate(range(0, num, chunk)):
+    for start in range(0, num, chunk):
       n = min(chunk, num - start)
-      samples = sampler(state.eval_params, state.model_state, n, chunk_seed(int(o["seed"]), c))
+      samples = sampler(state.eval_params, state.model_state, n, int(o["seed"]), start=start)
       if "image" not in samples:
         raise ValueError(f"config.evals.{self.name}: the task's sampler returns "
                          f"{sorted(samples)}, no 'image' to measure")

@@ -81,13 +81,15 @@ class Sampler:
         lambda key, start: jax.vmap(lambda i: jax.random.fold_in(key, i))(
             start + jnp.arange(self.chunk)), out_shardings=shard)
 
-  def __call__(self, params: Mapping[str, Any], model_state: Any, num: int,
-               seed: int) -> dict[str, np.ndarray]:
-    """``num`` samples with ``seed``: ``{name: [num, ...] numpy}`` on every process."""
+  def __call__(self, params: Mapping[str, Any], model_state: Any, num: int, seed: int,
+               start: int = 0) -> dict[str, np.ndarray]:
+    """Samples ``start .. start + num - 1`` of the draw with ``seed``: ``{name: [num, ...]
+    numpy}`` on every process. A long draw taken in pieces (``start`` = 0, n, 2n, ...) equals
+    the same draw taken at once."""
     key = jax.random.PRNGKey(int(seed))
     parts: list[dict[str, np.ndarray]] = []
-    for start in range(0, int(num), self.chunk):
-      out = self._draw(params, model_state, self._keys(key, start))
+    for first in range(int(start), int(start) + int(num), self.chunk):
+      out = self._draw(params, model_state, self._keys(key, first))
       parts.append(mesh_lib.gather(out))
     return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
 

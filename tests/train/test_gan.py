@@ -181,5 +181,18 @@ def test_unknown_evaluator_type_lists_the_valid_ones(tmp_path):
   cfg = _config()
   cfg.unlock()
   cfg.evals.grid.type = "fid_typo"
-  with pytest.raises(ConfigError, match="fid_typo.*loss, samples"):
+  with pytest.raises(ConfigError, match="fid_typo.*valid: .*loss.*samples"):
     loop.run(GanTask(cfg), cfg, str(tmp_path), "train")
+
+
+def test_a_draw_in_pieces_equals_the_draw_at_once(tmp_path, eight_devices):
+  state = _train(tmp_path, total_steps=2)
+  cfg = _config()
+  sampler = sampling.Sampler(GanTask(cfg), mesh.make_mesh(eight_devices),
+                             sampling.task_options(cfg.sample), batch_size=8)
+  whole = sampler(state.eval_params, state.model_state, 13, 5)
+  pieces = [sampler(state.eval_params, state.model_state, n, 5, start=s)
+            for s, n in ((0, 8), (8, 3), (11, 2))]
+  for k in whole:
+    np.testing.assert_allclose(np.concatenate([p[k] for p in pieces]), whole[k],
+                               rtol=1e-6, atol=1e-7)
