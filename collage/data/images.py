@@ -8,12 +8,20 @@ Supported Pillow modes (anything else raises ``ValueError`` naming the file):
   "1" (bilevel, read as 0 / 255), "L" (gray), "P" (palette, expanded to RGB),
   "RGB", and "LA" / "RGBA" / "PA" only when every pixel is fully opaque (the alpha
   channel is then dropped; a transparent pixel has no single right colour, so it is an
-  error rather than a guess). 16-bit, 32-bit, float and CMYK images are rejected.
+  error rather than a guess). CMYK is rejected.
+
+Every image with more than 8 bits per sample is rejected, whatever its channels: 16-bit gray
+("I;16"), 16-bit RGB and RGBA (which Pillow itself would silently cut to 8 bits), 16-bit gray
+with alpha, 32-bit integer ("I"), float ("F"), and PNM files whose maxval exceeds 255. Going
+to 8 bits drops precision and, for float or 32-bit data, needs a value range that the file
+does not state, so the error names the file and a command that converts it (``DEEP_HINT``).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +30,10 @@ from PIL import Image, UnidentifiedImageError
 # File extensions ``image_paths`` collects (compared case-insensitively).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SUPPORTED_MODES = ("1", "L", "P", "RGB", "LA (opaque)", "RGBA (opaque)", "PA (opaque)")
+# The conversion an error about a deep image suggests ("{path}", "{out}": shell-quoted paths).
+DEEP_HINT = "with ImageMagick: magick {path} -depth 8 {out}"
+# Modes that hold more than 8 bits per sample once decoded.
+_DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 # ITU-R BT.601 luma weights for RGB -> gray.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 
@@ -36,12 +48,15 @@ def image_paths(folder: str | os.PathLike) -> list[str]:
     Absolute paths, sorted, with extensions in ``IMAGE_EXTENSIONS`` (any case).
 
   Raises:
-    FileNotFoundError: ``folder`` does not exist or is not a directory.
+    FileNotFoundError: ``folder`` does not exist.
+    NotADirectoryError: ``folder`` is a file.
     ValueError: ``folder`` holds no PNG / JPEG file.
   """
   folder = os.path.abspath(os.fspath(folder))
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    raise NotADirectoryError(f"image folder {folder!r} is a file, not a directory")
   if not os.path.isdir(folder):
-    raise FileNotFoundError(f"image folder {folder!r} does not exist or is not a directory")
+    raise FileNotFoundError(f"image folder {folder!r} does not exist")
   paths = []
   for root, dirs, files in os.walk(folder):
     dirs.sort()
@@ -66,18 +81,80 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
   Raises:
     FileNotFoundError: the file does not exist.
-    ValueError: the file is corrupt, truncated, not an image, or in an unsupported
-      mode (the message names the file and lists ``SUPPORTED_MODES``).
+    IsADirectoryError: the path is a directory.
+    ValueError: the file is not a regular file, is corrupt, truncated, not an image, has
+      more than 8 bits per sample, or is in an unsupported mode (the message names the file
+      and, for a mode, lists ``SUPPORTED_MODES``).
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"image file {path!r} does not exist")
+  check_file(path, "image file")
   try:
     with Image.open(path) as img:
+      bits = sample_bits(img)
+      if bits > 8:
+        raise ValueError(_deep_message(path, img, bits))
       img.load()  # decode now, so truncated files fail here
       return _to_array(img, path)
+  except Image.DecompressionBombError as e:
+    raise ValueError(f"image file {path!r} is too large to read safely: {e}") from e
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise ValueError(f"cannot read image file {path!r}: {e}") from e
+
+
+def check_file(path: str, what: str) -> None:
+  """Raises unless ``path`` is a regular file: FileNotFoundError (nothing there, or a link to
+  nothing), IsADirectoryError, or ValueError (a device, pipe or socket). ``what`` names the
+  path in the message, e.g. "image file"."""
+  if os.path.isfile(path):
+    return
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"{what} {path!r} is a directory, not a file")
+  if os.path.islink(path):
+    raise FileNotFoundError(f"{what} {path!r} is a symbolic link to "
+                            f"{os.readlink(path)!r}, which does not exist")
+  if os.path.exists(path):
+    raise ValueError(f"{what} {path!r} is not a regular file (a device, pipe or socket)")
+  raise FileNotFoundError(f"{what} {path!r} does not exist")
+
+
+def sample_bits(img: Image.Image) -> int:
+  """Bits per sample that an opened (not yet loaded) Pillow image stores: 8 for ordinary
+  images (also for packed 5-6-5 BMPs and PNMs with a maxval below 256), 16 for a 16-bit PNG,
+  TIFF or PNM (10 for a PNM with maxval 1023), 32 for 32-bit integer or float data.
+
+  Pillow decodes 16-bit RGB(A) straight to 8-bit "RGB"/"RGBA", so the mode alone does not
+  tell; the raw mode of the file's data (``img.tile``, before ``load``) does."""
+  bits = 8
+  for tile in img.tile:
+    args = tile[3] if len(tile) > 3 else None
+    m = re.match(r"^([A-Za-z]+);(\d+)", _raw_mode(tile))
+    if m and not m.group(1).upper().startswith("BGR"):  # "BGR;15" / "BGR;16": packed pixels
+      bits = max(bits, int(m.group(2)))
+    if tile[0] == "ppm" and isinstance(args, tuple) and len(args) > 1 and \
+        isinstance(args[1], int) and args[1] > 255:  # a PNM maxval above 255
+      bits = max(bits, int(args[1]).bit_length())
+  if bits == 8 and img.mode in _DEEP_MODES:  # the file's data did not say: trust the mode
+    bits = 16 if img.mode.startswith("I;16") else 32
+  return bits
+
+
+def _raw_mode(tile) -> str:
+  """The raw mode of one ``img.tile`` entry ("RGB;16B", "F;32F", ...), or ""."""
+  args = tile[3] if len(tile) > 3 else None
+  if isinstance(args, tuple) and args:
+    args = args[0]
+  return args if isinstance(args, str) else ""
+
+
+def _deep_message(path: str, img: Image.Image, bits: int) -> str:
+  raw = _raw_mode(img.tile[0]) if img.tile else ""
+  kind = "float" if img.mode == "F" or raw.startswith("F;") else f"{bits}-bit"
+  layout = {"LA": "gray + alpha", "RGB": "RGB", "RGBA": "RGBA"}.get(
+      (raw or img.mode).split(";")[0], "gray")
+  out = shlex.quote(os.path.splitext(path)[0] + "_8bit.png")
+  return (f"image file {path!r} has {kind} samples ({layout}, {img.format} format); only "
+          "8-bit images are read, so that no precision is dropped silently. Convert it "
+          f"first, e.g. {DEEP_HINT.format(path=shlex.quote(path), out=out)}")
 
 
 def _to_array(img: Image.Image, path: str) -> np.ndarray:
@@ -103,7 +180,7 @@ def _to_array(img: Image.Image, path: str) -> np.ndarray:
   if mode == "RGB":
     return np.asarray(img, dtype=np.uint8).copy()
   raise ValueError(
-      f"image file {path!r} has unsupported mode {mode!r} (e.g. 16-bit, float or CMYK); "
+      f"image file {path!r} has unsupported mode {mode!r}; "
       f"supported modes are {', '.join(SUPPORTED_MODES)}")
 
 

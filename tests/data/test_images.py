@@ -1,7 +1,9 @@
 """Reading image files: modes, corrupt files, folders, channel conversion."""
 
+import io
 import os
 
+import imagecodecs
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,17 +38,78 @@ def test_palette_and_opaque_rgba_are_expanded(tmp_path):
   np.testing.assert_array_equal(images.load_image(_save(tmp_path / "a.png", rgba)), rgb)
 
 
-def test_transparent_and_16bit_are_rejected_with_modes_listed(tmp_path):
+def test_transparent_is_rejected_with_modes_listed(tmp_path):
   rgba = np.zeros((4, 4, 4), np.uint8)  # alpha 0: transparent
   path = _save(tmp_path / "t.png", rgba)
   with pytest.raises(ValueError, match="transparent") as e:
     images.load_image(path)
   assert path in str(e.value) and "RGB" in str(e.value)
-  deep = Image.fromarray(np.full((4, 4), 40000, np.uint16))
-  deep.save(tmp_path / "d.png")
-  with pytest.raises(ValueError, match="supported modes") as e:
-    images.load_image(tmp_path / "d.png")
-  assert "d.png" in str(e.value)
+
+
+def _pnm(magic: bytes, maxval: int, array: np.ndarray) -> bytes:
+  h, w = array.shape[:2]
+  dtype = ">u2" if maxval > 255 else "u1"
+  return magic + f"\n{w} {h}\n{maxval}\n".encode() + array.astype(dtype).tobytes()
+
+
+_RNG = np.random.default_rng(0)
+_U16 = lambda *shape: _RNG.integers(0, 65536, shape).astype(np.uint16)  # noqa: E731
+# name -> (file bytes, what the message must say). Every image with more than 8 bits per
+# sample, whatever its layout: Pillow reads some as "I;16" / "I" / "F", and cuts 16-bit RGB(A)
+# and gray + alpha silently to 8 bits, which the loader must see through.
+DEEP = {
+    "gray16.png": (lambda: imagecodecs.png_encode(_U16(4, 5)), "16-bit samples (gray, PNG"),
+    "rgb16.png": (lambda: imagecodecs.png_encode(_U16(4, 5, 3)), "16-bit samples (RGB, PNG"),
+    "rgba16.png": (lambda: imagecodecs.png_encode(np.full((4, 5, 4), 65535, np.uint16)),
+                   "16-bit samples (RGBA, PNG"),
+    "graya16.png": (lambda: imagecodecs.png_encode(np.full((4, 5, 2), 65535, np.uint16)),
+                    "16-bit samples (gray + alpha, PNG"),
+    "int32.tif": (lambda: _pillow_bytes(np.arange(20, dtype=np.int32).reshape(4, 5) << 12,
+                                        "TIFF"), "32-bit samples (gray, TIFF"),
+    "float.tif": (lambda: _pillow_bytes(np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5),
+                                        "TIFF"), "float samples (gray, TIFF"),
+    "rgb16.ppm": (lambda: _pnm(b"P6", 65535, _U16(4, 5, 3)), "16-bit samples (RGB, PPM"),
+    "gray10.pgm": (lambda: _pnm(b"P5", 1023, _U16(4, 5) % 1024), "10-bit samples (gray, PPM"),
+}
+
+
+def _pillow_bytes(array: np.ndarray, fmt: str) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(array).save(buf, format=fmt)
+  return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_every_deep_image_is_rejected_with_a_conversion_command(tmp_path, name):
+  make, says = DEEP[name]
+  path = tmp_path / name
+  path.write_bytes(make())
+  with pytest.raises(ValueError) as e:
+    images.load_image(path)
+  message = str(e.value)
+  assert says in message, message
+  assert str(path) in message and "only 8-bit images are read" in message
+  assert f"magick {path} -depth 8 {tmp_path / name.split('.')[0]}_8bit.png" in message
+
+
+def test_eight_bit_pnm_with_a_small_maxval_is_read(tmp_path):
+  path = tmp_path / "small_maxval.ppm"
+  path.write_bytes(_pnm(b"P6", 100, np.full((2, 3, 3), 100, np.uint8)))
+  np.testing.assert_array_equal(images.load_image(path), np.full((2, 3, 3), 255, np.uint8))
+
+
+def test_paths_that_are_not_image_files_say_what_they_are(tmp_path):
+  with pytest.raises(IsADirectoryError, match="is a directory, not a file"):
+    images.load_image(tmp_path)
+  os.symlink(tmp_path / "nowhere.png", tmp_path / "link.png")
+  with pytest.raises(FileNotFoundError, match="symbolic link to .*nowhere.png"):
+    images.load_image(tmp_path / "link.png")
+  os.mkfifo(tmp_path / "pipe.png")
+  with pytest.raises(ValueError, match="not a regular file"):
+    images.load_image(tmp_path / "pipe.png")
+  _save(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+  with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+    images.image_paths(tmp_path / "a.png")
 
 
 def test_corrupt_truncated_and_missing_files_name_the_file(tmp_path):
