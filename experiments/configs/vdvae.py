@@ -66,7 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.b1 = 0.9                   # Adam beta1 (paper: 0.9)
   c.optimizer.b2 = 0.9                   # Adam beta2 (paper: 0.9)
   c.optimizer.grad_clip_norm = 200.0     # clip the gradient norm (openai/vdvae: 200)
-  c.optimizer.skip_threshold = 400.0     # skip updates with a larger gradient norm (openai/vdvae: 400)
+  c.optimizer.skip_threshold = 400.0     # skip updates of larger gradient norm (openai/vdvae: 400)
   c.optimizer.ema_decay = 0.99           # EMA of the parameters, used for eval and sampling
 
   c.data = ml_collections.ConfigDict()
