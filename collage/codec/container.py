@@ -44,15 +44,23 @@ class Header:
   channels: int
 
 
-def _check_geometry(height: int, width: int, channels: int) -> None:
+class NotContainerError(CodecError):
+  """The bytes are not a container file at all (wrong magic bytes)."""
+
+
+class _BadField(Exception):
+  """A header field holds a value no valid file has; the text says which field and why."""
+
+
+def _check_geometry(height: int, width: int, channels: int, err=CodecError) -> None:
   if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-    raise CodecError(f"implausible image size {height}x{width}: height and width must be "
-                     f"in 1..{MAX_SIDE}")
+    raise err(f"implausible image size {height}x{width}: height and width must be "
+              f"in 1..{MAX_SIDE}")
   if height * width > MAX_PIXELS:
-    raise CodecError(f"implausible image size {height}x{width}: more than {MAX_PIXELS} pixels")
+    raise err(f"implausible image size {height}x{width}: more than {MAX_PIXELS} pixels")
   if channels not in SUPPORTED_CHANNELS:
-    raise CodecError(f"unsupported channel count {channels}; valid: "
-                     f"{', '.join(map(str, SUPPORTED_CHANNELS))}")
+    raise err(f"unsupported channel count {channels}; valid: "
+              f"{', '.join(map(str, SUPPORTED_CHANNELS))}")
 
 
 def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
@@ -65,7 +73,7 @@ def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
     shift += 7
     if not byte & 0x80:
       return value, pos + i + 1
-  raise CodecError(f"corrupt file: the {what} field is not a valid varint")
+  raise _BadField(f"the {what} field is not a valid varint (longer than 10 bytes)")
 
 
 def codec_name_for_id(codec_id: int) -> str | None:
@@ -101,20 +109,49 @@ def pack(codec_id: int, height: int, width: int, channels: int, params: bytes,
   return body + zlib.crc32(body).to_bytes(_CRC_BYTES, "little")
 
 
-def _parse(data: bytes) -> tuple[Header, bytes, bytes]:
-  """Parses and verifies a file, without checking which codec wrote it."""
-  data = bytes(data)
-  if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
-    if MAGIC.startswith(data):
-      raise CodecError(f"truncated file: {len(data)} bytes, shorter than the file signature")
-    raise CodecError("not a collage codec file (wrong magic bytes)")
+def _crc_matches(body: bytes, stored: bytes) -> bool:
+  return len(stored) == _CRC_BYTES and zlib.crc32(body) == int.from_bytes(stored, "little")
+
+
+def _intact(data: bytes) -> bool:
+  """Whether the file's last 4 bytes are the CRC-32 of every byte before them, as written."""
+  return len(data) > _CRC_BYTES and _crc_matches(data[:-_CRC_BYTES], data[-_CRC_BYTES:])
+
+
+def _check_signature(data: bytes) -> None:
+  if data[:len(MAGIC)] == MAGIC:
+    return
+  if MAGIC.startswith(data):
+    raise CodecError(f"truncated file: {len(data)} bytes, shorter than the file signature")
+  if _intact(MAGIC + data[len(MAGIC):]):
+    raise CodecError("corrupt file: its signature (the first 4 bytes) is damaged; the rest "
+                     "of the file is intact")
+  raise NotContainerError("not a collage codec file (wrong magic bytes)")
+
+
+def _check_version(data: bytes, version: int) -> None:
+  if version in SUPPORTED_VERSIONS:
+    return
+  pos = len(MAGIC)
+  for v in SUPPORTED_VERSIONS:
+    if _intact(data[:pos] + bytes([v]) + data[pos + 1:]):
+      raise CodecError(f"corrupt file: its format version byte is damaged (reads {version}; "
+                       f"the checksum shows it was written as version {v})")
+  raise CodecError(f"unsupported format version {version}; this build reads version(s) "
+                   f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
+
+
+def _layout(data: bytes) -> tuple[Header, list[bytes], int]:
+  """Reads the header fields and locates the sections (nothing is verified by the checksum).
+
+  Returns (header, [params, payload], where the checksum starts). Raises CodecError for a
+  file that ends inside the header or whose sections run past its end, and _BadField for a
+  field value no valid file has."""
   pos = len(MAGIC)
   if len(data) < pos + 2:
     raise CodecError("truncated file: ends inside the header")
   version, codec_id = data[pos], data[pos + 1]
-  if version not in SUPPORTED_VERSIONS:
-    raise CodecError(f"unsupported format version {version}; this build reads version(s) "
-                     f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
+  _check_version(data, version)
   pos += 2
   height, pos = _read_varint(data, pos, "height")
   width, pos = _read_varint(data, pos, "width")
@@ -122,23 +159,52 @@ def _parse(data: bytes) -> tuple[Header, bytes, bytes]:
     raise CodecError("truncated file: ends inside the header")
   channels = data[pos]
   pos += 1
+  _check_geometry(height, width, channels, _BadField)
   sections = []
   for what in ("params", "payload"):
     length, pos = _read_varint(data, pos, f"{what} length")
     if pos + length + _CRC_BYTES > len(data):
-      raise CodecError(f"truncated file: the {what} section declares {length} bytes but the "
-                       f"file ends {pos + length + _CRC_BYTES - len(data)} bytes early")
+      short = pos + length + _CRC_BYTES - len(data)
+      problem = (f"the {what} section declares {length} bytes but the file ends {short} "
+                 "bytes early")
+      if _intact(data):
+        raise CodecError(f"corrupt file: {problem} (the file is as written: a faulty writer)")
+      raise CodecError(f"truncated file, or a damaged header: {problem}")
     sections.append(data[pos:pos + length])
     pos += length
-  end = pos + _CRC_BYTES
-  if len(data) > end:
-    raise CodecError(f"corrupt file: {len(data) - end} unexpected trailing bytes after the "
-                     "checksum")
-  stored = int.from_bytes(data[pos:end], "little")
-  if zlib.crc32(data[:pos]) != stored:
+  return Header(version, codec_id, height, width, channels), sections, pos
+
+
+def _parse(data: bytes) -> tuple[Header, bytes, bytes]:
+  """Parses and verifies a file, without checking which codec wrote it.
+
+  A failure names what is wrong: not our file, a damaged signature or version byte, an
+  unsupported version, truncation, bytes appended after an intact file, a header whose fields
+  or section lengths are damaged, or damage anywhere else (checksum mismatch)."""
+  data = bytes(data)
+  _check_signature(data)
+  intact = _intact(data)
+  try:
+    header, (params, payload), end = _layout(data)
+  except _BadField as e:
+    if intact:  # written that way
+      raise CodecError(str(e)) from None
+    raise CodecError(f"corrupt file: checksum mismatch, and the header is damaged: {e}") \
+        from None
+  extra = len(data) - end - _CRC_BYTES
+  if extra and _crc_matches(data[:end], data[end:end + _CRC_BYTES]):
+    raise CodecError(f"corrupt file: {extra} unexpected trailing bytes after the checksum "
+                     "(the file before them is intact)")
+  if extra and intact:
+    raise CodecError(f"corrupt file: its header's section lengths cover {end + _CRC_BYTES} of "
+                     f"its {len(data)} bytes (the file is as written: a faulty writer)")
+  if extra:
+    raise CodecError(f"corrupt file: checksum mismatch, and the header is damaged: its "
+                     f"section lengths (params {len(params)}, payload {len(payload)} bytes) "
+                     f"do not add up to the file's {len(data)} bytes")
+  if not intact:
     raise CodecError("corrupt file: checksum mismatch (the file was damaged or modified)")
-  _check_geometry(height, width, channels)
-  return Header(version, codec_id, height, width, channels), sections[0], sections[1]
+  return header, params, payload
 
 
 def unpack(data: bytes, expected_codec_id: int | None = None) -> tuple[Header, bytes, bytes]:
@@ -152,8 +218,9 @@ def unpack(data: bytes, expected_codec_id: int | None = None) -> tuple[Header, b
     (header, params, payload).
 
   Raises:
-    CodecError: not our file, unsupported version, wrong codec, truncated, trailing bytes,
-      checksum mismatch or implausible geometry; the message says which.
+    CodecError: not our file, a damaged signature or version byte, an unsupported version,
+      wrong codec, truncated, trailing bytes, a damaged header (a field or the section
+      lengths), checksum mismatch or implausible geometry; the message says which.
   """
   header, params, payload = _parse(data)
   if expected_codec_id is not None and header.codec_id != expected_codec_id:

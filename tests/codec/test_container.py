@@ -63,6 +63,44 @@ def test_truncation_trailing_checksum_and_codec_id():
     container.unpack(data, expected_codec_id=3)
 
 
+def _flip(data: bytes, i: int, mask: int = 0x01) -> bytes:
+  d = bytearray(data)
+  d[i] ^= mask
+  return bytes(d)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: _flip(d, 2), r"signature \(the first 4 bytes\) is damaged; the rest of the file "
+     "is intact"),
+    (lambda d: _flip(d, 4, 0x08), r"format version byte is damaged \(reads 9; the checksum "
+     r"shows it was written as version 1\)"),
+    (lambda d: _flip(d, 5), r"^corrupt file: checksum mismatch \(the file was damaged"),  # id
+    (lambda d: _flip(d, 8, 0x04), "checksum mismatch, and the header is damaged: unsupported "
+     "channel count 7; valid: 1, 3"),
+    (lambda d: _flip(d, 9, 0x02), r"checksum mismatch, and the header is damaged: its section "
+     r"lengths \(params 0, payload 1 bytes\) do not add up to the file's 30 bytes"),
+    (lambda d: _flip(d, 9, 0x10), "truncated file, or a damaged header: the params section "
+     "declares 18 bytes"),
+    (lambda d: d + b"\0\0", r"2 unexpected trailing bytes after the checksum \(the file before "
+     r"them is intact\)"),
+    (lambda d: d[:-1], "truncated file, or a damaged header: the payload section"),
+])
+def test_each_kind_of_damage_is_named(mutate, message):
+  data = _file()  # magic 0-3, version 4, codec id 5, height 6, width 7, channels 8, params 9..
+  with pytest.raises(CodecError, match=message):
+    container.unpack(mutate(data))
+
+
+def test_a_faulty_writer_is_told_from_damage():
+  """A file whose checksum matches but whose section lengths do not fit was written so."""
+  body = b"CLG\x1a\x01\x07\x02\x02\x01\x00\x01"  # the payload's 1 byte is missing
+  with pytest.raises(CodecError, match="file ends 1 bytes early .*faulty writer"):
+    container.unpack(_with_crc(body))
+  body = b"CLG\x1a\x01\x07\x02\x02\x01\x00\x00\x00"  # a byte the lengths do not cover
+  with pytest.raises(CodecError, match="cover 15 of its 16 bytes .*faulty writer"):
+    container.unpack(_with_crc(body))
+
+
 def test_implausible_geometry():
   with pytest.raises(CodecError, match="implausible image size 0x5"):
     container.pack(1, 0, 5, 3, b"", b"")
