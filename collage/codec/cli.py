@@ -9,16 +9,21 @@ Usage::
 
 ``decompress`` and ``info`` read the codec from the file (its codec id); files written by
 the reference codecs (``--codec jpeg|webp|jpeg2000``) are standard JPEG / WebP / J2K files
-and are recognised by their signature. Every error (unreadable or unsupported image, not
-our file, wrong version, corrupt file, bad option, unknown codec) prints one line to stderr
-and exits with status 2; an existing output is kept unless ``--force``; outputs are written
-to a temporary file and renamed, so a failed run leaves no partial file.
+and are recognised by their signature. Every error (an input that is missing, a directory or
+not a regular file; an unreadable image, one deeper than 8 bits or in an unsupported mode;
+not our file, wrong version, damaged or crafted file, each named as such; a bad option or
+unknown codec; an output that cannot be written; a decode larger than the available memory,
+refused before it starts; running out of memory) prints one line to stderr and exits with
+status 2; an existing output is kept unless ``--force``; outputs are written to a temporary
+file and renamed, so a failed run leaves no partial file. Status 1 is kept for bugs.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -94,14 +99,26 @@ def _int_option(text: str, name: str, check) -> int:
     raise UsageError(str(e).replace(name, f"--{name}", 1)) from None
 
 
+def _check_input(path: str, what: str) -> None:
+  """One line unless ``path`` is a regular file: missing, a directory, a broken link, or a
+  device, pipe or socket (reading one of those could block or never end)."""
+  from collage.data.images import check_file  # pylint: disable=import-outside-toplevel
+  try:
+    check_file(path, what)
+  except (OSError, ValueError) as e:
+    raise UsageError(str(e)) from None
+
+
 def _read_bytes(path: str) -> bytes:
-  if not os.path.isfile(path):
-    raise UsageError(f"input file {path!r} does not exist")
+  _check_input(path, "input file")
   try:
     with open(path, "rb") as f:
-      return f.read()
+      data = f.read()
   except OSError as e:
     raise UsageError(f"cannot read {path!r}: {e.strerror or e}") from None
+  if not data:
+    raise UsageError(f"input file {path!r} is empty")
+  return data
 
 
 def _check_output(path: str, force: bool) -> None:
@@ -117,7 +134,11 @@ def _check_output(path: str, force: bool) -> None:
 def _write_atomic(path: str, write) -> None:
   """Calls ``write(file_object)`` on a temporary file next to ``path``, then renames it."""
   folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+  try:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
+                               suffix=".tmp")
+  except OSError as e:
+    raise UsageError(f"cannot write {path!r}: {e.strerror or e}") from None
   umask = os.umask(0)
   os.umask(umask)
   try:
@@ -127,16 +148,17 @@ def _write_atomic(path: str, write) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     if os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError):  # disk full, quota, a format that cannot hold the image, ...
+      raise UsageError(f"cannot write {path!r}: {e.strerror or e}") from None
     raise
 
 
 def _load_image(path: str) -> np.ndarray:
   from collage.data.images import load_image  # pylint: disable=import-outside-toplevel
-  if not os.path.isfile(path):
-    raise UsageError(f"input image {path!r} does not exist")
+  _check_input(path, "input image")
   try:
     return load_image(path)
   except (OSError, ValueError) as e:
@@ -163,21 +185,39 @@ def _make_codec(name: str, model: str | None, refine: int | None = None,
   return get_codec(name, **kwargs)
 
 
-def _codec_for_file(data: bytes, model: str | None = None):
+def _describe(data: bytes, path: str) -> dict:
+  """``container.describe`` of a file; an ordinary image (PNG, BMP, ...) given where a
+  compressed file belongs is named as such."""
+  try:
+    return container.describe(data)  # raises the precise error for bad files
+  except container.NotContainerError:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    try:
+      with Image.open(io.BytesIO(data)) as img:
+        fmt = img.format
+    except Exception:  # not an image either: the container's message stands  # noqa: BLE001
+      fmt = None
+    if fmt is None:
+      raise
+    raise UsageError(f"{path!r} is a {fmt} image, not a compressed file; to compress it: "
+                     f"{PROG} compress {shlex.quote(path)} OUT.clg") from None
+
+
+def _codec_for_file(data: bytes, path: str, model: str | None = None):
   """(codec instance, codec name) for a compressed file, from its codec id or signature."""
   from collage.codec import reference  # pylint: disable=import-outside-toplevel
   foreign = reference.sniff(data[:16])
   if foreign is not None:
     return _make_codec(foreign, model), foreign
-  header, _, _ = container.unpack(data)  # raises the precise error for bad files
-  name = container.codec_name_for_id(header.codec_id)
+  d = _describe(data, path)
+  name = d["codec"]
   if name is None:
     ids = []
     for n in codec_names():
       cid = _codec_id_of(n)
       if cid is not None:
         ids.append(f"{cid} ({n})")
-    raise CodecError(f"the file was written by codec id {header.codec_id}, which this build "
+    raise CodecError(f"the file was written by codec id {d['codec_id']}, which this build "
                      f"does not have; available codec ids: {', '.join(ids) or 'none'}")
   return _make_codec(name, model), name
 
@@ -228,7 +268,7 @@ def _decompress(args) -> None:
   _check_output(args.output, args.force)
   fmt = _save_format(args.output)
   data = _read_bytes(args.input)
-  codec, name = _codec_for_file(data, args.model)
+  codec, name = _codec_for_file(data, args.input, args.model)
   start = time.perf_counter()
   image = codec.decompress(data, scale=scale)
   seconds = time.perf_counter() - start
@@ -253,7 +293,7 @@ def _info(args) -> None:
             ("size", f"{w} x {h}, {c} channel{'s' if c > 1 else ''}"),
             ("file", f"{len(data)} bytes"), ("bpp", f"{bpp(len(data), h, w):.4f}")]
   else:
-    d = container.describe(data)
+    d = _describe(data, args.input)
     codec = d["codec"] or "not available in this build"
     rows = [("codec", f"{codec} (id {d['codec_id']})"),
             ("version", str(d["version"])),
@@ -296,8 +336,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{PROG}: interrupted", file=sys.stderr)
     return 130
   except Exception as e:  # a bug, not bad input: still one line  # noqa: BLE001
+    if _out_of_memory(e):
+      print(f"{PROG}: error: out of memory; free memory, or give a smaller image (compress) "
+            "or a smaller --scale (decompress)", file=sys.stderr)
+      return EXIT_ERROR
     print(f"{PROG}: internal error (please report): {type(e).__name__}: {e}", file=sys.stderr)
     return EXIT_INTERNAL
+
+
+def _out_of_memory(e: Exception) -> bool:
+  """Python's MemoryError, or XLA's failed allocation (a runtime error whose text says so:
+  "RESOURCE_EXHAUSTED: ..." on accelerators, "INTERNAL: ... Out of memory allocating N bytes"
+  on the CPU)."""
+  return isinstance(e, MemoryError) or (
+      type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError")
+      and ("RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e)))
 
 
 if __name__ == "__main__":

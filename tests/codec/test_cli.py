@@ -3,7 +3,9 @@
 import os
 import subprocess
 import sys
+import zlib
 
+import imagecodecs
 import numpy as np
 import pytest
 from PIL import Image
@@ -106,15 +108,21 @@ def test_errors_are_one_line(tmp_path, image_file, capsys):
   assert "cannot read image" in _error(capsys, "compress", "--codec", "rawtest",
                                        tmp_path / "notimg.png", tmp_path / "a")
   Image.fromarray(np.zeros((4, 4), np.uint16)).save(tmp_path / "deep.png")
-  assert "mode" in _error(capsys, "compress", "--codec", "rawtest", tmp_path / "deep.png",
-                          tmp_path / "a")
+  assert "16-bit samples" in _error(capsys, "compress", "--codec", "rawtest",
+                                    tmp_path / "deep.png", tmp_path / "a")
   assert "exists; pass --force" in _error(capsys, "compress", "--codec", "rawtest", src, clg)
   assert clg.read_bytes() == good
-  assert "not a collage codec file" in _error(capsys, "decompress", src, tmp_path / "a.png")
-  assert "not a collage codec file" in _error(capsys, "info", src)
+  assert "is a PNG image, not a compressed" in _error(capsys, "decompress", src,
+                                                     tmp_path / "a.png")
   bad = bytearray(good)
   bad[4] = 9
   (tmp_path / "v9.clg").write_bytes(bytes(bad))
+  assert "version byte is damaged (reads 9" in _error(capsys, "info", tmp_path / "v9.clg")
+  h, params, payload = container.unpack(good)
+  newer = container.pack(h.codec_id, h.height, h.width, h.channels, params, payload)
+  newer = bytearray(newer[:-4])
+  newer[4] = 9  # a file of a later version, intact: its own checksum matches
+  (tmp_path / "v9.clg").write_bytes(bytes(newer) + zlib.crc32(newer).to_bytes(4, "little"))
   assert "unsupported format version 9" in _error(capsys, "info", tmp_path / "v9.clg")
   (tmp_path / "cut.clg").write_bytes(good[:-10])
   assert "truncated" in _error(capsys, "decompress", tmp_path / "cut.clg", tmp_path / "a.png")
@@ -141,4 +149,59 @@ def test_subprocess_exit_status(tmp_path, image_file):
   bad = subprocess.run(cmd + ["decompress", src, str(tmp_path / "y.png")], capture_output=True,
                        text=True, env=env, timeout=60)
   assert bad.returncode == 2
-  assert bad.stderr == "collage-codec: error: not a collage codec file (wrong magic bytes)\n"
+  assert bad.stderr == (f"collage-codec: error: {src!r} is a PNG image, not a compressed file; "
+                        f"to compress it: collage-codec compress {src} OUT.clg\n")
+
+
+def test_inputs_that_are_not_files_say_what_they_are(tmp_path, image_file, capsys):
+  src, _ = image_file
+  out = tmp_path / "a.png"
+  for command in (("decompress", tmp_path, out), ("info", tmp_path),
+                  ("compress", "--codec", "rawtest", tmp_path, tmp_path / "a")):
+    assert "is a directory, not a file" in _error(capsys, *command)
+  os.mkfifo(tmp_path / "pipe.clg")  # reading it would block: it must not be opened
+  assert "not a regular file" in _error(capsys, "info", tmp_path / "pipe.clg")
+  os.symlink(tmp_path / "gone.clg", tmp_path / "link.clg")
+  assert "symbolic link to" in _error(capsys, "info", tmp_path / "link.clg")
+  (tmp_path / "empty.clg").write_bytes(b"")
+  assert "is empty" in _error(capsys, "decompress", tmp_path / "empty.clg", out)
+  (tmp_path / "noise.clg").write_bytes(b"\x01\x02\x03\x04\x05")
+  assert "not a collage codec file" in _error(capsys, "info", tmp_path / "noise.clg")
+  assert "is a PNG image, not a compressed file" in _error(capsys, "info", src)
+  assert not os.path.exists(out)
+
+
+def test_deep_images_are_refused_with_the_command_that_converts_them(tmp_path, capsys):
+  path = tmp_path / "rgb16.png"
+  path.write_bytes(imagecodecs.png_encode(np.full((4, 5, 3), 40000, np.uint16)))
+  err = _error(capsys, "compress", "--codec", "rawtest", path, tmp_path / "a.clg")
+  assert "16-bit samples (RGB, PNG format)" in err and f"magick {path} -depth 8" in err
+  assert not os.path.exists(tmp_path / "a.clg")
+
+
+def test_write_failures_are_one_line_and_leave_nothing(tmp_path, image_file, capsys):
+  src, _ = image_file
+  clg = tmp_path / "x.clg"
+  assert _run(capsys, "compress", "--codec", "rawtest", src, clg)[0] == 0
+  assert "cannot write" in _error(capsys, "decompress", clg, tmp_path / "a.xbm")  # RGB as XBM
+  assert sorted(os.listdir(tmp_path)) == ["in.png", "x.clg"]
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError("Unable to allocate 768. MiB for an array"),
+    type("JaxRuntimeError", (RuntimeError,), {})(
+        "INTERNAL: Error dispatching computation: Out of memory allocating 3455705936 bytes."),
+    type("XlaRuntimeError", (RuntimeError,), {})("RESOURCE_EXHAUSTED: Out of memory"),
+])
+def test_running_out_of_memory_is_one_line(tmp_path, image_file, capsys, monkeypatch, error):
+  src, _ = image_file
+  clg = tmp_path / "x.clg"
+  assert _run(capsys, "compress", "--codec", "rawtest", src, clg)[0] == 0
+
+  def fail(*_, **__):
+    raise error
+
+  monkeypatch.setattr(_RawCodec, "decompress", fail)
+  err = _error(capsys, "decompress", "--scale", 16, clg, tmp_path / "a.png")
+  assert "out of memory" in err and "smaller --scale" in err
+  assert sorted(os.listdir(tmp_path)) == ["in.png", "x.clg"]
