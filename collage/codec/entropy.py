@@ -136,9 +136,12 @@ class ByteReader:
   def rest(self) -> bytes:
     return self.raw(self.remaining)
 
-  def expect_end(self) -> None:
+  def expect_end(self, after: str = "") -> None:
+    """Raises unless every byte was read; ``after`` names what should have filled them
+    (e.g. "the 3 channels that the header declares")."""
     if self.remaining:
-      raise CodecError(f"corrupt {self._what}: {self.remaining} unexpected bytes at the end")
+      where = f"left over after {after}" if after else "at the end"
+      raise CodecError(f"corrupt {self._what}: {self.remaining} unexpected bytes {where}")
 
 
 # ----------------------------------------------------------------------------- bit packing

@@ -129,6 +129,20 @@ def encode_symbols(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> byte
   return coder.get_compressed().astype("<u4").tobytes()
 
 
+def _expect_exact(payload: bytes, recoded: bytes, what: str) -> None:
+  """Raises unless ``payload`` is exactly ``recoded``, the coding of the codes decoded from it:
+  a range decoder reads past its data without complaint and stops wherever it is told, so
+  only this shows a payload that holds other than ``what`` the header declares."""
+  if recoded == payload:
+    return
+  if len(payload) > len(recoded):
+    raise CodecError(f"corrupt neural payload: {len(payload) - len(recoded)} unexpected bytes "
+                     f"left over after {what}")
+  if len(payload) < len(recoded):
+    raise CodecError(f"corrupt neural payload: it ends before {what}")
+  raise CodecError(f"corrupt neural payload: it does not hold exactly {what}")
+
+
 def decode_symbols(data: bytes, n_tiles: int, slots: np.ndarray,
                    tables: np.ndarray) -> np.ndarray:
   """Inverse of :func:`encode_symbols` -> int64 [n_tiles, N]. Raises CodecError on bad data."""
@@ -137,6 +151,17 @@ def decode_symbols(data: bytes, n_tiles: int, slots: np.ndarray,
     return _decode_slots(coder, n_tiles, slots, tables)
   except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
     raise CodecError(f"corrupt neural payload: {e}") from None
+
+
+def _mixed_payload(code: "TileCode", channels: int) -> bytes:
+  """The payload of a per-tile (version-2) file: each tile's model index, uniform over the
+  K models, then every model's codes as in :func:`encode_symbols`, in one range coder."""
+  import constriction  # pylint: disable=import-outside-toplevel
+  coder = constriction.stream.queue.RangeEncoder()
+  coder.encode(code.choice.astype(np.int32), _categorical(np.ones(len(code.models))))
+  for m, q in zip(code.models, code.codes):
+    _encode_slots(coder, q, m.layout.slots_for(channels), m.tables)
+  return coder.get_compressed().astype("<u4").tobytes()
 
 
 def _pad_to_tiles(image: np.ndarray, tile: int) -> np.ndarray:
@@ -165,6 +190,30 @@ def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
   (cut like :func:`image_tiles`)."""
   mask = np.pad(np.ones((height, width), np.float32), ((0, -height % tile), (0, -width % tile)))
   return _cut_tiles(mask, tile)
+
+
+def _decode_payload(models, version: int, payload: bytes, n_tiles: int,
+                    c: int) -> tuple["TileCode", bytes]:
+  """The code in a payload, and the payload its code encodes to (the same bytes for a valid
+  file; bit-packed payloads are checked for their exact length as they are read)."""
+  if version == PARAMS_VERSION:
+    m = models[0]
+    slots = m.layout.slots_for(c)
+    if m.cfg.coding == "entropy":
+      q = decode_symbols(payload, n_tiles, slots, m.tables)
+      return TileCode.single(m, q), encode_symbols(q, slots, m.tables)
+    bits = m.cfg.bitpack_bits
+    q = unpack_bits(payload, n_tiles * len(slots), bits).reshape(n_tiles, len(slots))
+    return TileCode.single(m, q - 2 ** (bits - 1)), payload
+  coder = _range_decoder(payload)
+  try:
+    choice = np.asarray(coder.decode(_categorical(np.ones(len(models))), n_tiles), np.int64)
+    codes = tuple(_decode_slots(coder, int(np.sum(choice == i)), m.layout.slots_for(c),
+                                m.tables) for i, m in enumerate(models))
+  except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
+    raise CodecError(f"corrupt neural payload: {e}") from None
+  code = TileCode(models, choice, codes)
+  return code, _mixed_payload(code, c)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +367,6 @@ class NeuralCollageCodec(Codec):
   def write_code(self, code: TileCode, height: int, width: int, channels: int) -> bytes:
     """A :class:`TileCode` of an image of that size -> container bytes (version-1 params for
     one model, version 2 for several)."""
-    import constriction  # pylint: disable=import-outside-toplevel
     h, w, c = height, width, channels
     if len(code.models) == 1:
       m, q = code.models[0], code.codes[0]
@@ -340,12 +388,7 @@ class NeuralCollageCodec(Codec):
     for m in code.models:
       writer.raw(m.fingerprint)
     params = writer.varint(code.models[0].cfg.tile).u8(_CODING_IDS["entropy"]).getvalue()
-    coder = constriction.stream.queue.RangeEncoder()
-    coder.encode(code.choice.astype(np.int32), _categorical(np.ones(k)))
-    for m, q in zip(code.models, code.codes):
-      _encode_slots(coder, q, m.layout.slots_for(c), m.tables)
-    payload = coder.get_compressed().astype("<u4").tobytes()
-    return container.pack(self.codec_id, h, w, c, params, payload)
+    return container.pack(self.codec_id, h, w, c, params, _mixed_payload(code, c))
 
   # -- decoding ---------------------------------------------------------------------------
   def _model_with(self, fingerprint: bytes) -> LoadedModel:
@@ -384,24 +427,13 @@ class NeuralCollageCodec(Codec):
                          f"not match model {m.fingerprint.hex()}")
     c = header.channels
     n_tiles = -(-header.height // tile) * -(-header.width // tile)
-    if version == PARAMS_VERSION:
-      m = models[0]
-      slots = m.layout.slots_for(c)
-      if m.cfg.coding == "entropy":
-        q = decode_symbols(payload, n_tiles, slots, m.tables)
-      else:
-        bits = m.cfg.bitpack_bits
-        q = unpack_bits(payload, n_tiles * len(slots), bits).reshape(n_tiles, len(slots))
-        q = q - 2 ** (bits - 1)
-      return TileCode.single(m, q), header
-    coder = _range_decoder(payload)
+    what = f"the codes of the {n_tiles} tiles of the {c}-channel image that the header declares"
     try:
-      choice = np.asarray(coder.decode(_categorical(np.ones(k)), n_tiles), np.int64)
-      codes = tuple(_decode_slots(coder, int(np.sum(choice == i)), m.layout.slots_for(c),
-                                  m.tables) for i, m in enumerate(models))
-    except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
-      raise CodecError(f"corrupt neural payload: {e}") from None
-    return TileCode(models, choice, codes), header
+      code, recoded = _decode_payload(models, version, payload, n_tiles, c)
+    except CodecError as e:
+      raise CodecError(f"{e} (reading {what})") from None
+    _expect_exact(payload, recoded, what)
+    return code, header
 
   def reconstruct(self, code: TileCode, height: int, width: int, channels: int,
                   scale: int = 1) -> np.ndarray:

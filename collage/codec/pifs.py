@@ -138,33 +138,14 @@ class PIFSCodec(Codec):
     params, cmin = _parse_params(params_b)
     hp, wp = pifs.padded_shape(header.height, header.width, params.max_range)
     r = entropy.ByteReader(payload, "PIFS payload")
+    image = f"the {header.channels}-channel image that the header declares"
     channels = []
     for c in range(header.channels):
-      min_range = params.min_range if c == 0 else cmin
-      sizes = params.sizes(min_range)
-      max_flags = sum((hp // b) * (wp // b) for b in sizes[:-1])
-      n_split = r.varint(max_value=max_flags)
-      split = _read(r, n_split, 2).astype(bool)
       try:
-        layout = pifs.leaf_layout(hp, wp, params, min_range, split)
-      except ValueError as e:
-        raise CodecError(f"corrupt PIFS payload: {e}") from e
-      domains = []
-      for (ys, _), b in zip(layout, sizes):
-        if len(ys):
-          nh, nw = domain_grid(hp, wp, b, params.stride(b, hp, wp))
-          if nh * nw == 0:
-            raise CodecError(f"corrupt PIFS payload: leaves of size {b} where no domain fits")
-          domains.append(_read(r, len(ys), nh * nw))
-      n = pifs.num_leaves(layout)
-      iso = _read(r, n, 8)
-      s_idx = _read(r, n, params.quant.s_levels)
-      o_idx = _undelta(_read(r, n, params.quant.o_levels), params.quant.o_levels)
-      dom = np.concatenate(domains) if domains else np.zeros(0, np.int64)
-      channels.append(pifs.ChannelCode(min_range, split, dom.astype(np.int32),
-                                       iso.astype(np.int32), s_idx.astype(np.int32),
-                                       o_idx.astype(np.int32)))
-    r.expect_end()
+        channels.append(_read_channel(r, params, params.min_range if c == 0 else cmin, hp, wp))
+      except CodecError as e:
+        raise CodecError(f"{e} (reading channel {c + 1} of {image})") from None
+    r.expect_end(image)
     return pifs.PIFSCode(header.height, header.width, params, tuple(channels))
 
   def reconstruct(self, code: pifs.PIFSCode, scale: int = 1) -> np.ndarray:
@@ -185,11 +166,41 @@ def _parse_params(b: bytes) -> tuple[pifs.PIFSParams, int]:
   try:
     if not np.isfinite(s_max):
       raise ValueError(f"s_max is {s_max}")
+    if max_r < max(min_r, cmin):  # PIFSParams.validate lets max_range 0 through
+      raise ValueError(f"max_range {max_r} is below min_range {min_r} or chroma_min_range "
+                       f"{cmin}")
     params.validate()
     pifs.PIFSParams(max_r, cmin, sdiv).validate()
   except ValueError as e:
     raise CodecError(f"corrupt PIFS parameters: {e}") from e
   return params, cmin
+
+
+def _read_channel(r: entropy.ByteReader, params: pifs.PIFSParams, min_range: int, hp: int,
+                  wp: int) -> pifs.ChannelCode:
+  """One channel's streams (layout in the module docstring) -> its ChannelCode."""
+  sizes = params.sizes(min_range)
+  max_flags = sum((hp // b) * (wp // b) for b in sizes[:-1])
+  n_split = r.varint(max_value=max_flags)
+  split = _read(r, n_split, 2).astype(bool)
+  try:
+    layout = pifs.leaf_layout(hp, wp, params, min_range, split)
+  except ValueError as e:
+    raise CodecError(f"corrupt PIFS payload: {e}") from e
+  domains = []
+  for (ys, _), b in zip(layout, sizes):
+    if len(ys):
+      nh, nw = domain_grid(hp, wp, b, params.stride(b, hp, wp))
+      if nh * nw == 0:
+        raise CodecError(f"corrupt PIFS payload: leaves of size {b} where no domain fits")
+      domains.append(_read(r, len(ys), nh * nw))
+  n = pifs.num_leaves(layout)
+  iso = _read(r, n, 8)
+  s_idx = _read(r, n, params.quant.s_levels)
+  o_idx = _undelta(_read(r, n, params.quant.o_levels), params.quant.o_levels)
+  dom = np.concatenate(domains) if domains else np.zeros(0, np.int64)
+  return pifs.ChannelCode(min_range, split, dom.astype(np.int32), iso.astype(np.int32),
+                          s_idx.astype(np.int32), o_idx.astype(np.int32))
 
 
 def _read(r: entropy.ByteReader, count: int, alphabet: int) -> np.ndarray:
