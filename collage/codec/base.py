@@ -38,7 +38,17 @@ class Codec(abc.ABC):
   @abc.abstractmethod
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
     """A complete file's bytes -> uint8 [H*scale, W*scale, C]. Raises CodecError on any
-    file this codec did not write intact (wrong magic, version, codec, truncation, checksum)."""
+    file this codec did not write intact (wrong magic, version, codec, truncation, checksum),
+    and before a decode that would not fit in the available memory
+    (:func:`collage.codec.memory.check_decode_fits`)."""
+
+  def decode_bytes(self, height: int, width: int, channels: int, scale: int) -> int:
+    """Estimated peak memory (bytes) of ``decompress`` at ``scale`` of an image of that size,
+    beyond what the process holds already: working arrays, the returned image and one copy
+    of it (the caller's, to write it). This default fits decoders that make 8-bit pixels
+    and resize them (the reference codecs through Pillow): five 8-bit copies of the output."""
+    from collage.codec.memory import FIXED_BYTES  # pylint: disable=import-outside-toplevel
+    return FIXED_BYTES + 5 * height * scale * width * scale * channels
 
 
 _REGISTRY: dict[str, type[Codec]] = {}

@@ -61,6 +61,7 @@ from collage.codec import container, neural_models
 from collage.codec.base import (Codec, CodecError, check_image, check_quality, check_scale,
                                  register)
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
+from collage.codec.memory import FIXED_BYTES, check_decode_fits
 from collage.codec.neural_models import LoadedModel
 from collage.metrics.rd import rd_cost
 
@@ -172,7 +173,7 @@ def _pad_to_tiles(image: np.ndarray, tile: int) -> np.ndarray:
 
 def _cut_tiles(a: np.ndarray, tile: int) -> np.ndarray:
   """[H, W, ...] with H and W multiples of ``tile`` -> [n, T, T, ...]: its tiles in raster
-  order (inverse: the rearrangement in :meth:`NeuralCollageCodec.reconstruct`)."""
+  order (inverse: the tile placement in :meth:`NeuralCollageCodec.reconstruct`)."""
   return rearrange(a, "(nh th) (nw tw) ... -> (nh nw) th tw ...", th=tile, tw=tile)
 
 
@@ -437,20 +438,35 @@ class NeuralCollageCodec(Codec):
 
   def reconstruct(self, code: TileCode, height: int, width: int, channels: int,
                   scale: int = 1) -> np.ndarray:
-    """Decode a code to uint8 [height * scale, width * scale, channels]."""
-    t = code.models[0].cfg.tile
-    nh, nw = -(-height // t), -(-width // t)
-    tiles = np.zeros((nh * nw, t * scale, t * scale, channels), np.float32)
+    """Decode a code to uint8 [height * scale, width * scale, channels].
+
+    A chunk of tiles at a time (``LoadedModel.synthesise_chunks``), each written into the
+    output as 8-bit pixels: the memory is the output image plus one chunk's working set,
+    whatever the image size (:meth:`decode_bytes`)."""
+    t = code.models[0].cfg.tile * scale
+    nw = -(-width // code.models[0].cfg.tile)
+    h_out, w_out = height * scale, width * scale
+    out = np.empty((h_out, w_out, channels), np.uint8)
     for k, (m, q) in enumerate(zip(code.models, code.codes)):
-      sel = code.choice == k
-      if np.any(sel):
-        tiles[sel] = m.synthesise(q, channels, scale)
-    img = rearrange(tiles, "(nh nw) th tw c -> (nh th) (nw tw) c", nh=nh, nw=nw)
-    img = img[:height * scale, :width * scale]
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+      where = np.flatnonzero(code.choice == k)  # model k's tiles, in raster order
+      for start, tiles in m.synthesise_chunks(q, channels, scale):
+        pixels = np.round(np.clip(tiles, 0.0, 1.0) * 255.0).astype(np.uint8)
+        for i, tile in zip(where[start:start + len(tiles)], pixels):
+          y, x = (int(i) // nw) * t, (int(i) % nw) * t
+          out[y:y + t, x:x + t] = tile[:h_out - y, :w_out - x]
+    return out
 
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
     """Container bytes -> uint8 [H * scale, W * scale, C]."""
     scale = check_scale(scale)
     code, header = self.decode_code(data)
+    check_decode_fits(self, header.height, header.width, header.channels, scale)
     return self.reconstruct(code, header.height, header.width, header.channels, int(scale))
+
+  def decode_bytes(self, height: int, width: int, channels: int, scale: int) -> int:
+    """:meth:`reconstruct` holds the 8-bit output and one chunk of tiles in float32 with the
+    synthesis's own arrays (about 3 chunk-sized arrays were measured at scale 16); add the
+    caller's copy of the output."""
+    tile = max(m.cfg.tile for m in self.models) * scale
+    chunk = neural_models.ENCODE_BATCH * tile * tile * channels * 4
+    return FIXED_BYTES + 2 * height * width * scale * scale * channels + 3 * chunk

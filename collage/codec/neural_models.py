@@ -89,9 +89,15 @@ class LoadedModel:
 
   def synthesise(self, q: np.ndarray, channels: int, scale: int = 1) -> np.ndarray:
     """q: int [n, N_channels] -> float32 [n, kT, kT, channels] (not clipped)."""
-    out = [np.asarray(self._synthesise(self._state, chunk, channels, scale))
-           for chunk in _chunks(q.astype(np.int32))]
-    return np.concatenate(out)[:len(q)]
+    return np.concatenate([tiles for _, tiles in self.synthesise_chunks(q, channels, scale)])
+
+  def synthesise_chunks(self, q: np.ndarray, channels: int, scale: int = 1):
+    """:meth:`synthesise` a chunk of ENCODE_BATCH tiles at a time, for decoding in bounded
+    memory. Yields (start, float32 [m, kT, kT, channels]): the tiles q[start:start + m]."""
+    size = _chunk_size(len(q))
+    for start, chunk in zip(range(0, len(q), size), _chunks(q.astype(np.int32))):
+      tiles = np.asarray(self._synthesise(self._state, chunk, channels, scale))
+      yield start, tiles[:len(q) - start]
 
   def code_bits(self, q: np.ndarray, channels: int) -> np.ndarray:
     """The ideal code length in bits of each tile's code q [n, N_channels] under this model's
@@ -105,15 +111,19 @@ def _chunks(a: np.ndarray) -> list[np.ndarray]:
   that are padded to the next power of two, so the jitted passes see at most
   log2(ENCODE_BATCH) + 1 batch shapes (the per-tile model choice calls them on tile subsets
   of every size; one shape per size would compile without end)."""
-  n = len(a)
-  size = ENCODE_BATCH if n >= ENCODE_BATCH else 1 << max(0, n - 1).bit_length()
+  size = _chunk_size(len(a))
   out = []
-  for i in range(0, n, size):
+  for i in range(0, len(a), size):
     c = a[i:i + size]
     if len(c) < size:
       c = np.concatenate([c, np.zeros((size - len(c),) + c.shape[1:], c.dtype)])
     out.append(c)
   return out
+
+
+def _chunk_size(n: int) -> int:
+  """Rows per chunk of :func:`_chunks` for ``n`` rows."""
+  return ENCODE_BATCH if n >= ENCODE_BATCH else 1 << max(0, n - 1).bit_length()
 
 
 def model_dirs(path: str) -> list[str]:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from collage.codec.base import Codec, CodecError, check_image, check_quality, check_scale, register
+from collage.codec.memory import check_decode_fits
 
 # Leading bytes of each format, for recognising foreign files (e.g. in ``collage-codec``).
 SIGNATURES = {
@@ -74,12 +75,15 @@ class _PillowCodec(Codec):
       raise CodecError(f"not a {self.format_name} file (wrong signature)")
     try:
       with Image.open(io.BytesIO(data)) as img:
+        check_decode_fits(self, img.height, img.width, 1 if img.mode == "L" else 3, scale)
         img.load()
         if img.mode not in ("L", "RGB"):
           img = img.convert("RGB")
         if scale > 1:
           img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BICUBIC)
         out = np.asarray(img, np.uint8)
+    except CodecError:  # the memory check's refusal, not a corrupt file
+      raise
     except (OSError, SyntaxError, ValueError) as e:
       raise CodecError(f"corrupt {self.format_name} file: {e}") from None
     return out[..., None].copy() if out.ndim == 2 else out.copy()
