@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import io
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -69,22 +70,29 @@ class _PillowCodec(Codec):
     self._save(img, quality, buf)
     return buf.getvalue()
 
+  def _check_complete(self, data: bytes) -> None:
+    """Raises CodecError for a file its decoder would read although it is cut short."""
+
   def decompress(self, data: bytes, scale: int = 1) -> np.ndarray:
     scale = check_scale(scale)
     if sniff(bytes(data[:16])) != self.name:
       raise CodecError(f"not a {self.format_name} file (wrong signature)")
+    self._check_complete(bytes(data))
     try:
-      with Image.open(io.BytesIO(data)) as img:
-        check_decode_fits(self, img.height, img.width, 1 if img.mode == "L" else 3, scale)
-        img.load()
-        if img.mode not in ("L", "RGB"):
-          img = img.convert("RGB")
-        if scale > 1:
-          img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BICUBIC)
-        out = np.asarray(img, np.uint8)
+      with warnings.catch_warnings():
+        # check_decode_fits, not Pillow's pixel-count warning, guards the memory here.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as img:
+          check_decode_fits(self, img.height, img.width, 1 if img.mode == "L" else 3, scale)
+          img.load()
+          if img.mode not in ("L", "RGB"):
+            img = img.convert("RGB")
+          if scale > 1:
+            img = img.resize((img.width * scale, img.height * scale), Image.Resampling.BICUBIC)
+          out = np.asarray(img, np.uint8)
     except CodecError:  # the memory check's refusal, not a corrupt file
       raise
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
       raise CodecError(f"corrupt {self.format_name} file: {e}") from None
     return out[..., None].copy() if out.ndim == 2 else out.copy()
 
@@ -136,6 +144,14 @@ class Jpeg2000Codec(_PillowCodec):
 
   name = "jpeg2000"
   format_name = "JPEG 2000"
+
+  def _check_complete(self, data: bytes) -> None:
+    # OpenJPEG decodes a codestream cut at a packet boundary without complaint (into a
+    # different picture); a complete one ends with the EOC marker. JP2 boxes may follow the
+    # codestream, so only bare codestreams (what this codec writes) are checked.
+    if data.startswith(SIGNATURES["jpeg2000"][0]) and not data.endswith(b"\xff\xd9"):
+      raise CodecError("corrupt JPEG 2000 file: it is truncated (the codestream does not end "
+                       "with its EOC marker, FF D9)")
 
   def _save(self, img, quality, buf):
     # Pillow wraps the codestream in a JP2 box unless the format is "J2K"; the bare codestream

@@ -54,3 +54,15 @@ def test_jpeg2000_quality_maps_to_ratio():
   assert reference.jpeg2000_ratio(52) == pytest.approx(16.0)
   data = get_codec("jpeg2000").compress(skimage.data.astronaut(), 52)
   assert 8 * len(data) / 512**2 == pytest.approx(24 / 16, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["jpeg", "webp", "jpeg2000"])
+def test_every_truncation_is_refused(name):
+  """These formats carry no checksum, so a flipped byte may decode into another picture (the
+  container of this project's own codecs has one); a file cut short must still be refused.
+  OpenJPEG alone decodes some cut codestreams, which the EOC marker check catches."""
+  codec = get_codec(name)
+  data = codec.compress(_IMAGE, 50)
+  for n in range(len(data)):
+    with pytest.raises(CodecError, match="corrupt|wrong signature"):
+      codec.decompress(data[:n])
