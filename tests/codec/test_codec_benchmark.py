@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from experiments.configs import codec_benchmark as config_lib
@@ -91,3 +92,16 @@ def test_neural_refine_and_mix_reach_the_codec(tmp_path, monkeypatch):
   c.neural_refine, c.neural_mix = 0, True
   task.run(c, str(tmp_path / "mix"), "train")
   assert made == [("neural", {"refine": 0, "mix": True}), ("jpeg", {})]
+
+
+def test_eta_comes_from_each_codec_s_measured_rate():
+  """A slow codec's first item must not set the pace of a fast one (nor the reverse)."""
+  images = [("a", np.zeros((10, 10, 3))), ("b", np.zeros((10, 30, 3)))]  # 100 + 300 pixels
+  eta = task.Eta([("slow", [10, 50]), ("fast", [10])], images)
+  assert str(eta) == "ETA 0 s + slow, fast (not timed yet)"
+  eta.add("slow", 100, 10.0)  # 0.1 s per pixel, 700 pixels left
+  assert str(eta) == "ETA 70 s + fast (not timed yet)"
+  for pixels in (300, 100, 300):
+    eta.add("slow", pixels, 0.1 * pixels)
+  eta.add("fast", 100, 0.01)  # 1e-4 s per pixel, 300 pixels left
+  assert str(eta) == "ETA 0 s" and eta.left == {"slow": 0, "fast": 300}
