@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+LN_EPS = 1e-5  # LayerNorm variance floor (PyTorch's default, which Lee et al.'s code used)
+
 
 class MultiheadAttention(nnx.Module):
   """Scaled dot-product attention with ``heads`` heads.
@@ -51,8 +53,8 @@ class MAB(nnx.Module):
 
   def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
     self.attention = MultiheadAttention(dim, heads, rngs=rngs)
-    self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
-    self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
+    self.norm1 = nnx.LayerNorm(dim, epsilon=LN_EPS, rngs=rngs)
+    self.norm2 = nnx.LayerNorm(dim, epsilon=LN_EPS, rngs=rngs)
     self.ff1 = nnx.Linear(dim, dim, rngs=rngs)
     self.ff2 = nnx.Linear(dim, dim, rngs=rngs)
 

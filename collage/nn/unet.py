@@ -32,30 +32,38 @@ EPS = 1e-5  # instance-norm variance floor
 class Norms:
   """Instance-norm statistics for one forward pass: computed, recorded or replayed.
 
-  Args:
-    replay: statistics recorded by an earlier pass (a list of ``(mean, var)``), used in the
-      same order; None computes each norm's statistics from its input.
+  A norm's statistics are ``(shift, mean, var)`` ([N, 1, 1, C] each): ``shift`` is the input's
+  top-left value, ``mean`` and ``var`` those of ``x - shift``. Normalising ``(x - shift) - mean``
+  gives exactly zero on a flat input (a constant crop, or zero padding), where ``x - mean(x)``
+  would leave rounding noise that 1/sqrt(eps) magnifies and a ReLU turns into noise in the
+  gradient.
 
-  After a pass, ``recorded`` holds every norm's ``(mean, var)`` ([N, 1, 1, C] each) in call
-  order, whether computed or replayed.
+  Args:
+    replay: statistics recorded by an earlier pass, used in the same order; None computes each
+      norm's statistics from its input.
+
+  After a pass, ``recorded`` holds every norm's statistics in call order, computed or replayed.
   """
 
-  def __init__(self, replay: Sequence[tuple[jax.Array, jax.Array]] | None = None):
+  def __init__(self, replay: Sequence[tuple[jax.Array, ...]] | None = None):
     self.replay = None if replay is None else list(replay)
-    self.recorded: list[tuple[jax.Array, jax.Array]] = []
+    self.recorded: list[tuple[jax.Array, ...]] = []
 
-  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The statistics for the next norm, whose input is x: [N, H, W, C]."""
     if self.replay is None:
-      mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-      var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+      shift = x[:, :1, :1, :]
+      d = x - shift
+      mean = jnp.mean(d, axis=(1, 2), keepdims=True)
+      var = jnp.mean(jnp.square(d - mean), axis=(1, 2), keepdims=True)
+      stats = (shift, mean, var)
     else:
       if len(self.recorded) >= len(self.replay):
         raise ValueError(f"replayed {len(self.replay)} instance-norm statistics, but the network "
                          "has more norms: they were recorded with another architecture")
-      mean, var = self.replay[len(self.recorded)]
-    self.recorded.append((mean, var))
-    return mean, var
+      stats = self.replay[len(self.recorded)]
+    self.recorded.append(stats)
+    return stats
 
 
 class InstanceNorm(nnx.Module):
@@ -69,8 +77,8 @@ class InstanceNorm(nnx.Module):
     self.bias = nnx.Param(jnp.zeros((channels,)))
 
   def __call__(self, x: jax.Array, norms: Norms | None = None) -> jax.Array:
-    mean, var = (norms or Norms())(x)
-    return (x - mean) * jax.lax.rsqrt(var + EPS) * self.scale[...] + self.bias[...]
+    shift, mean, var = (norms or Norms())(x)
+    return ((x - shift) - mean) * jax.lax.rsqrt(var + EPS) * self.scale[...] + self.bias[...]
 
 
 class ConvBlock(nnx.Module):
