@@ -1,0 +1,159 @@
+r"""MAGIC measurements: train step time, the tiled poster roll-out, and collage statistics.
+
+    python benchmarks/magic.py steptime --variant guided --batch 1 --crop 128 --steps 2
+    python benchmarks/magic.py poster --workdir runs/magic_gq --side 2048 --k 10 --tile 256
+    python benchmarks/magic.py table runs/magic_gq runs/magic_gq_tv runs/magic_gq_e
+
+``steptime``: one jitted train step of a config variant (discriminator then generator, on the
+real data pipeline's batches), seconds per step after compilation, and the process's peak
+resident memory. ``poster``: a guided poster of ``--side`` x ``--side`` from a run's latest
+checkpoint (EMA parameters) with templates from ``--templates``; megapixels per second of the
+roll-out (compiling included, and without it: the second of two renders) and peak memory; the
+pictures go to ``--out``. ``table``: a markdown row per run with the lambdas and the held-out
+collage statistics of its last evaluation and of its artifact poster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _peak_gib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def steptime(args) -> None:
+  import jax  # pylint: disable=import-outside-toplevel
+  from collage.train import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from collage.train.optimizer import make_optimizer  # pylint: disable=import-outside-toplevel
+  from collage.train.state import create_state  # pylint: disable=import-outside-toplevel
+  from collage.train.step import NetworkUpdate, make_train_step  # pylint: disable=import-outside-toplevel
+  from experiments.configs import magic as magic_config  # pylint: disable=import-outside-toplevel
+  from experiments.tasks.magic import MagicTask  # pylint: disable=import-outside-toplevel
+
+  cfg = magic_config.get_config(args.variant)
+  if args.batch:
+    cfg.batch_size = args.batch
+  if args.crop:
+    cfg.data.crop = args.crop
+  task = MagicTask(cfg)
+  blocks = dict(cfg.optimizers.items())
+  optimizers = {n: make_optimizer(b, int(cfg.total_steps)) for n, b in blocks.items()}
+  update = NetworkUpdate(optimizers, {"generator": float(blocks["generator"].ema_decay)})
+  mesh = mesh_lib.make_mesh(jax.devices()[:1])
+  state = jax.jit(lambda: create_state(*task.init(jax.random.PRNGKey(0)), optimizers,
+                                       jax.random.PRNGKey(1), ("generator",)))()
+  step = jax.jit(make_train_step(task, update), donate_argnums=(0,))
+  data = task.dataset("train", seed=0, process_index=0, process_count=1,
+                      batch_size=int(cfg.batch_size))
+  batches = [mesh_lib.global_batch(next(data), mesh) for _ in range(args.steps + 1)]
+  start = time.perf_counter()
+  state, metrics = step(state, batches[0])
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for b in batches[1:]:
+    state, metrics = step(state, b)
+  jax.block_until_ready(metrics)
+  per_step = (time.perf_counter() - start) / args.steps
+  n_params = {n: sum(x.size for x in jax.tree.leaves(p)) for n, p in state.params.items()}
+  print(f"| {args.variant} | {cfg.batch_size} | {cfg.data.k_min}..{cfg.data.k_max} | "
+        f"{cfg.data.crop} | {n_params['generator'] / 1e6:.2f} M / "
+        f"{n_params['discriminator'] / 1e6:.2f} M | {compile_s:.1f} | {per_step:.2f} | "
+        f"{_peak_gib():.1f} |")
+
+
+def poster(args) -> None:
+  import jax  # pylint: disable=import-outside-toplevel
+  from collage.train import loop, mesh  # pylint: disable=import-outside-toplevel
+  from experiments.configs import magic as magic_config  # pylint: disable=import-outside-toplevel
+  from experiments.tasks import magic as tm  # pylint: disable=import-outside-toplevel
+
+  with open(os.path.join(args.workdir, "config.json"), encoding="utf-8") as f:
+    saved = json.load(f)
+  cfg = magic_config.get_config(args.variant)
+  cfg.update_from_flattened_dict({k: v for k, v in _flat(saved).items()
+                                  if k in _flat(cfg.to_dict())})
+  task = tm.MagicTask(cfg)
+  rt = loop._Runtime(task, cfg, args.workdir, jax.devices()[:1], "sample")  # pylint: disable=protected-access
+  try:
+    step = rt.checkpoints.latest_step()
+    state, _ = rt.checkpoints.restore(step, rt.abstract_state)
+  finally:
+    rt.close()
+  params = mesh.to_host(state.eval_params)["generator"]
+  opts = {"k": args.k, "height": args.side, "width": args.side, "seed": args.seed,
+          "tile": args.tile, "window": -1, "halo": -1, "templates": args.templates,
+          "content": args.content}
+  os.makedirs(args.out, exist_ok=True)
+  reports = []
+  for i in range(args.repeats):
+    reports.append(tm.write_poster(task, params, opts, os.path.join(args.out, "poster")))
+    print(f"render {i}: {json.dumps(reports[-1])}", flush=True)
+  print(f"| {args.side}x{args.side} | {args.k} | {args.tile} | {reports[-1]['halo']} | "
+        f"{reports[-1]['tiles']} | {reports[0]['seconds']:.1f} | {reports[-1]['seconds']:.1f} | "
+        f"{reports[-1]['megapixels_per_second']:.3f} | {_peak_gib():.1f} |")
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def table(args) -> None:
+  print("| run | lambda_TV | lambda_E | steps | content PSNR (dB) | dominated share | templates "
+        "used | TV of A | poster: PSNR / dominated / used / TV |")
+  print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+  for wd in args.runs:
+    with open(os.path.join(wd, "config.json"), encoding="utf-8") as f:
+      cfg = json.load(f)
+    rows = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"), encoding="utf-8")]
+    ev = [r for r in rows if "eval/content_psnr" in r][-1]
+    path = os.path.join(wd, "artifacts", "poster.json")
+    p = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else None
+    ptxt = (f"{p['content_psnr']:.2f} / {p['dominant']:.2f} / {p['used']} / {p['tv']:.3f}"
+            if p else "—")
+    print(f"| {os.path.basename(wd)} | {cfg['loss']['tv']} | {cfg['loss']['entropy']} | "
+          f"{ev['step']} | {ev['eval/content_psnr']:.2f} | {ev['eval/dominant']:.2f} | "
+          f"{ev['eval/used']:.2f} | {ev['eval/tv']:.3f} | {ptxt} |")
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  sub = p.add_subparsers(dest="cmd", required=True)
+  s = sub.add_parser("steptime", help="seconds per train step of a config variant")
+  s.add_argument("--variant", default="guided", help="guided | guided_quick | unguided | ...")
+  s.add_argument("--batch", type=int, default=0, help="global batch (0: the config's)")
+  s.add_argument("--crop", type=int, default=0, help="crop side (0: the config's)")
+  s.add_argument("--steps", type=int, default=3, help="measured steps after the first")
+  s = sub.add_parser("poster", help="time a tiled guided poster")
+  s.add_argument("--workdir", required=True, help="a trained run")
+  s.add_argument("--variant", default="guided_quick", help="the run's config variant")
+  s.add_argument("--side", type=int, default=2048, help="poster side (pixels)")
+  s.add_argument("--k", type=int, default=10, help="templates in the set")
+  s.add_argument("--tile", type=int, default=256, help="tile interior side")
+  s.add_argument("--seed", type=int, default=0, help="template seed")
+  s.add_argument("--templates", default="", help="template folder or source ('' = the run's)")
+  s.add_argument("--content", default="", help="content image ('' = the run's)")
+  s.add_argument("--repeats", type=int, default=1, help="renders (the first compiles)")
+  s.add_argument("--out", default="/tmp/magic_poster", help="where the PNGs go")
+  s = sub.add_parser("table", help="collage statistics of runs, as markdown")
+  s.add_argument("runs", nargs="+", help="run directories")
+  args = p.parse_args()
+  {"steptime": steptime, "poster": poster, "table": table}[args.cmd](args)
+
+
+if __name__ == "__main__":
+  main()
