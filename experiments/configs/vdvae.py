@@ -15,7 +15,9 @@ Variants: ``mnist_quick`` / ``collage_mnist_quick`` (about 10 minutes on a 2-cor
 not binarized; the fixed 4,500 / 500 split of ``collage.data.digits``); the paper-sized
 ``cifar10`` (39M parameters), ``imagenet32`` (119M), ``imagenet64`` (125M), ``ffhq256`` (115M)
 with openai/vdvae's ``hps.py`` hyperparameters, read through tfds; ``tiny`` / ``collage_tiny``
-(seconds: for tests). The twins differ only in ``model.head``. The loss is the negative ELBO
+(seconds: for tests). The digit twins are matched in parameter count (within 0.5%): the
+collage twin has the collage head (2x2 range blocks), the pixel twin the 1x1-conv head and one
+more 28x28 decoder block, which costs what the collage head costs. The loss is the negative ELBO
 in nats per dimension; ``eval/bpd`` is its exact mean over the eval split in bits per dimension
 (EMA parameters). ``--mode sample`` draws from the prior at ``sample.temperature`` and, for
 Collage-VDVAE, decodes at ``sample.scale`` times the training resolution.
@@ -96,9 +98,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sample.scale = 1                     # collage: decode at this multiple of image_size
   c.artifact_samples = 16                # prior samples in artifacts/samples_STEP.png (0: none)
 
+  base = arg.removeprefix("collage_")
   if arg.startswith("collage_"):
     c.model.head = "collage"
-  base = arg.removeprefix("collage_")
+  if base == "mnist_quick":
+    if c.model.head == "collage":
+      c.model.range_size = 2             # 2x2 ranges: the candidates span every 2x2 pattern
+      c.model.num_aux = 6
+    else:
+      c.model.dec_blocks += ",28x1"      # matches the collage head's parameters (0.4%)
   if base == "mnist":
     c.batch_size = 32
     c.total_steps = 3000                 # about an hour on an idle 2-core CPU
@@ -111,6 +119,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_mix = 10
     c.model.enc_blocks = "28x2,28d2,14x3,14d2,7x3,7d7,1x2"
     c.model.dec_blocks = "1x1,7m1,7x3,14m7,14x3,28m14,28x1"
+    if c.model.head == "collage":
+      c.model.range_size = 2
+    else:
+      c.model.dec_blocks += ",28x1"      # matches the collage head's parameters (0.02%)
   elif base == "tiny":
     c.batch_size = 8
     c.total_steps = 4
