@@ -73,6 +73,7 @@ class MagicConfig:
   disc_width: int = 128          # discriminator channels of the first layer
   disc_depth: int = 6            # discriminator stride-2 conv layers
   disc_max_width: int = 512      # discriminator channel cap
+  remat: bool = False            # recompute U-Net blocks and set layers in the backward pass
 
   def __post_init__(self):
     if self.warp not in WARPS:
@@ -218,7 +219,7 @@ class STUNet(nnx.Module):
     self.cfg = cfg
     cin = 6 if cfg.guided else 3
     cout = 1 + (2 if cfg.warp == "flow" else 0)
-    self.unet = UNet(cin, cout, cfg.width, cfg.depth, cfg.blocks, rngs=rngs)
+    self.unet = UNet(cin, cout, cfg.width, cfg.depth, cfg.blocks, remat=cfg.remat, rngs=rngs)
     steps = 2 * cfg.depth - 1
     widths = [*self.unet.widths, *self.unet.widths[-2::-1]]
     self.sets = nnx.List([set_layer(widths[s], cfg.heads, cfg.inducing, rngs=rngs)
@@ -240,12 +241,15 @@ class STUNet(nnx.Module):
         raise ValueError("a guided MAGIC generator needs the content patch I_c")
       x = jnp.concatenate([x, jnp.broadcast_to(content[:, None], (b, k, h, w, 3))], axis=-1)
     x = x.reshape(b * k, h, w, x.shape[-1])
+    attend = lambda layer, s, m: layer(s, m)
+    if self.cfg.remat and norms is None:
+      attend = nnx.remat(attend)
 
     def mix(step, feats):
       n, fh, fw, fc = feats.shape
       s = feats.reshape(b, k, fh, fw, fc).transpose(0, 2, 3, 1, 4)      # [B, h, w, K, C]
       m = None if set_mask is None else set_mask[:, None, None, :]
-      s = self.sets[step](s, m)
+      s = attend(self.sets[step], s, m)
       return s.transpose(0, 3, 1, 2, 4).reshape(n, fh, fw, fc)
 
     out, bottleneck = self.unet(x, norms, valid, mix)
@@ -272,7 +276,7 @@ class Refiner(nnx.Module):
   """I = sigmoid(logit(I_M) + r(I_M)); r's last layer starts at zero. [B, H, W, 3] -> same."""
 
   def __init__(self, cfg: MagicConfig, *, rngs: nnx.Rngs):
-    self.unet = UNet(3, 3, cfg.refine_width, cfg.refine_depth, 1, rngs=rngs)
+    self.unet = UNet(3, 3, cfg.refine_width, cfg.refine_depth, 1, remat=cfg.remat, rngs=rngs)
     self.unet.head.kernel[...] = jnp.zeros_like(self.unet.head.kernel[...])
 
   def __call__(self, collage: jax.Array, norms: Norms | None = None,

@@ -114,14 +114,17 @@ class UNet(nnx.Module):
     width: channels at full resolution (doubling at every level).
     depth: resolution levels (depth - 1 poolings).
     blocks: conv blocks per level, on the way down and on the way up.
+    remat: recompute each conv block in the backward pass instead of keeping its activations
+      (``nnx.remat``; less memory, about one more forward pass of compute). Only where the
+      statistics come from the input (``norms=None``): replayed statistics are a render path.
   """
 
   def __init__(self, cin: int, cout: int, width: int, depth: int, blocks: int = 1, *,
-               rngs: nnx.Rngs):
+               remat: bool = False, rngs: nnx.Rngs):
     if depth < 1 or blocks < 1 or width < 1:
       raise ValueError(f"U-Net needs depth >= 1, blocks >= 1, width >= 1; got depth={depth}, "
                        f"blocks={blocks}, width={width}")
-    self.depth, self.blocks = depth, blocks
+    self.depth, self.blocks, self.remat = depth, blocks, remat
     self.widths = [width * 2 ** level for level in range(depth)]
     down, c = [], cin
     for w in self.widths:
@@ -174,12 +177,15 @@ class UNet(nnx.Module):
     for _ in range(self.depth):
       masks.append(m)
       m = None if m is None else pool2(m)
+    run = lambda block, x, m: block(x, norms, m)
+    if self.remat and norms is None:
+      run = nnx.remat(lambda block, x, m: block(x, None, m))
     step, skips = 0, []
     for level, blocks in enumerate(self.down):
       if level:
         x = pool2(x)
       for block in blocks:
-        x = block(x, norms, masks[level])
+        x = run(block, x, masks[level])
       if mix is not None:
         x = mix(step, x)
       step += 1
@@ -189,7 +195,7 @@ class UNet(nnx.Module):
       level = self.depth - 2 - i
       x = jnp.concatenate([upsample2(x), skips[level]], axis=-1)
       for block in blocks:
-        x = block(x, norms, masks[level])
+        x = run(block, x, masks[level])
       if mix is not None:
         x = mix(step, x)
       step += 1

@@ -61,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.disc_width = 128               # discriminator channels of the first layer
   c.model.disc_depth = 6 if guided else 7  # discriminator stride-2 layers
   c.model.disc_max_width = 512           # discriminator channel cap
+  c.model.remat = False                  # recompute U-Net blocks and set layers in the backward pass (less memory)
 
   c.data = ml_collections.ConfigDict()
   c.data.templates = "embedded" if guided else "digits"  # template images: embedded | digits | folder:PATH | tfds:NAME

@@ -11,9 +11,9 @@ from collage.nn.magic_render import TiledRenderer
 from collage.nn.set_transformer import ISAB, SAB
 
 
-def _generator(warp="none", guided=True, seed=0):
+def _generator(warp="none", guided=True, seed=0, remat=False):
   cfg = mg.MagicConfig(guided=guided, width=4, depth=3, crop=16, refine_width=4, refine_depth=2,
-                       disc_width=8, disc_depth=2, warp=warp, max_flow=2.0, heads=2)
+                       disc_width=8, disc_depth=2, warp=warp, max_flow=2.0, heads=2, remat=remat)
   g = mg.Generator(cfg, rngs=nnx.Rngs(seed))
   # Zero-initialised heads (warp, refinement) are the identity: make them do something.
   keys = iter(jax.random.split(jax.random.PRNGKey(seed + 1), 3))
@@ -72,6 +72,26 @@ def test_a_different_k_at_inference_and_padded_sets():
   np.testing.assert_array_equal(padded.weights[:, 3:], 0.0)
   np.testing.assert_allclose(padded.weights[:, :3], three.weights, atol=2e-5)
   np.testing.assert_allclose(padded.image, three.image, atol=2e-5)
+
+
+def test_remat_recomputes_but_changes_neither_the_output_nor_the_gradients():
+  templates, content = _inputs(2, 3, 16, 16, seed=3)
+  mask = jnp.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+
+  def loss(g):
+    out = g(templates, content, mask)
+    return jnp.sum(out.image ** 2) + jnp.sum(out.weights * out.collage.mean(-1)[:, None])
+
+  plain, remat = _generator("affine"), _generator("affine", remat=True)
+  grads = [nnx.state(nnx.grad(loss)(g)) for g in (plain, remat)]
+  assert float(loss(plain)) == pytest.approx(float(loss(remat)), rel=1e-6)
+  leaves = [jax.tree.leaves(g) for g in grads]
+  assert len(leaves[0]) == len(leaves[1]) > 10
+  for a, b in zip(*leaves):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+  graphdef, state = nnx.split(remat)  # the training path: a pure function of the state
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda st: loss(nnx.merge(graphdef, st))))(state))
+  assert "remat" in jaxpr or "checkpoint" in jaxpr  # the recomputation is really there
 
 
 def test_set_layers_are_permutation_equivariant_and_ignore_padding():
