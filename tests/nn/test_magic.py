@@ -78,20 +78,28 @@ def test_remat_recomputes_but_changes_neither_the_output_nor_the_gradients():
   templates, content = _inputs(2, 3, 16, 16, seed=3)
   mask = jnp.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
 
-  def loss(g):
-    out = g(templates, content, mask)
-    return jnp.sum(out.image ** 2) + jnp.sum(out.weights * out.collage.mean(-1)[:, None])
+  def value_and_grad(g):  # the training path: a pure function of the state
+    graphdef, state = nnx.split(g)
 
-  plain, remat = _generator("affine"), _generator("affine", remat=True)
-  grads = [nnx.state(nnx.grad(loss)(g)) for g in (plain, remat)]
-  assert float(loss(plain)) == pytest.approx(float(loss(remat)), rel=1e-6)
-  leaves = [jax.tree.leaves(g) for g in grads]
+    def loss(st):
+      out = nnx.merge(graphdef, st)(templates, content, mask)
+      return jnp.sum(out.image ** 2) + jnp.sum(out.weights * out.collage.mean(-1)[:, None])
+
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss))(state))
+    return jax.jit(jax.value_and_grad(loss))(state), jaxpr
+
+  (value, grads), plain_jaxpr = value_and_grad(_generator("affine"))
+  (value_r, grads_r), remat_jaxpr = value_and_grad(_generator("affine", remat=True))
+  assert float(value) == pytest.approx(float(value_r), rel=1e-6)
+  leaves = [jax.tree.leaves(grads), jax.tree.leaves(grads_r)]
   assert len(leaves[0]) == len(leaves[1]) > 10
+  # Conv biases before an instance norm have a zero gradient in exact arithmetic: float noise
+  # there is compared on the scale of the whole gradient.
+  scale = max(float(jnp.max(jnp.abs(a))) for a in leaves[0])
   for a, b in zip(*leaves):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
-  graphdef, state = nnx.split(remat)  # the training path: a pure function of the state
-  jaxpr = str(jax.make_jaxpr(jax.grad(lambda st: loss(nnx.merge(graphdef, st))))(state))
-  assert "remat" in jaxpr or "checkpoint" in jaxpr  # the recomputation is really there
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5 * scale)
+  assert "remat" not in plain_jaxpr and "checkpoint" not in plain_jaxpr
+  assert "remat" in remat_jaxpr or "checkpoint" in remat_jaxpr  # the recomputation is there
 
 
 def test_set_layers_are_permutation_equivariant_and_ignore_padding():
