@@ -36,14 +36,6 @@ def _config(**overrides):
   return c
 
 
-def _flat(state):
-  out = {}
-  for group in ("params", "ema_params", "model_state", "opt_state"):
-    leaves = jax.tree_util.tree_flatten_with_path(mesh.to_host(getattr(state, group)))[0]
-    out.update({group + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
-  return out
-
-
 def _train(workdir, devices, **overrides):
   cfg = _config(**overrides)
   return loop.run(MagicTask(cfg), cfg, str(workdir), "train", devices=devices)
@@ -53,8 +45,8 @@ def test_eight_devices_match_one_device(tmp_path, eight_devices):
   # Plain SGD: Adam divides by the root of tiny second moments, which magnifies the last-bit
   # differences of summing the batch in another order into learning-rate-sized ones.
   sgd = {"optimizers.generator.name": "sgd", "optimizers.discriminator.name": "sgd"}
-  s8 = _flat(_train(tmp_path / "d8", eight_devices, **sgd))
-  s1 = _flat(_train(tmp_path / "d1", eight_devices[:1], **sgd))
+  s8 = helpers.flat_state(_train(tmp_path / "d8", eight_devices, **sgd))
+  s1 = helpers.flat_state(_train(tmp_path / "d1", eight_devices[:1], **sgd))
   assert s8.keys() == s1.keys() and any("ema_params['generator']" in k for k in s8)
   # The same global batches; only the order of sums differs. Normalisations over few values
   # (LayerNorm over 8 set features, instance norm of near-flat crops) magnify last-bit
@@ -108,7 +100,7 @@ def test_discriminator_then_generator_and_the_frozen_network_does_not_move(eight
 def test_sigkill_then_rerun_is_exact_and_samples_use_another_k(tmp_path, eight_devices):
   steps = ["--config." + f"{k}={v}" for k, v in TINY.items() if k != "total_steps"]
   args = [*steps, "--config.total_steps=60", "--config.checkpoint_every=20"]
-  reference = _flat(_train(tmp_path / "reference", eight_devices, total_steps=60,
+  reference = helpers.flat_state(_train(tmp_path / "reference", eight_devices, total_steps=60,
                            checkpoint_every=20))
   workdir = tmp_path / "killed"
   helpers.kill_after_checkpoint(workdir, 20, *args, config_file=CONFIG_FILE, final_step=60)
@@ -117,7 +109,7 @@ def test_sigkill_then_rerun_is_exact_and_samples_use_another_k(tmp_path, eight_d
   assert "resumed from" in done.stderr
   # Sampling restores the final state: compare it, then check the samples and the poster.
   cfg = _config(total_steps=60, checkpoint_every=20, **{"sample.k": 6})
-  resumed = _flat(magic_task.run(cfg, str(workdir), "sample"))
+  resumed = helpers.flat_state(magic_task.run(cfg, str(workdir), "sample"))
   assert resumed.keys() == reference.keys()
   for k in reference:  # bit for bit: parameters, EMA and both optimizer states
     np.testing.assert_array_equal(resumed[k], reference[k], err_msg=k)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from collage.train import loop, mesh, optimizer, state as state_lib, step
+from collage.train import loop, optimizer, state as state_lib, step
 from experiments.configs import vdvae as vdvae_config
 from experiments.tasks import vdvae as vdvae_task
 from tests.train import helpers
@@ -49,14 +49,6 @@ def _kill_after_checkpoint(workdir, step_number, *args):
   assert proc.returncode == -signal.SIGKILL, "run finished before it could be killed"
   assert (ckpt / str(step_number)).exists(), "killed before the first checkpoint"
   assert not (ckpt / str(STEPS)).exists(), "run finished before the kill"
-
-
-def _flat(state):
-  out = {}
-  for group in ("params", "ema_params", "opt_state"):
-    leaves = jax.tree_util.tree_flatten_with_path(mesh.to_host(getattr(state, group)))[0]
-    out.update({group + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
-  return out
 
 
 def test_every_variant_is_a_valid_architecture_and_a_bad_one_is_named():
@@ -109,7 +101,7 @@ def test_sigkill_then_rerun_is_exact_and_sampling_is_deterministic(tmp_path, eig
   """
   cfg = _config(sample__scale=2, sample__temperature=0.8)
   reference = tmp_path / "reference"
-  want = _flat(loop.run(vdvae_task.VDVAETask(cfg), cfg, str(reference), "train"))
+  want = helpers.flat_state(loop.run(vdvae_task.VDVAETask(cfg), cfg, str(reference), "train"))
 
   workdir = tmp_path / "killed"
   args = [f"--config.total_steps={STEPS}", "--config.checkpoint_every=4",
@@ -118,7 +110,7 @@ def test_sigkill_then_rerun_is_exact_and_sampling_is_deterministic(tmp_path, eig
   done = helpers.run_main(workdir, *args, config_file=CONFIG_FILE, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   assert "resumed from" in done.stderr
-  resumed = _flat(loop.run(vdvae_task.VDVAETask(cfg), cfg, str(workdir), "eval"))
+  resumed = helpers.flat_state(loop.run(vdvae_task.VDVAETask(cfg), cfg, str(workdir), "eval"))
   assert resumed.keys() == want.keys()
   for k in want:
     np.testing.assert_array_equal(resumed[k], want[k], err_msg=k)

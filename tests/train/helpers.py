@@ -9,8 +9,10 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 
+from collage.train import mesh
 from tests.train import linreg_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,6 +29,16 @@ def config(base=linreg_config, **overrides):
       node = node[p]
     node[parts[-1]] = v
   return c
+
+
+def flat_state(state) -> dict[str, np.ndarray]:
+  """A TrainState's params, EMA, model state and optimizer state as host arrays by path, for
+  bit-exact comparisons of two runs."""
+  out = {}
+  for group in ("params", "ema_params", "model_state", "opt_state"):
+    leaves = jax.tree_util.tree_flatten_with_path(mesh.to_host(getattr(state, group)))[0]
+    out.update({group + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
+  return out
 
 
 def env(devices: int) -> dict[str, str]:

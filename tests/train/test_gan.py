@@ -19,22 +19,14 @@ def _config(**overrides):
   return helpers.config(gan_config, **overrides)
 
 
-def _flat(state):
-  out = {}
-  for group in ("params", "ema_params", "model_state", "opt_state"):
-    leaves = jax.tree_util.tree_flatten_with_path(mesh.to_host(getattr(state, group)))[0]
-    out.update({group + jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
-  return out
-
-
 def _train(workdir, devices=None, **overrides):
   cfg = _config(**overrides)
   return loop.run(GanTask(cfg), cfg, str(workdir), "train", devices=devices)
 
 
 def test_eight_devices_match_one_device(tmp_path, eight_devices):
-  s8 = _flat(_train(tmp_path / "d8", eight_devices))
-  s1 = _flat(_train(tmp_path / "d1", eight_devices[:1]))
+  s8 = helpers.flat_state(_train(tmp_path / "d8", eight_devices))
+  s1 = helpers.flat_state(_train(tmp_path / "d1", eight_devices[:1]))
   assert s8.keys() == s1.keys()
   assert any(k.startswith("model_state") for k in s8) and any("ema_params['generator']" in k
                                                                for k in s8)
@@ -44,7 +36,7 @@ def test_eight_devices_match_one_device(tmp_path, eight_devices):
 
 
 def test_sigkill_after_checkpoint_then_rerun_ends_where_an_uninterrupted_run_ends(tmp_path):
-  reference = _flat(_train(tmp_path / "reference", total_steps=30))
+  reference = helpers.flat_state(_train(tmp_path / "reference", total_steps=30))
   workdir = tmp_path / "killed"
   args = ["--config.total_steps=30", "--config.slow_data_s=0.1"]
   helpers.kill_after_checkpoint(workdir, 10, *args, config_file=CONFIG_FILE, final_step=30)
