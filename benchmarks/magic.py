@@ -68,7 +68,8 @@ def steptime(args) -> None:
   compile_s = times[0] + times[1]
   per_step = float(np.median(times[2:]))
   n_params = {n: sum(x.size for x in jax.tree.leaves(p)) for n, p in state.params.items()}
-  print(f"| {args.variant}{' (remat)' if args.remat else ''} | {cfg.batch_size} | {cfg.data.k_min}..{cfg.data.k_max} | "
+  name = args.variant + (" (remat)" if args.remat else "")
+  print(f"| {name} | {cfg.batch_size} | {cfg.data.k_min}..{cfg.data.k_max} | "
         f"{cfg.data.crop} | {n_params['generator'] / 1e6:.2f} M / "
         f"{n_params['discriminator'] / 1e6:.2f} M | {compile_s:.1f} | {per_step:.2f} | "
         f"{_peak_gib():.1f} |")

@@ -179,7 +179,7 @@ class UNet(nnx.Module):
       m = None if m is None else pool2(m)
     run = lambda block, x, m: block(x, norms, m)
     if self.remat and norms is None:
-      run = nnx.remat(lambda block, x, m: block(x, None, m))
+      run = nnx.remat(run)
     step, skips = 0, []
     for level, blocks in enumerate(self.down):
       if level:
