@@ -2,7 +2,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
 
     python benchmarks/neural_codec.py rd --images ../shared/data/kodak \
         [--models DIR1,DIR2,...] [--baselines DIR,...] [--pifs 20,50,80] [--jpeg 5,10,20,40]
-        [--refine STEPS] [--mix 30,45,60 [--skip_single]]
+        [--refine STEPS] [--mix 30,45,60 [--skip_single]] [--qualities 1,50,100]
     python benchmarks/neural_codec.py speed --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
     python benchmarks/neural_codec.py sweep --image ../shared/data/kodak/kodim23.png
@@ -11,7 +11,8 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
     python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
 
 ``rd``: average bpp (from the real file bytes) and RGB PSNR over the images, one row per
-model / quality, for the neural models (``--models``; default: the shipped ones), the
+model / quality, for the neural models (``--models``; default: the shipped ones; a
+variable-rate model at each of ``--qualities``), the
 per-tile model choice at the qualities ``--mix``, L2 + bit packing baselines
 (``--baselines``), PIFS and JPEG (via the codec registry). ``--out`` JSON rows also hold
 the per-image figures.
@@ -111,6 +112,14 @@ def cmd_rd(args) -> list[dict]:
   for label, path, refine in groups:
     codec = neural.NeuralCollageCodec(model=path, refine=refine)
     n = len(codec.models)
+    if codec.models[0].levels:  # one variable-rate model: a row per quality
+      m = codec.models[0]
+      qs = [int(v) for v in args.qualities.split(",")]
+      _warm(codec, images, qs[0])
+      for q in qs:
+        emit({"codec": label + ", variable rate", "setting": f"{os.path.relpath(m.directory)} "
+              f"quality {q} (lam={m.level_lam(q):.5f})", **_rd_row(codec, images, q)})
+      continue
     for i, m in enumerate(codec.models):
       q = 1 + (i * 100) // n  # the first quality of model i's band
       _warm(codec, images, q)
@@ -301,7 +310,7 @@ def cmd_diagnose(args) -> list[dict]:
       key, k = jax.random.split(key)
       y, state = step(y, state, k)
     qv = np.asarray(mdl.quantize(y)).astype(np.int64)
-    payload = neural.encode_symbols(qv, m.layout.slots_for(3), m.tables)
+    payload = neural.encode_symbols(qv, m.layout.slots_for(3), m.tables())
     # Same container around the refined payload: the file's bytes minus its own payload.
     overhead = len(data) - len(container.unpack(data)[2])
     row.update({"refine_steps": args.steps, "refine_rate_weight": args.rate_weight,
@@ -419,6 +428,8 @@ def main(argv=None):
   rd.add_argument("--mix", default="",
                   help="comma-separated qualities of the per-tile model choice (mix=True) "
                        "over the models (--models, one folder, or the shipped ones)")
+  rd.add_argument("--qualities", default="1,15,30,45,60,75,90,100",
+                  help="qualities of a variable-rate model given by --models")
   rd.add_argument("--skip_single", action="store_true",
                   help="no one-row-per-model rows (e.g. with --mix only)")
   sp = sub.add_parser("speed")

@@ -30,7 +30,8 @@ def test_config_variants_and_unknown_variant():
   assert compress_config.get_config().total_steps == 5000  # "quick" is the default
   assert compress_config.get_config("baseline").model.coding == "bitpack"
   assert compress_config.get_config("fine").model.luma_range == 4
-  with pytest.raises(ValueError, match="valid: quick, full, fine, baseline, baseline_quick"):
+  assert compress_task.model_config(compress_config.get_config("variable")).rate_lams[-1] == 0.04
+  with pytest.raises(ValueError, match="valid: quick, full, fine, variable, baseline, baseline_q"):
     compress_config.get_config("huge")
 
 
@@ -69,3 +70,27 @@ def test_compress_tiny_through_main_and_codec(tmp_path):
   data = codec.compress(img, 50)
   code = codec.encode_code(img, 50)
   np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(code, 20, 30, 3))
+
+
+@pytest.mark.slow
+def test_variable_rate_training_from_a_fixed_rate_model(tmp_path):
+  """A variable-rate model trains from a fixed-rate one (``init_from``), evaluates every level,
+  and its export codes any quality."""
+  fixed = tmp_path / "fixed"
+  _main(fixed, "--config.total_steps=2", "--config.checkpoint_every=2", "--config.eval_every=2")
+  workdir = tmp_path / "variable"
+  _main(workdir, "--config.total_steps=4", "--config.checkpoint_every=4", "--config.eval_every=4",
+        "--config.model.rate_lams=0.001,0.01,0.1",
+        f"--config.init_from={fixed / 'artifacts' / 'model'}")
+  rows = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  evals = [r for r in rows if "eval/psnr_l0" in r]
+  assert evals and {"eval/bpp_l0", "eval/bpp_l2", "eval/psnr_l2"} <= set(evals[-1])
+  summary = json.loads((workdir / "artifacts" / "recon_4.json").read_text())
+  assert "lam" not in summary and {"psnr_l0", "bpp_l1"} <= set(summary)
+  codec = neural.NeuralCollageCodec(model=str(workdir))
+  assert codec.models[0].cfg.rate_lams == (0.001, 0.01, 0.1)
+  img = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+  for quality in (1, 100):
+    data = codec.compress(img, quality)
+    np.testing.assert_array_equal(codec.decompress(data),
+                                  codec.reconstruct(codec.encode_code(img, quality), 20, 30, 3))

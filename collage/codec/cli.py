@@ -4,7 +4,7 @@ Usage::
 
   collage-codec compress [--codec pifs] [--quality 75] [--force] IN.png OUT.clg
   collage-codec decompress [--scale 1] [--force] IN.clg OUT.png
-  collage-codec info IN.clg
+  collage-codec info [--model PATH] IN.clg
   collage-codec codecs
 
 ``decompress`` and ``info`` read the codec from the file (its codec id); files written by
@@ -83,6 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
   d.add_argument("input", metavar="IN", help="compressed file")
   d.add_argument("output", metavar="OUT", help="image file to write (.png, .bmp, .tif, ...)")
   i = sub.add_parser("info", help="describe a compressed file")
+  i.add_argument("--model", "-m", default=None,
+                 help="learned codecs (neural): where to look for the model that wrote the file, "
+                      "if it is not one of the shipped models")
   i.add_argument("input", metavar="IN", help="compressed file")
   sub.add_parser("codecs", help="list the available codecs")
   return p
@@ -304,7 +307,7 @@ def _info(args) -> None:
             ("file", f"{d['file_bytes']} bytes (container overhead {d['overhead_bytes']})"),
             ("bpp", f"{d['bpp']:.4f}")]
     if d["codec"] is not None:
-      extra = getattr(get_codec(d["codec"]), "describe", None)
+      extra = getattr(_make_codec(d["codec"], args.model), "describe", None)
       if callable(extra):
         rows += [(str(k), str(v)) for k, v in extra(data).items()]
   print(f"{args.input}")

@@ -34,6 +34,9 @@ File (inside :mod:`collage.codec.container`, codec id 2):
                           fingerprints | varint tile | u8 coding (0: entropy)
   payload v2            = range-coder words: each tile's model index (uniform over K, raster
                           order), then model 0's tiles' symbols as in v1, then model 1's, ...
+  params v3 (variable   = u8 version (3) | 8-byte model fingerprint | varint tile | u8 coding
+    rate)                 (0) | u8 quality (1..100)
+  payload v3            = as v1, under the model's tables at that quality
 
 The fingerprint (SHA-256 of the model's architecture and weights) selects the model when
 decoding: the shipped models (``collage/assets/neural/*``, and for old files the retired ones
@@ -42,6 +45,8 @@ in ``collage/assets/neural_retired/*``) or those under ``model=PATH``.
 Models: ``NeuralCollageCodec()`` uses the shipped models, one per trained rate point; the
 ``quality`` 1..100 picks among them from the lowest rate (1) to the highest (100) in equal
 bands (rate order: the models' ``lam``, or their ``order`` rank when every model has one).
+A variable-rate model (``ModelConfig.rate_lams``) is used alone: ``quality`` is an input of
+its encoder and decoder (one forward pass at any quality) and is written in the file (v3).
 ``NeuralCollageCodec(model=PATH)``: PATH is an exported model directory
 (``model.json`` + ``params.npz``, written by ``experiments/tasks/compress.py`` to
 ``WORKDIR/artifacts/model``), a training workdir holding one, or a folder of such model
@@ -67,6 +72,7 @@ from collage.metrics.rd import rd_cost
 
 PARAMS_VERSION = 1  # one model for every tile
 MIXED_VERSION = 2   # a model per tile (``mix=True``)
+RATE_VERSION = 3    # one variable-rate model at a quality
 MAX_MIX_MODELS = 64
 MIX_LAM_TOP = 3.0   # mix mode: quality 100 is lam = MIX_LAM_TOP * the largest model lam
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
@@ -161,7 +167,7 @@ def _mixed_payload(code: "TileCode", channels: int) -> bytes:
   coder = constriction.stream.queue.RangeEncoder()
   coder.encode(code.choice.astype(np.int32), _categorical(np.ones(len(code.models))))
   for m, q in zip(code.models, code.codes):
-    _encode_slots(coder, q, m.layout.slots_for(channels), m.tables)
+    _encode_slots(coder, q, m.layout.slots_for(channels), m.tables())
   return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -193,16 +199,17 @@ def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
   return _cut_tiles(mask, tile)
 
 
-def _decode_payload(models, version: int, payload: bytes, n_tiles: int,
-                    c: int) -> tuple["TileCode", bytes]:
+def _decode_payload(models, version: int, payload: bytes, n_tiles: int, c: int,
+                    quality: int | None = None) -> tuple["TileCode", bytes]:
   """The code in a payload, and the payload its code encodes to (the same bytes for a valid
   file; bit-packed payloads are checked for their exact length as they are read)."""
-  if version == PARAMS_VERSION:
+  if version in (PARAMS_VERSION, RATE_VERSION):
     m = models[0]
     slots = m.layout.slots_for(c)
     if m.cfg.coding == "entropy":
-      q = decode_symbols(payload, n_tiles, slots, m.tables)
-      return TileCode.single(m, q), encode_symbols(q, slots, m.tables)
+      tables = m.tables(quality)
+      q = decode_symbols(payload, n_tiles, slots, tables)
+      return TileCode.single(m, q, quality), encode_symbols(q, slots, tables)
     bits = m.cfg.bitpack_bits
     q = unpack_bits(payload, n_tiles * len(slots), bits).reshape(n_tiles, len(slots))
     return TileCode.single(m, q - 2 ** (bits - 1)), payload
@@ -210,7 +217,7 @@ def _decode_payload(models, version: int, payload: bytes, n_tiles: int,
   try:
     choice = np.asarray(coder.decode(_categorical(np.ones(len(models))), n_tiles), np.int64)
     codes = tuple(_decode_slots(coder, int(np.sum(choice == i)), m.layout.slots_for(c),
-                                m.tables) for i, m in enumerate(models))
+                                m.tables()) for i, m in enumerate(models))
   except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
     raise CodecError(f"corrupt neural payload: {e}") from None
   code = TileCode(models, choice, codes)
@@ -226,14 +233,17 @@ class TileCode:
     choice: int [n_tiles], the index into ``models`` of every tile, in raster order.
     codes: ``codes[k]`` is int64 [tiles with choice k, N_k], those tiles' codes in raster
       order (N_k: the model's code length for the image's channel count).
+    quality: the quality 1..100 of a variable-rate model's code (a version-3 file); None
+      for fixed-rate models.
   """
   models: tuple[LoadedModel, ...]
   choice: np.ndarray
   codes: tuple[np.ndarray, ...]
+  quality: int | None = None
 
   @classmethod
-  def single(cls, model: LoadedModel, q: np.ndarray) -> "TileCode":
-    return cls((model,), np.zeros(len(q), np.int64), (q,))
+  def single(cls, model: LoadedModel, q: np.ndarray, quality: int | None = None) -> "TileCode":
+    return cls((model,), np.zeros(len(q), np.int64), (q,), quality)
 
   @property
   def q(self) -> np.ndarray:
@@ -281,13 +291,28 @@ class NeuralCollageCodec(Codec):
     return self._models
 
   def model_for_quality(self, quality: int) -> LoadedModel:
-    """quality 1..100 -> one of :attr:`models`, in equal bands from lowest to highest rate."""
+    """quality 1..100 -> one of :attr:`models`, in equal bands from lowest to highest rate
+    (a variable-rate model: the one model, for every quality)."""
     quality = check_quality(quality)
     n = len(self.models)
+    if any(m.levels for m in self.models) and n > 1:
+      raise CodecError(f"a variable-rate model is used alone, but {self.model_path} holds {n} "
+                       f"models ({', '.join(m.name for m in self.models)}); pass the one "
+                       "model's directory as model=PATH (--model)")
     return self.models[min(n - 1, (int(quality) - 1) * n // 100)]
+
+  def quality_band(self, model: LoadedModel) -> str:
+    """The qualities that pick ``model`` from :attr:`models` ("41-60"); "" if none does."""
+    qs = [q for q in range(1, 101) if self.models[min(len(self.models) - 1,
+                                                      (q - 1) * len(self.models) // 100)]
+          is model]
+    return f"{qs[0]}-{qs[-1]}" if qs else ""
 
   def mix_models(self) -> tuple[LoadedModel, ...]:
     """The models the per-tile choice picks from: the entropy-coded ones (one tile size)."""
+    if any(m.levels for m in self.models):
+      raise CodecError("mix picks among fixed-rate models; a variable-rate model takes its "
+                       "quality as an input instead (leave mix off)")
     ms = tuple(m for m in self.models if m.cfg.coding == "entropy")
     if not ms:
       raise CodecError(f"mix needs entropy-coded models; those at {self.model_path} are all "
@@ -315,8 +340,9 @@ class NeuralCollageCodec(Codec):
       return self._encode_mixed(image, quality)
     m = self.model_for_quality(quality)
     tiles = image_tiles(image, m.cfg.tile)
-    q = m.analyse(tiles, self.refine)[:, :m.layout.num_values(image.shape[-1])]
-    return TileCode.single(m, q)
+    code_quality = int(quality) if m.levels else None
+    q = m.analyse(tiles, self.refine, quality=code_quality)
+    return TileCode.single(m, q[:, :m.layout.num_values(image.shape[-1])], code_quality)
 
   def tile_costs(self, image: np.ndarray, lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
     """Every mix model's one-pass code of every tile and its rate-distortion cost.
@@ -343,7 +369,6 @@ class NeuralCollageCodec(Codec):
     return np.stack(costs), codes
 
   def _encode_mixed(self, image: np.ndarray, quality: int) -> TileCode:
-    c = image.shape[-1]
     lam = self.mix_lam(quality)
     ms = self.mix_models()
     tiles = image_tiles(image, ms[0].cfg.tile)
@@ -367,15 +392,18 @@ class NeuralCollageCodec(Codec):
 
   def write_code(self, code: TileCode, height: int, width: int, channels: int) -> bytes:
     """A :class:`TileCode` of an image of that size -> container bytes (version-1 params for
-    one model, version 2 for several)."""
+    one model, version 2 for several, version 3 for a variable-rate model)."""
     h, w, c = height, width, channels
     if len(code.models) == 1:
       m, q = code.models[0], code.codes[0]
-      params = (ByteWriter().u8(PARAMS_VERSION).raw(m.fingerprint).varint(m.cfg.tile)
-                .u8(_CODING_IDS[m.cfg.coding]).getvalue())
+      m.level(code.quality)  # a quality for a variable-rate model, none for a fixed-rate one
+      version = RATE_VERSION if m.levels else PARAMS_VERSION
+      writer = (ByteWriter().u8(version).raw(m.fingerprint).varint(m.cfg.tile)
+                .u8(_CODING_IDS[m.cfg.coding]))
+      params = (writer.u8(code.quality) if m.levels else writer).getvalue()
       slots = m.layout.slots_for(c)
       if m.cfg.coding == "entropy":
-        payload = encode_symbols(q, slots, m.tables)
+        payload = encode_symbols(q, slots, m.tables(code.quality))
       else:
         bits = m.cfg.bitpack_bits
         payload = pack_bits(q.reshape(-1) + 2 ** (bits - 1), bits)
@@ -404,33 +432,75 @@ class NeuralCollageCodec(Codec):
           "(--model) with the model that wrote it")
     return matches[0]
 
-  def decode_code(self, data: bytes) -> tuple[TileCode, container.Header]:
-    """Parse a file -> (:class:`TileCode`, header)."""
-    header, params, payload = container.unpack(data, expected_codec_id=self.codec_id)
+  @staticmethod
+  def _read_params(params: bytes) -> tuple[int, list[bytes], int, int, int | None]:
+    """A file's codec parameters -> (version, model fingerprints, tile, coding id, quality
+    or None)."""
     r = ByteReader(params, "neural codec parameters")
     version = r.u8()
-    if version not in (PARAMS_VERSION, MIXED_VERSION):
+    versions = (PARAMS_VERSION, MIXED_VERSION, RATE_VERSION)
+    if version not in versions:
       raise CodecError(f"unsupported neural codec parameter version {version}; this build "
-                       f"reads versions {PARAMS_VERSION} and {MIXED_VERSION}")
+                       f"reads versions {', '.join(map(str, versions))}")
     k = 1
     if version == MIXED_VERSION:
       k = r.varint(max_value=MAX_MIX_MODELS)
       if k < 2:
         raise CodecError(f"corrupt neural codec parameters: a per-tile file needs 2.."
                          f"{MAX_MIX_MODELS} models, got {k}")
-    models = tuple(self._model_with(r.raw(8)) for _ in range(k))
+    fingerprints = [r.raw(8) for _ in range(k)]
     tile = r.varint(max_value=4096)
     coding = r.u8()
+    quality = r.u8() if version == RATE_VERSION else None
     r.expect_end()
+    if quality is not None and not 1 <= quality <= 100:
+      raise CodecError(f"corrupt neural codec parameters: quality {quality} is not in 1..100")
+    return version, fingerprints, tile, coding, quality
+
+  def describe(self, data: bytes) -> dict[str, str]:
+    """What ``collage-codec info`` shows of a file beyond the container: the model(s) that
+    wrote it and the quality (stored by variable-rate files; for a fixed-rate model the
+    quality band that picks it from its set)."""
+    _, params, _ = container.unpack(data, expected_codec_id=self.codec_id)
+    version, fingerprints, tile, _, quality = self._read_params(params)
+    names = []
+    for fp in fingerprints:
+      try:
+        m = self._model_with(fp)
+      except CodecError:
+        names.append(f"{fp.hex()} (not among the models at {self.model_path}; --model PATH)")
+        continue
+      where = "retired" if m not in self.models else ("variable rate" if m.levels else "")
+      names.append(f"{m.name} ({fp.hex()}{', ' + where if where else ''})")
+    out = {"model": ", ".join(names), "tile": f"{tile} x {tile}"}
+    if version == RATE_VERSION:
+      out["quality"] = str(quality)
+    elif version == MIXED_VERSION:
+      out["quality"] = f"not stored (a model per tile among {len(fingerprints)})"
+    else:
+      found = [m for m in self.models if m.fingerprint == fingerprints[0]]
+      band = self.quality_band(found[0]) if found else ""
+      out["quality"] = (f"not stored (fixed-rate model; qualities {band} pick it)" if band
+                        else "not stored (fixed-rate model)")
+    return out
+
+  def decode_code(self, data: bytes) -> tuple[TileCode, container.Header]:
+    """Parse a file -> (:class:`TileCode`, header)."""
+    header, params, payload = container.unpack(data, expected_codec_id=self.codec_id)
+    version, fingerprints, tile, coding, quality = self._read_params(params)
+    models = tuple(self._model_with(fp) for fp in fingerprints)
     for m in models:
       if tile != m.cfg.tile or coding != _CODING_IDS[m.cfg.coding]:
         raise CodecError(f"corrupt neural codec parameters: tile {tile} / coding {coding} do "
                          f"not match model {m.fingerprint.hex()}")
+      if bool(m.levels) != (version == RATE_VERSION):
+        raise CodecError(f"corrupt neural codec parameters: a version-{version} file names "
+                         f"{'variable' if m.levels else 'fixed'}-rate model {m.name}")
     c = header.channels
     n_tiles = -(-header.height // tile) * -(-header.width // tile)
     what = f"the codes of the {n_tiles} tiles of the {c}-channel image that the header declares"
     try:
-      code, recoded = _decode_payload(models, version, payload, n_tiles, c)
+      code, recoded = _decode_payload(models, version, payload, n_tiles, c, quality)
     except CodecError as e:
       raise CodecError(f"{e} (reading {what})") from None
     _expect_exact(payload, recoded, what)
@@ -449,7 +519,7 @@ class NeuralCollageCodec(Codec):
     out = np.empty((h_out, w_out, channels), np.uint8)
     for k, (m, q) in enumerate(zip(code.models, code.codes)):
       where = np.flatnonzero(code.choice == k)  # model k's tiles, in raster order
-      for start, tiles in m.synthesise_chunks(q, channels, scale):
+      for start, tiles in m.synthesise_chunks(q, channels, scale, code.quality):
         pixels = np.round(np.clip(tiles, 0.0, 1.0) * 255.0).astype(np.uint8)
         for i, tile in zip(where[start:start + len(tiles)], pixels):
           y, x = (int(i) // nw) * t, (int(i) % nw) * t

@@ -35,8 +35,8 @@ class LoadedModel:
 
   def __init__(self, directory: str):
     import jax  # pylint: disable=import-outside-toplevel
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     from flax import nnx  # pylint: disable=import-outside-toplevel
-    from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
     from collage.nn import hypernet_io  # pylint: disable=import-outside-toplevel
     from collage.nn import refinement  # pylint: disable=import-outside-toplevel
     try:
@@ -52,58 +52,105 @@ class LoadedModel:
       h.update(k.encode())
       h.update(np.ascontiguousarray(flat[k], np.float32).tobytes())
     self.fingerprint = h.digest()[:8]
-    self.tables = em.integer_tables(np.asarray(self.model.prior.logits[...]), TABLE_PRECISION)
+    self.levels = self.model.levels
+    self._tables: dict[int | None, np.ndarray] = {}
     graphdef, state = nnx.split(self.model)
     self._state = state
 
-    @functools.partial(jax.jit, static_argnums=(3,))
-    def analyse(state, x, lam, refine_steps):
+    def rows(level, x):  # a variable-rate model's one level, for every row of x
+      return None if level is None else jnp.full(x.shape[:1], level, jnp.float32)
+
+    @functools.partial(jax.jit, static_argnums=(4,))
+    def analyse(state, x, lam, level, refine_steps):
       mdl = nnx.merge(graphdef, state)
-      y = mdl.analyse(x)
+      y = mdl.analyse(x, rows(level, x))
       if refine_steps:
-        y = refinement.refine_code(mdl, x, y, lam, refine_steps)
+        y = refinement.refine_code(mdl, x, y, lam, refine_steps, level=rows(level, x))
       return mdl.quantize(y).astype("int32")
 
     @functools.partial(jax.jit, static_argnums=(2, 3))
-    def synthesise(state, q, channels, scale):
+    def synthesise(state, q, channels, scale, level):
       mdl = nnx.merge(graphdef, state)
-      return mdl.synthesise(q.astype("float32"), channels, scale)
+      return mdl.synthesise(q.astype("float32"), channels, scale, rows(level, q))
 
     self._analyse, self._synthesise = analyse, synthesise
 
   @property
+  def name(self) -> str:
+    """The model's directory name (e.g. ``r4_lam0.009``)."""
+    return os.path.basename(os.path.normpath(self.directory))
+
+  @property
   def lam(self) -> float:
+    """A fixed-rate model's training lam (0 if unknown); a variable-rate model's largest."""
+    if self.levels:
+      return float(self.cfg.rate_lams[-1])
     return float(self.meta.get("lam", 0.0))
 
-  def analyse(self, tiles: np.ndarray, refine_steps: int = 0,
-              lam: float | None = None) -> np.ndarray:
+  def level(self, quality: int | None) -> np.float32 | None:
+    """The rate level of ``quality`` 1..100 for a variable-rate model (1: level 0, 100: the
+    top level, linear between); None for a fixed-rate model (which must get no quality)."""
+    if not self.levels:
+      if quality is not None:
+        raise CodecError(f"model {self.name} has a fixed rate; it takes no quality")
+      return None
+    if quality is None or not 1 <= int(quality) <= 100:
+      raise CodecError(f"variable-rate model {self.name} needs a quality in 1..100, "
+                       f"got {quality!r}")
+    return np.float32((int(quality) - 1) / 99.0 * (self.levels - 1))
+
+  def level_lam(self, quality: int) -> float:
+    """A variable-rate model's trade-off at ``quality`` (log-linear between its levels)."""
+    return float(self.model.level_lam(self.level(quality))[0])
+
+  def tables(self, quality: int | None = None) -> np.ndarray:
+    """The integer frequency tables [S, 2M+1] the range coder uses (a variable-rate model:
+    those of ``quality``; built once per quality, deterministically from the weights)."""
+    from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
+    key = None if quality is None else int(quality)
+    if key not in self._tables:
+      level = self.level(key)
+      logits = self.model.level_logits(0.0 if level is None else float(level))
+      self._tables[key] = em.integer_tables(logits, TABLE_PRECISION)
+    return self._tables[key]
+
+  def analyse(self, tiles: np.ndarray, refine_steps: int = 0, lam: float | None = None,
+              quality: int | None = None) -> np.ndarray:
     """tiles: float32 [n, T, T, 3] in [0, 1] -> int64 [n, N] (the full colour code).
 
+    ``quality``: a variable-rate model's quality 1..100 (None for a fixed-rate model).
     ``refine_steps`` > 0: that many steps of test-time refinement of the code
     (``collage.nn.refinement.refine_code``) after the forward pass, at the rate-distortion
-    trade-off ``lam`` (default: the model's own)."""
-    lam = np.float32(self.lam if lam is None else lam)
-    out = [np.asarray(self._analyse(self._state, chunk, lam, int(refine_steps)))
+    trade-off ``lam`` (default: the model's own, or that of ``quality``)."""
+    level = self.level(quality)
+    if lam is None:
+      lam = self.lam if level is None else self.level_lam(quality)
+    out = [np.asarray(self._analyse(self._state, chunk, np.float32(lam), level,
+                                    int(refine_steps)))
            for chunk in _chunks(tiles)]
     return np.concatenate(out)[:len(tiles)].astype(np.int64)
 
-  def synthesise(self, q: np.ndarray, channels: int, scale: int = 1) -> np.ndarray:
+  def synthesise(self, q: np.ndarray, channels: int, scale: int = 1,
+                 quality: int | None = None) -> np.ndarray:
     """q: int [n, N_channels] -> float32 [n, kT, kT, channels] (not clipped)."""
-    return np.concatenate([tiles for _, tiles in self.synthesise_chunks(q, channels, scale)])
+    return np.concatenate([tiles for _, tiles in
+                           self.synthesise_chunks(q, channels, scale, quality)])
 
-  def synthesise_chunks(self, q: np.ndarray, channels: int, scale: int = 1):
+  def synthesise_chunks(self, q: np.ndarray, channels: int, scale: int = 1,
+                        quality: int | None = None):
     """:meth:`synthesise` a chunk of ENCODE_BATCH tiles at a time, for decoding in bounded
     memory. Yields (start, float32 [m, kT, kT, channels]): the tiles q[start:start + m]."""
+    level = self.level(quality)
     size = _chunk_size(len(q))
     for start, chunk in zip(range(0, len(q), size), _chunks(q.astype(np.int32))):
-      tiles = np.asarray(self._synthesise(self._state, chunk, channels, scale))
+      tiles = np.asarray(self._synthesise(self._state, chunk, channels, scale, level))
       yield start, tiles[:len(q) - start]
 
-  def code_bits(self, q: np.ndarray, channels: int) -> np.ndarray:
+  def code_bits(self, q: np.ndarray, channels: int, quality: int | None = None) -> np.ndarray:
     """The ideal code length in bits of each tile's code q [n, N_channels] under this model's
     integer tables (what the range coder spends, up to its few bytes of overhead) -> [n]."""
     from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
-    return em.row_bits(q, self.layout.slots_for(channels), self.tables)
+    return em.row_bits(q, self.layout.slots_for(channels), self.tables(quality))
 
 
 def _chunks(a: np.ndarray) -> list[np.ndarray]:

@@ -92,6 +92,70 @@ def relaxed_bits(logits: jax.Array, y: jax.Array, slots: jax.Array) -> jax.Array
   return -jnp.log(jnp.maximum(p, 1e-12)) / LOG2
 
 
+def level_weights(level: jax.Array, levels: int) -> tuple[jax.Array, jax.Array]:
+  """A continuous rate level ``t`` in ``[0, levels - 1]`` (clipped) -> (lower level index
+  int32, weight of the level above): ``t = lo + frac``, ``lo <= levels - 2``."""
+  t = jnp.clip(jnp.asarray(level, jnp.float32), 0.0, float(levels - 1))
+  lo = jnp.minimum(jnp.floor(t), float(levels - 2))
+  return lo.astype(jnp.int32), t - lo
+
+
+def interpolate_levels(table: jax.Array, level: jax.Array) -> jax.Array:
+  """Linear interpolation between the rows of ``table`` [L, ...] at levels [B] -> [B, ...]."""
+  lo, frac = level_weights(level, table.shape[0])
+  frac = frac.reshape(frac.shape + (1,) * (table.ndim - 1))
+  return (1.0 - frac) * table[lo] + frac * table[lo + 1]
+
+
+def level_bits(logits: jax.Array, y: jax.Array, slots: jax.Array, level: jax.Array) -> jax.Array:
+  """:func:`relaxed_bits` of a variable-rate model, one rate level per row.
+
+  The pmf of a slot at level ``t = lo + frac`` is the mixture ``(1 - frac) p_lo + frac p_hi``
+  of the pmfs learned at the two neighbouring levels (a valid pmf at every ``t``, equal to the
+  learned one at integer levels; :func:`level_logits` is the same on the host).
+
+  Args:
+    logits: [L, S, 2M+1], the logits of every level.
+    y: [B, N] relaxed values in quantization units (clipped to ``[-M, M]``).
+    slots: int [N].
+    level: [B] continuous levels.
+
+  Returns:
+    [B, N] bits; at integer ``y`` exactly ``-log2`` of the mixture pmf.
+  """
+  k = logits.shape[-1]
+  m = (k - 1) // 2
+  pmf = jax.nn.softmax(logits, axis=-1)                              # [L, S, K]
+  lv, w = level_weights(level, logits.shape[0])
+  yi = jnp.clip(y + m, 0.0, float(k - 1))
+  lo = jnp.clip(jnp.floor(yi), 0, k - 2)
+  frac = yi - lo
+  lo = lo.astype(jnp.int32)
+  s = jnp.asarray(slots)[None, :]
+  lv, w = lv[:, None], w[:, None]
+
+  def at(index):
+    return (1.0 - w) * pmf[lv, s, index] + w * pmf[lv + 1, s, index]
+
+  p = (1.0 - frac) * at(lo) + frac * at(lo + 1)
+  return -jnp.log(jnp.maximum(p, 1e-12)) / LOG2
+
+
+def level_logits(logits, level: float) -> np.ndarray:
+  """Host (float64) logits of a variable-rate model's pmfs at one level: the log of the
+  mixture :func:`level_bits` uses. logits: [L, S, K] -> [S, K], input of
+  :func:`integer_tables` (deterministic: encoder and decoder build the same tables)."""
+  logits = np.asarray(logits, np.float64)
+  levels = logits.shape[0]
+  t = min(max(float(np.float32(level)), 0.0), float(levels - 1))
+  lo = min(int(np.floor(t)), levels - 2)
+  frac = t - lo
+  p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  p /= p.sum(axis=-1, keepdims=True)
+  mix = (1.0 - frac) * p[lo] + frac * p[lo + 1]
+  return np.log(np.maximum(mix, 1e-300))
+
+
 def round_ste(y: jax.Array) -> jax.Array:
   """Rounding with a straight-through (identity) gradient."""
   return y + jax.lax.stop_gradient(jnp.round(y) - y)

@@ -22,6 +22,13 @@ Structure of one ``T x T`` tile (``ModelConfig`` defaults, T = 32):
   ``collage.params_from_raw``; the decode is ``decode_steps`` iterations of the operator
   from a flat (zero) start, so it is exactly reproducible and differentiable.
 * Grayscale images use the luma part of the code only.
+* Variable rate (``ModelConfig.rate_lams``, L >= 2 levels): one model for a range of
+  trade-offs. Every row carries a continuous level ``t`` in ``[0, L - 1]``; the quantization
+  steps, the prior's pmfs and a FiLM scale/shift of the encoder's trunk are learned per level
+  and interpolated between levels (steps geometrically, pmfs as mixtures), so any ``t`` is one
+  forward pass; the encoder's output is rescaled by the level's step (:meth:`analyse`): the gain-unit approach of Cui et al. 2021 ("Asymmetric gained deep image
+  compression with continuous rate adaptation") applied to the collage code. Training draws
+  ``t`` per crop with its lam ``exp(interp(log rate_lams, t))``.
 
 Saving, loading and placeholder models: :mod:`collage.nn.hypernet_io`; test-time refinement
 of a code: :mod:`collage.nn.refinement`.
@@ -65,6 +72,9 @@ class ModelConfig:
     coding: "entropy" (learned factorized prior, range coded) or "bitpack" (the paper's
       baseline: fixed bits per value, L2 magnitude regularizer in training).
     bitpack_bits: bits per value for "bitpack" (values clipped to its signed range).
+    rate_lams: a variable-rate model's trade-off at each of its L >= 2 levels, increasing
+      (loss = bpp + lam * 255^2 * MSE); empty for a fixed-rate model (every model before
+      session 7), whose one lam is a training setting kept in its metadata.
   """
   tile: int = 32
   luma_range: int = 8
@@ -85,10 +95,17 @@ class ModelConfig:
   support: int = 127
   coding: str = "entropy"
   bitpack_bits: int = 6
+  rate_lams: tuple[float, ...] = ()
 
   def __post_init__(self):
     object.__setattr__(self, "luma_isometries", tuple(int(k) for k in self.luma_isometries))
     object.__setattr__(self, "chroma_isometries", tuple(int(k) for k in self.chroma_isometries))
+    object.__setattr__(self, "rate_lams", tuple(float(v) for v in self.rate_lams))
+    lams = self.rate_lams
+    if lams and (len(lams) < 2 or min(lams) <= 0 or any(b <= a for a, b in zip(lams, lams[1:]))
+                 or self.coding != "entropy"):
+      raise ValueError(f"rate_lams must be empty (fixed rate) or >= 2 increasing positive lams "
+                       f"of an entropy-coded model, got {list(lams)} (coding {self.coding!r})")
     if self.coding not in ("entropy", "bitpack"):
       raise ValueError(f"coding must be 'entropy' or 'bitpack', got {self.coding!r}")
     if not 1 <= self.bitpack_bits <= 16:
@@ -102,6 +119,12 @@ class ModelConfig:
     d = dataclasses.asdict(self)
     d["luma_isometries"] = list(self.luma_isometries)
     d["chroma_isometries"] = list(self.chroma_isometries)
+    # A fixed-rate model's dict is what it was before variable-rate models existed: the
+    # codec's model fingerprints (file -> model) hash it.
+    if self.rate_lams:
+      d["rate_lams"] = list(self.rate_lams)
+    else:
+      del d["rate_lams"]
     return d
 
   @classmethod
@@ -180,7 +203,8 @@ class Hypernet(nnx.Module):
   x: [B, T, T, 3] -> y: [B, N] with N = ``Layout.num_values(3)``.
   Trunk: log2(luma_range) stride-2 convs down to the luma range grid, ``depth`` residual
   blocks; per-range 1x1 head for luma weights; a dense head on the flattened grid for the
-  luma bias DCT coefficients and all chroma values.
+  luma bias DCT coefficients and all chroma values. A variable-rate model scales and shifts
+  the trunk's output channels per rate level (``film`` [L, 2, width], zero: the identity).
   """
 
   def __init__(self, cfg: ModelConfig, layout: Layout, *, rngs: nnx.Rngs):
@@ -196,13 +220,18 @@ class Hypernet(nnx.Module):
     self.head_g1 = nnx.Linear(w * grid[0] * grid[1], cfg.hidden, rngs=rngs)
     self.head_g2 = nnx.Linear(cfg.hidden, n_global, rngs=rngs)
     self.layout = layout
+    if cfg.rate_lams:
+      self.film = nnx.Param(jnp.zeros((len(cfg.rate_lams), 2, w)))
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, level: jax.Array | None = None) -> jax.Array:
     h = x
     for layer in self.down:
       h = layer(h)
     for block in self.blocks:
       h = block(h)
+    if level is not None:
+      g = em.interpolate_levels(self.film[...], level)[:, :, None, None, :]   # [B, 2, 1, 1, w]
+      h = h * (1.0 + g[:, 0]) + g[:, 1]
     h = jax.nn.gelu(h)
     b = x.shape[0]
     lay = self.layout
@@ -224,14 +253,61 @@ class NeuralCollage(nnx.Module):
     self.aux_c = nnx.Param(0.1 * jax.random.normal(rngs.params(), (cfg.chroma_aux, rc, rc, 2)))
     # Initial steps: fine for DCT bias coefficients, coarser for weights.
     step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
-    self.log_step = nnx.Param(jnp.log(jnp.asarray(step0)))
     scale0 = np.where(lay.is_bias_slot, 8.0, 1.0)
-    self.prior = em.FactorizedPrior(lay.num_slots, cfg.support, scale0)
+    self.levels = len(cfg.rate_lams)
+    if self.levels:  # [L, S] steps and L * S pmfs (level-major): one set per rate level
+      step0, scale0 = np.tile(step0, (self.levels, 1)), np.tile(scale0, self.levels)
+    self.log_step = nnx.Param(jnp.log(jnp.asarray(step0)))
+    self.prior = em.FactorizedPrior(scale0.size, cfg.support, scale0)
+
+  # -- rate levels (variable-rate models) ------------------------------------------------
+  def _check_level(self, level):
+    """None for a fixed-rate model; a variable-rate model's ``level`` as float32 [B]."""
+    if not self.levels:
+      if level is not None:
+        raise ValueError("a fixed-rate model takes no rate level")
+      return None
+    if level is None:
+      raise ValueError(f"a variable-rate model needs a rate level in [0, {self.levels - 1}]")
+    return jnp.asarray(level, jnp.float32)
+
+  def level_lam(self, level: jax.Array) -> jax.Array:
+    """The trade-off of a variable-rate model at ``level``: log-linear in ``rate_lams``."""
+    log_lams = jnp.log(jnp.asarray(self.cfg.rate_lams, jnp.float32))[:, None]
+    return jnp.exp(em.interpolate_levels(log_lams, jnp.atleast_1d(level))[:, 0])
+
+  def level_logits(self, level: float) -> np.ndarray:
+    """The prior's host logits [S, 2M+1] at one level (a fixed-rate model: its own), for
+    :func:`collage.nn.entropy_model.integer_tables`."""
+    logits = np.asarray(self.prior.logits[...], np.float64)
+    if not self.levels:
+      return logits
+    return em.level_logits(logits.reshape(self.levels, self.layout.num_slots, -1), level)
+
+  def bits(self, y: jax.Array, level: jax.Array | None = None) -> jax.Array:
+    """Relaxed bits [B, N] of codes y [B, N] (colour layout, or its luma prefix) under the
+    prior (at each row's level for a variable-rate model)."""
+    level = self._check_level(level)
+    slots = jnp.asarray(self.layout.slots[:y.shape[-1]])
+    if level is None:
+      return self.prior.bits(y, slots)
+    logits = self.prior.logits[...].reshape(self.levels, self.layout.num_slots, -1)
+    return em.level_bits(logits, y, slots, level)
 
   # -- code <-> collage parameters ----------------------------------------------------
-  def analyse(self, rgb: jax.Array) -> jax.Array:
-    """rgb: [B, T, T, 3] in [0, 1] -> continuous code y: [B, N] (quantization units)."""
-    return self.encoder(color.rgb_to_ycbcr(rgb) - 0.5)
+  def analyse(self, rgb: jax.Array, level: jax.Array | None = None) -> jax.Array:
+    """rgb: [B, T, T, 3] in [0, 1] -> continuous code y: [B, N] (quantization units).
+    ``level`` [B]: the rows' rate levels (variable-rate models only). A variable-rate
+    encoder predicts values in units of the geometric mean step over the levels; the code is
+    that divided by the level's own step (gain units: a finer step at a higher level gives
+    larger integers for the same parameter)."""
+    level = self._check_level(level)
+    y = self.encoder(color.rgb_to_ycbcr(rgb) - 0.5, level)
+    if level is None:
+      return y
+    log_step = self.log_step[...]
+    gain = jnp.exp(jnp.mean(log_step, axis=0) - em.interpolate_levels(log_step, level))
+    return y * gain[:, self.layout.slots]
 
   def clip_range(self) -> tuple[float, float]:
     """The integer range of quantized values."""
@@ -240,10 +316,14 @@ class NeuralCollage(nnx.Module):
       return (-float(h), float(h - 1))
     return (-float(self.cfg.support), float(self.cfg.support))
 
-  def dequantize(self, q: jax.Array, channels: int = 3) -> jax.Array:
+  def dequantize(self, q: jax.Array, channels: int = 3,
+                 level: jax.Array | None = None) -> jax.Array:
     """q: [B, N] (integers, or relaxed values) -> raw parameter values [B, N]."""
     slots = self.layout.slots_for(channels)
-    return q * jnp.exp(self.log_step[...])[slots]
+    level = self._check_level(level)
+    if level is None:
+      return q * jnp.exp(self.log_step[...])[slots]
+    return q * jnp.exp(em.interpolate_levels(self.log_step[...], level))[:, slots]
 
   def collage_params(self, raw: jax.Array, channels: int = 3):
     """raw: [B, N] -> (luma CollageParams, chroma CollageParams or None)."""
@@ -262,11 +342,12 @@ class NeuralCollage(nnx.Module):
     pc = col.params_from_raw(lay.spec_c, jnp.stack(ws, 1), jnp.stack(bs, 1))
     return py, pc
 
-  def synthesise(self, q: jax.Array, channels: int = 3, scale: int = 1) -> jax.Array:
+  def synthesise(self, q: jax.Array, channels: int = 3, scale: int = 1,
+                 level: jax.Array | None = None) -> jax.Array:
     """Decode a code. q: [B, N] -> image [B, kT, kT, channels] (RGB or gray, not clipped).
 
     ``decode_steps`` operator iterations from a flat start, at integer ``scale``."""
-    raw = self.dequantize(q, channels)
+    raw = self.dequantize(q, channels, level)
     py, pc = self.collage_params(raw, channels)
     steps = self.cfg.decode_steps
     y = col.decode(self.layout.spec_y, py, self.aux_y[...], steps=steps, scale=scale,
@@ -283,30 +364,32 @@ class NeuralCollage(nnx.Module):
     return jnp.clip(jnp.round(y), lo, hi)
 
   # -- training objective -----------------------------------------------------------------
-  def losses(self, rgb: jax.Array, rng: jax.Array) -> dict[str, jax.Array]:
-    """Relaxed rate and distortion of a batch. rgb: [B, T, T, 3] in [0, 1].
+  def losses(self, rgb: jax.Array, rng: jax.Array,
+             level: jax.Array | None = None) -> dict[str, jax.Array]:
+    """Relaxed rate and distortion of a batch. rgb: [B, T, T, 3] in [0, 1]; ``level`` [B]:
+    the crops' rate levels (variable-rate models only).
 
     Distortion uses straight-through rounding (what the codec decodes); the rate uses the
     additive-noise relaxation under the learned prior (Ballé et al. 2018).
 
     Returns: dict with mse (RGB), bpp (relaxed, entropy coding; fixed for bitpack),
-      l2 (mean squared raw value), y_abs (mean |y|).
+      tile_mse, tile_bpp ([B]: per crop), l2 (mean squared raw value), y_abs (mean |y|).
     """
     lo, hi = self.clip_range()
-    y = self.analyse(rgb)
+    y = self.analyse(rgb, level)
     y_c = jnp.clip(y, lo, hi)
     q = em.round_ste(y_c)
-    x_hat = self.synthesise(q, 3)
-    mse = jnp.mean((x_hat - rgb) ** 2)
+    x_hat = self.synthesise(q, 3, level=level)
+    tile_mse = jnp.mean((x_hat - rgb) ** 2, axis=(1, 2, 3))
     pixels = rgb.shape[1] * rgb.shape[2]
     if self.cfg.coding == "entropy":
       y_noisy = em.uniform_noise(rng, y_c)
-      bits = self.prior.bits(y_noisy, jnp.asarray(self.layout.slots))
-      bpp = jnp.mean(jnp.sum(bits, axis=-1)) / pixels
+      tile_bpp = jnp.sum(self.bits(y_noisy, level), axis=-1) / pixels
     else:
-      bpp = jnp.asarray(y.shape[-1] * self.cfg.bitpack_bits / pixels, jnp.float32)
-    raw = self.dequantize(q, 3)
-    return {"mse": mse, "bpp": bpp, "l2": jnp.mean(raw ** 2), "y_abs": jnp.mean(jnp.abs(y))}
+      tile_bpp = jnp.full(y.shape[:1], y.shape[-1] * self.cfg.bitpack_bits / pixels, jnp.float32)
+    raw = self.dequantize(q, 3, level)
+    return {"mse": jnp.mean(tile_mse), "bpp": jnp.mean(tile_bpp), "tile_mse": tile_mse,
+            "tile_bpp": tile_bpp, "l2": jnp.mean(raw ** 2), "y_abs": jnp.mean(jnp.abs(y))}
 
   def num_params(self) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(self, nnx.Param)))

@@ -9,6 +9,7 @@ directories; training (``experiments/tasks/compress.py``) writes them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -42,9 +43,11 @@ def random_model(cfg: ModelConfig, seed: int = 0, stddev: float = 0.1) -> Neural
   nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
   lay = model.layout
   step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
-  model.log_step[...] = jnp.log(jnp.asarray(step0))
+  reps = max(1, len(cfg.rate_lams))  # a variable-rate model: one set per level
+  log_step = np.log(step0)
+  model.log_step[...] = jnp.asarray(np.tile(log_step, (reps, 1)) if cfg.rate_lams else log_step)
   k = np.arange(-cfg.support, cfg.support + 1, dtype=np.float32)
-  scale = np.where(lay.is_bias_slot, 8.0, 1.0).astype(np.float32)
+  scale = np.tile(np.where(lay.is_bias_slot, 8.0, 1.0).astype(np.float32), reps)
   model.prior.logits[...] = jnp.asarray(-np.abs(k)[None, :] / scale[:, None])
   return model
 
@@ -66,8 +69,10 @@ def save_model(model: NeuralCollage, directory: str, meta: dict[str, Any] | None
               f, indent=1, sort_keys=True)
 
 
-def load_model(directory: str) -> tuple[NeuralCollage, dict[str, Any]]:
-  """Inverse of :func:`save_model` -> (model, meta). Raises ValueError naming the problem."""
+def load_model(directory: str, rate_lams=()) -> tuple[NeuralCollage, dict[str, Any]]:
+  """Inverse of :func:`save_model` -> (model, meta). Raises ValueError naming the problem.
+
+  ``rate_lams``: load a fixed-rate model as a variable-rate one (:func:`to_variable_rate`)."""
   jpath = os.path.join(directory, "model.json")
   npath = os.path.join(directory, "params.npz")
   if not (os.path.isfile(jpath) and os.path.isfile(npath)):
@@ -77,9 +82,12 @@ def load_model(directory: str) -> tuple[NeuralCollage, dict[str, Any]]:
     info = json.load(f)
   if info.get("format") != MODEL_FORMAT:
     raise ValueError(f"{jpath}: format {info.get('format')!r}, expected {MODEL_FORMAT!r}")
-  model = abstract_model(ModelConfig.from_dict(info["config"]))
+  cfg = ModelConfig.from_dict(info["config"])
   with np.load(npath) as z:
     flat = {k: z[k] for k in z.files}
+  if rate_lams:
+    cfg, flat = _variable_rate_params(cfg, flat, rate_lams)
+  model = abstract_model(cfg)
   _set_flat_params(model, flat)
   return model, info.get("meta", {})
 
@@ -99,7 +107,7 @@ def _set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
   dtypes). Raises ValueError naming a missing parameter or a shape that does not match."""
   state = nnx.state(model, nnx.Param)
   leaves = jax.tree_util.tree_leaves_with_path(state)
-  names = [jax.tree_util.keystr(p) for p, _ in leaves]
+  names = _param_names(model)
   missing = sorted(set(names) - set(flat))
   if missing:
     raise ValueError(f"saved parameters lack {missing[:5]} (model/config mismatch)")
@@ -111,3 +119,40 @@ def _set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
     new.append(jnp.asarray(v, leaf.dtype))
   treedef = jax.tree_util.tree_structure(state)
   nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+
+
+def to_variable_rate(model: NeuralCollage, rate_lams) -> NeuralCollage:
+  """A variable-rate model (:attr:`ModelConfig.rate_lams`) that starts from a fixed-rate one:
+  the same weights, the fixed model's steps and pmfs at every level, the encoder's FiLM at
+  the identity; it computes what the fixed model does at every level. The start of
+  variable-rate training from a shipped model (also ``load_model(..., rate_lams=...)``)."""
+  cfg, flat = _variable_rate_params(model.cfg, flat_params(model), rate_lams)
+  out = abstract_model(cfg)
+  _set_flat_params(out, flat)
+  return out
+
+
+def _variable_rate_params(cfg: ModelConfig, flat: dict[str, np.ndarray], rate_lams
+                          ) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+  """:func:`to_variable_rate` on host arrays (no model computation, so it also runs while a
+  training initialiser is traced)."""
+  if cfg.rate_lams:
+    raise ValueError("the model is already a variable-rate model")
+  cfg = dataclasses.replace(cfg, rate_lams=tuple(rate_lams))
+  levels = len(cfg.rate_lams)
+  flat = dict(flat)
+  names = _param_names(abstract_model(cfg))
+  for key in names:
+    if key.startswith("['log_step']"):
+      flat[key] = np.stack([flat[key]] * levels)
+    elif key.startswith("['prior']['logits']"):
+      flat[key] = np.concatenate([flat[key]] * levels)
+    elif key.startswith("['encoder']['film']"):
+      flat[key] = np.zeros((levels, 2, cfg.width), np.float32)
+  return cfg, flat
+
+
+def _param_names(model: NeuralCollage) -> list[str]:
+  """The keys of :func:`flat_params`, without reading the values."""
+  return [jax.tree_util.keystr(p) for p, _ in
+          jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))]

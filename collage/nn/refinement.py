@@ -15,7 +15,7 @@ from collage.nn.hypernet import NeuralCollage
 
 
 def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, steps: int,
-                lr: float = 0.2, seed: int = 0) -> jax.Array:
+                lr: float = 0.2, seed: int = 0, level: jax.Array | None = None) -> jax.Array:
   """Test-time refinement: ``steps`` Adam steps on the code ``y`` of these tiles.
 
   The encoder's one-pass code is a starting point; Adam minimises the training objective
@@ -27,20 +27,20 @@ def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, 
   computed), and each tile keeps its best iterate, the encoder's code included: a tile's
   true cost never gets worse. The decoder is unchanged. Deterministic for a given seed.
 
-  rgb: [B, T, T, 3] in [0, 1]; y: [B, N] continuous code (quantization units) -> [B, N].
+  rgb: [B, T, T, 3] in [0, 1]; y: [B, N] continuous code (quantization units) -> [B, N];
+  ``level`` [B]: the rows' rate levels (variable-rate models only).
   """
   lo, hi = model.clip_range()
-  slots = jnp.asarray(model.layout.slots)
   pixels = rgb.shape[1] * rgb.shape[2]
   entropy = model.cfg.coding == "entropy"
 
   def loss(v, key):
     vc = jnp.clip(v, lo, hi)
     q = em.round_ste(vc)
-    mse = jnp.mean((model.synthesise(q, 3) - rgb) ** 2, axis=(1, 2, 3))      # [B]
+    mse = jnp.mean((model.synthesise(q, 3, level=level) - rgb) ** 2, axis=(1, 2, 3))  # [B]
     if entropy:
-      relaxed = jnp.sum(model.prior.bits(em.uniform_noise(key, vc), slots), -1) / pixels
-      exact = jnp.sum(model.prior.bits(jax.lax.stop_gradient(q), slots), -1) / pixels
+      relaxed = jnp.sum(model.bits(em.uniform_noise(key, vc), level), -1) / pixels
+      exact = jnp.sum(model.bits(jax.lax.stop_gradient(q), level), -1) / pixels
     else:
       relaxed = exact = jnp.zeros_like(mse)
     true_cost = jax.lax.stop_gradient(rd_cost(exact, mse, lam))

@@ -10,8 +10,11 @@ r"""Neural Collage compression (Poli et al. 2022) with a learned entropy model (
 
 Variants: ``quick`` (a clearly learning model in minutes on a laptop CPU), ``full`` (the
 shipped low-rate models' recipe: 8x8 luma ranges), ``fine`` (the shipped high-rate models'
-recipe: 4x4 luma and 8x8 chroma ranges), ``baseline`` / ``baseline_quick`` (the paper's L2 magnitude
-regularizer with plain bit packing, a smaller candidate set so its rate is comparable).
+recipe: 4x4 luma and 8x8 chroma ranges), ``variable`` (one variable-rate model of the ``fine``
+architecture for every quality: ``model.rate_lams``, started from a shipped fixed-rate model;
+recipe with data: ``launch/train_variable_rate.sh``), ``baseline`` / ``baseline_quick`` (the
+paper's L2 magnitude regularizer with plain bit packing, a smaller candidate set so its rate is
+comparable).
 ``lam`` sets the rate point: loss = bpp + lam * 255^2 * MSE. The exported model lands in
 ``WORKDIR/artifacts/model`` and is used by ``collage-codec compress --codec neural --model``.
 """
@@ -20,7 +23,7 @@ import ml_collections
 
 from collage.train.config import training_defaults, variant
 
-VARIANTS = ("quick", "full", "fine", "baseline", "baseline_quick")
+VARIANTS = ("quick", "full", "fine", "variable", "baseline", "baseline_quick")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -68,6 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.support = 127                 # quantized values are integers in [-support, support]
   c.model.coding = "entropy"            # entropy (learned prior) | bitpack (paper baseline)
   c.model.bitpack_bits = 6              # bits per value for bitpack
+  c.model.rate_lams = ""                # variable rate: the lam of each level, increasing ("": fixed rate, lam above)
 
   if arg in ("quick", "baseline_quick"):
     c.total_steps = 5000                # ~15-19 steps/s on an idle 2-core CPU: about 5 minutes
@@ -79,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.total_steps = 20000
     c.eval_every = 5000
     c.checkpoint_every = 2000
-  if arg == "fine":                    # the shipped high-rate models: 4x4 luma / 8x8 chroma ranges
+  if arg in ("fine", "variable"):      # the shipped high-rate models: 4x4 luma / 8x8 chroma ranges
     c.total_steps = 12000
     c.eval_every = 4000
     c.checkpoint_every = 2000
@@ -91,6 +95,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.chroma_domain = 16          # 4 domains 16x16 at stride 16
     c.model.chroma_stride = 16
     c.model.chroma_aux = 8
+  if arg == "variable":                # one model, quality 1..100 = level 0..5 (lam 0.0008 .. 0.04)
+    c.model.rate_lams = "0.0008,0.00174,0.0038,0.0083,0.0182,0.04"  # geometric, ratio 50^(1/5)
+    c.init_from = "collage/assets/neural/r4_lam0.009"
+    c.total_steps = 6000
+    c.eval_every = 2000
+    c.checkpoint_every = 1000
+    c.optimizer.learning_rate = 5e-4
   if arg in ("baseline", "baseline_quick"):
     c.model.coding = "bitpack"
     c.model.luma_aux = 4                # 16 x (4 + 4 + 1) + 2 x 4 x (2 + 2 + 1) = 184 values

@@ -4,11 +4,17 @@ Loss (entropy coding, Ballé et al. 2018): ``bpp + lam * 255**2 * MSE`` with the
 learned factorized prior of noisy parameters and the distortion of the straight-through
 quantized decode. Baseline (``coding = "bitpack"``, the regularizer of Poli et al. 2022):
 ``lam * 255**2 * MSE + l2 * mean(raw**2)`` at a fixed number of bits per value.
+Variable rate (``model.rate_lams``, :class:`collage.nn.hypernet.ModelConfig`): every crop draws
+a continuous level ``t ~ U[0, L - 1]`` and is scored at its own lam ``exp(interp(log
+rate_lams, t))``; ``lam`` is unused. Eval then reports every integer level (``psnr_lJ``,
+``bpp_lJ``). ``init_from`` may name a fixed-rate model of the same architecture: its steps and
+pmfs start every level.
 
 Artifacts (``WORKDIR/artifacts``): ``model/`` (the exported model: ``model.json`` +
 ``params.npz``, loadable by ``collage.codec.neural`` via ``model=PATH``), ``recon_STEP.png``
-(eight eval crops: originals on top, decodes below) and ``recon_STEP.json`` (those crops' MSE,
-ideal bpp and PSNR; the logged ``eval/*`` metrics are exact means over ``eval_batches`` batches).
+(eight eval crops: originals on top, decodes below, a row per level of a variable-rate model)
+and ``recon_STEP.json`` (those crops' MSE, ideal bpp and PSNR; the logged ``eval/*`` metrics
+are exact means over ``eval_batches`` batches).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ def model_config(config: ml_collections.ConfigDict) -> hn.ModelConfig:
     d[k] = None if int(d[k]) <= 0 else int(d[k])
   for k in ("luma_isometries", "chroma_isometries"):
     d[k] = tuple(int(v) for v in str(d[k]).split(",") if v.strip())
+  d["rate_lams"] = tuple(float(v) for v in str(d.get("rate_lams", "")).split(",") if v.strip())
   return hn.ModelConfig(**d)
 
 
@@ -70,6 +77,8 @@ class CompressTask(Task):
   def init_params(self, rng):
     if self.config.init_from:
       model, _ = hypernet_io.load_model(self.config.init_from)
+      if self.model_cfg.rate_lams and not model.cfg.rate_lams:  # every level starts from it
+        model, _ = hypernet_io.load_model(self.config.init_from, self.model_cfg.rate_lams)
       if model.cfg != self.model_cfg:
         raise ValueError(f"init_from={self.config.init_from!r} has architecture {model.cfg}, "
                          f"but this config asks for {self.model_cfg}")
@@ -79,24 +88,32 @@ class CompressTask(Task):
 
   def loss_fn(self, params, batch, rng):
     model = self._model(params)
-    m = model.losses(batch["image"], rng)
-    if self.model_cfg.coding == "entropy":
+    x = batch["image"]
+    if model.levels:  # a level per crop, scored at its own lam
+      level_rng, rng = jax.random.split(rng)
+      level = jax.random.uniform(level_rng, x.shape[:1], maxval=float(model.levels - 1))
+      m = model.losses(x, rng, level)
+      loss = jnp.mean(rd_cost(m["tile_bpp"], m["tile_mse"], model.level_lam(level)))
+    elif self.model_cfg.coding == "entropy":
+      m = model.losses(x, rng)
       loss = rd_cost(m["bpp"], m["mse"], float(self.config.lam))
     else:  # the paper's baseline: a fixed rate, so the L2 magnitude penalty stands in for it
+      m = model.losses(x, rng)
       loss = rd_cost(float(self.config.l2) * m["l2"], m["mse"], float(self.config.lam))
     return loss, {"loss": loss, "bpp": m["bpp"], "mse": m["mse"], "psnr": psnr_from_mse(m["mse"]),
                   "l2": m["l2"], "y_abs": m["y_abs"]}
 
-  def decode_metrics(self, model: hn.NeuralCollage, x: jax.Array
+  def decode_metrics(self, model: hn.NeuralCollage, x: jax.Array, level: float | None = None
                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The codec's hard-quantized decode of crops x [B, T, T, 3], and per crop its MSE and
-    ideal code length in bits per pixel ({"mse": [B], "bpp": [B]})."""
-    q = model.quantize(model.analyse(x))
-    x_hat = jnp.clip(model.synthesise(q, 3), 0.0, 1.0)
+    """The codec's hard-quantized decode of crops x [B, T, T, 3] (at rate ``level`` for a
+    variable-rate model), and per crop its MSE and ideal code length in bits per pixel
+    ({"mse": [B], "bpp": [B]})."""
+    lv = None if level is None else jnp.full(x.shape[:1], level, jnp.float32)
+    q = model.quantize(model.analyse(x, lv))
+    x_hat = jnp.clip(model.synthesise(q, 3, level=lv), 0.0, 1.0)
     pix = x.shape[1] * x.shape[2]
     if self.model_cfg.coding == "entropy":
-      bits = model.prior.bits(q, jnp.asarray(model.layout.slots))
-      bpp_i = jnp.sum(bits, axis=-1) / pix
+      bpp_i = jnp.sum(model.bits(q, lv), axis=-1) / pix
     else:
       bpp_i = jnp.full(x.shape[:1], q.shape[-1] * self.model_cfg.bitpack_bits / pix)
     return x_hat, {"mse": jnp.mean((x_hat - x) ** 2, axis=(1, 2, 3)), "bpp": bpp_i}
@@ -104,11 +121,19 @@ class CompressTask(Task):
   def eval_fn(self, params, model_state, batch, rng):
     """Per crop: MSE of the codec's decode and the ideal code length (exact means over the set)."""
     del model_state, rng
-    return self.decode_metrics(self._model(params), batch["image"])[1]
+    model = self._model(params)
+    if not model.levels:
+      return self.decode_metrics(model, batch["image"])[1]
+    out = {}
+    for j in range(model.levels):
+      for k, v in self.decode_metrics(model, batch["image"], float(j))[1].items():
+        out[f"{k}_l{j}"] = v
+    return out
 
   def eval_summary(self, means):
-    """PSNR of the mean MSE over the eval crops."""
-    return {"psnr": float(psnr_from_mse(means["mse"]))}
+    """PSNR of the mean MSE over the eval crops (of every level of a variable-rate model)."""
+    return {k.replace("mse", "psnr"): float(psnr_from_mse(v)) for k, v in means.items()
+            if k.startswith("mse")}
 
   # -- artifacts --------------------------------------------------------------------------
   def write_artifacts(self, params, model_state, step, workdir):
@@ -116,8 +141,9 @@ class CompressTask(Task):
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)
     model = self._model(jax.tree.map(jnp.asarray, params))
-    meta = {"lam": float(self.config.lam), "l2": float(self.config.l2), "step": int(step),
-            "source": str(self.config.data.source)}
+    meta = {"step": int(step), "source": str(self.config.data.source)}
+    if not model.levels:  # a variable-rate model's lams are in its config
+      meta |= {"lam": float(self.config.lam), "l2": float(self.config.l2)}
     hypernet_io.save_model(model, os.path.join(out, "model"), meta)
     try:
       batch = next(iter(self.dataset("eval", seed=0, process_index=0, process_count=1,
@@ -125,11 +151,13 @@ class CompressTask(Task):
     except (StopIteration, ValueError):
       return
     x = jnp.asarray(batch["image"])
-    x_hat, per_crop = self.decode_metrics(model, x)
-    m = {k: float(jnp.mean(v)) for k, v in per_crop.items()}
+    rows, m = [np.asarray(x)], {}
+    for j in range(model.levels) if model.levels else [None]:  # a row per rate level
+      x_hat, per_crop = self.decode_metrics(model, x, None if j is None else float(j))
+      rows.append(np.asarray(x_hat))
+      m |= {k + ("" if j is None else f"_l{j}"): float(jnp.mean(v)) for k, v in per_crop.items()}
     m |= self.eval_summary(m)
-    grid = images.image_grid(np.concatenate([np.asarray(x), np.asarray(x_hat)]),
-                             columns=x.shape[0], pad=0)
+    grid = images.image_grid(np.concatenate(rows), columns=x.shape[0], pad=0)
     images.save_png(os.path.join(out, f"recon_{step}.png"), grid)
     # The numbers of the crops in recon_STEP.png (not the logged eval/*, which average the
     # config.eval_batches eval batches).

@@ -74,7 +74,7 @@ def test_rate_is_the_model_rate_plus_small_overhead(codec):
   data = codec.compress(img, quality=1)
   code = codec.encode_code(img, 1)
   m, q = code.models[0], code.q
-  ideal = em.table_bits(q, m.layout.slots_for(3), m.tables)
+  ideal = em.table_bits(q, m.layout.slots_for(3), m.tables())
   header_bytes = len(data) - len(container.unpack(data)[2])
   payload_bits = 8 * (len(data) - header_bytes)
   assert ideal <= payload_bits <= ideal * 1.03 + 64
@@ -421,3 +421,97 @@ def test_tile_subsets_of_any_size_compile_a_bounded_number_of_shapes(codec):
     assert m.synthesise(q, 3).shape == (n, 16, 16, 3)
   assert m._synthesise._cache_size() - before <= 7  # pylint: disable=protected-access
   assert m._analyse._cache_size() <= 8  # pylint: disable=protected-access
+
+
+# -- variable-rate models (file version 3) ----------------------------------------------------
+@pytest.fixture(scope="module")
+def vmodel(tmp_path_factory):
+  """A variable-rate model whose steps get finer with the level (so rates rise with quality)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  path = tmp_path_factory.mktemp("variable") / "v"
+  m = hypernet_io.random_model(hn.ModelConfig(**TINY, rate_lams=(0.001, 0.01, 0.1)), seed=2)
+  m.encoder.head_g2.bias[...] = m.encoder.head_g2.bias[...] + 3.0
+  m.encoder.head_w.bias[...] = m.encoder.head_w.bias[...] + 1.0
+  m.log_step[...] = m.log_step[...] - 0.7 * jnp.arange(3.0)[:, None]
+  m.encoder.film[...] = 0.2 * jax.random.normal(jax.random.PRNGKey(0), m.encoder.film.shape)
+  hypernet_io.save_model(m, str(path), {"step": 0})
+  return str(path)
+
+
+def test_variable_rate_model_codes_every_quality_bit_exactly(vmodel):
+  codec = neural.NeuralCollageCodec(model=vmodel)
+  (m,) = codec.models
+  assert m.levels == 3 and codec.model_for_quality(1) is codec.model_for_quality(100) is m
+  img = _image(37, 21, 3, seed=3)
+  sizes, codes = {}, {}
+  for quality in (1, 37, 100):
+    data = codec.compress(img, quality)
+    params = container.unpack(data)[1]
+    assert params[0] == neural.RATE_VERSION and params[-1] == quality
+    code, _ = codec.decode_code(data)
+    enc = codec.encode_code(img, quality)
+    assert code.quality == enc.quality == quality
+    np.testing.assert_array_equal(code.q, enc.q)
+    np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(enc, 37, 21, 3))
+    ideal = em.table_bits(enc.q, m.layout.slots_for(3), m.tables(quality))
+    payload_bits = 8 * len(container.unpack(data)[2])
+    assert ideal <= payload_bits <= ideal * 1.03 + 64
+    sizes[quality], codes[quality] = len(data), enc.q
+  assert sizes[1] < sizes[37] < sizes[100]  # finer steps at higher levels: more bits
+  assert not np.array_equal(codes[1], codes[37])
+  # Gray images and scaled decoding take the quality too.
+  gray = codec.decompress(codec.compress(_image(20, 20, 1), 60), scale=2)
+  assert gray.shape == (40, 40, 1)
+
+
+def test_variable_rate_files_are_checked(vmodel, models):
+  codec = neural.NeuralCollageCodec(model=vmodel)
+  (m,) = codec.models
+  data = codec.compress(_image(16, 16, 3), 50)
+  _, params, payload = container.unpack(data)
+  for quality in (0, 101):  # out of range
+    bad = container.pack(2, 16, 16, 3, params[:-1] + bytes([quality]), payload)
+    with pytest.raises(base.CodecError, match="quality .* is not in 1..100"):
+      codec.decompress(bad)
+  v1 = params[:1].replace(b"\x03", b"\x01") + params[1:-1]  # a fixed-rate header, this model
+  with pytest.raises(base.CodecError, match="names variable-rate model"):
+    codec.decompress(container.pack(2, 16, 16, 3, v1, payload))
+  with pytest.raises(base.CodecError, match="no quality|needs a quality"):
+    codec.write_code(neural.TileCode.single(m, codec.encode_code(_image(16, 16, 3), 5).q),
+                     16, 16, 3)
+  with pytest.raises(base.CodecError, match="mix picks among fixed-rate"):
+    neural.NeuralCollageCodec(model=vmodel, mix=True).compress(_image(16, 16, 3), 50)
+
+
+def test_a_variable_rate_model_is_used_alone(vmodel, models, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  shutil.copytree(vmodel, tmp_path / "v")
+  shutil.copytree(os.path.join(models, "hi"), tmp_path / "hi")
+  with pytest.raises(base.CodecError, match="variable-rate model is used alone"):
+    neural.NeuralCollageCodec(model=str(tmp_path)).compress(_image(16, 16, 3), 50)
+
+
+def test_describe_names_the_model_and_the_quality(vmodel, codec, models):
+  v = neural.NeuralCollageCodec(model=vmodel)
+  d = v.describe(v.compress(_image(16, 16, 3), 42))
+  assert d["quality"] == "42" and "variable rate" in d["model"] and d["model"].startswith("v (")
+  d = codec.describe(codec.compress(_image(16, 16, 3), 80))  # the "hi" model: qualities 51-100
+  assert d["model"].startswith("hi (") and "qualities 51-100 pick it" in d["quality"]
+  d = neural.NeuralCollageCodec(model=models, mix=True).describe(
+      neural.NeuralCollageCodec(model=models, mix=True).compress(_halves(16, 32, 3), 50))
+  assert "not stored" in d["quality"]
+  d = v.describe(codec.compress(_image(16, 16, 3), 80))  # the writer is not at v's path
+  assert "not among the models" in d["model"]
+
+
+def test_cli_info_shows_model_and_quality(vmodel, tmp_path, capsys):
+  from collage.codec import cli  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.fromarray(_image(16, 16, 3)).save(tmp_path / "in.png")
+  assert cli.main(["compress", "--codec", "neural", "--model", vmodel, "-q", "33",
+                   str(tmp_path / "in.png"), str(tmp_path / "out.clg")]) == 0
+  capsys.readouterr()
+  assert cli.main(["info", "--model", vmodel, str(tmp_path / "out.clg")]) == 0
+  out = capsys.readouterr().out
+  assert "quality    33" in out and "variable rate" in out
