@@ -2,6 +2,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
 
     python benchmarks/neural_codec.py rd --images ../shared/data/kodak \
         [--models DIR1,DIR2,...] [--baselines DIR,...] [--pifs 20,50,80] [--jpeg 5,10,20,40]
+        [--webp 5,20,50]
         [--refine STEPS] [--mix 30,45,60 [--skip_single]] [--qualities 1,50,100]
     python benchmarks/neural_codec.py speed --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
@@ -14,7 +15,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
 model / quality, for the neural models (``--models``; default: the shipped ones; a
 variable-rate model at each of ``--qualities``), the
 per-tile model choice at the qualities ``--mix``, L2 + bit packing baselines
-(``--baselines``), PIFS and JPEG (via the codec registry). ``--out`` JSON rows also hold
+(``--baselines``), PIFS, JPEG and WebP (via the codec registry). ``--out`` JSON rows also hold
 the per-image figures.
 ``speed``: encode time of the neural codec and the PIFS encoder on the same image, and the
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ``--batch``,
@@ -126,7 +127,7 @@ def cmd_rd(args) -> list[dict]:
       row = _rd_row(codec, images, q)
       emit({"codec": label, "setting": f"{os.path.relpath(m.directory)} (lam={m.lam:g})",
             **row})
-  for name, qualities in (("pifs", args.pifs), ("jpeg", args.jpeg)):
+  for name, qualities in (("pifs", args.pifs), ("jpeg", args.jpeg), ("webp", args.webp)):
     if not qualities:
       continue
     try:
@@ -232,7 +233,8 @@ def cmd_sweep(args) -> list[dict]:
   print(f"load average {os.getloadavg()}; {_device()}; "
         f"encode batch {neural_models.ENCODE_BATCH}", flush=True)
   rows = []
-  runs = (("neural", {}, args.neural_q), ("neural-mix", {"mix": True}, args.mix_q),
+  model = {"model": args.model} if args.model else {}
+  runs = (("neural", model, args.neural_q), ("neural-mix", {"mix": True}, args.mix_q),
           ("pifs", {}, args.pifs_q))
   for name, kwargs, qualities in runs:
     if not qualities:
@@ -423,6 +425,7 @@ def main(argv=None):
   rd.add_argument("--baselines", default="")
   rd.add_argument("--pifs", default="")
   rd.add_argument("--jpeg", default="")
+  rd.add_argument("--webp", default="")
   rd.add_argument("--refine", type=int, default=0,
                   help="test-time refinement steps for the neural models (0: forward pass only)")
   rd.add_argument("--mix", default="",
@@ -446,6 +449,7 @@ def main(argv=None):
   sw = sub.add_parser("sweep")
   sw.add_argument("--image", default="../shared/data/kodak/kodim23.png")
   sw.add_argument("--neural_q", default="1,26,51,76")
+  sw.add_argument("--model", default=None, help="the neural rows' model (default: shipped)")
   sw.add_argument("--mix_q", default="", help="qualities of the per-tile model choice (mix)")
   sw.add_argument("--pifs_q", default="15,30,45,60,70,80")
   sw.add_argument("--repeats", type=int, default=3)

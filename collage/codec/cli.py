@@ -60,8 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
   c.add_argument("--quality", "-q", default="75",
                  help="integer 1..100, higher is better (default: 75)")
   c.add_argument("--model", "-m", default=None,
-                 help="learned codecs (neural): a trained model directory or training workdir "
-                      "(default: the models shipped with the package)")
+                 help="learned codecs (neural): a trained model directory or training workdir, "
+                      "or 'variable' for the shipped variable-rate model (default: the models "
+                      "shipped with the package)")
   c.add_argument("--refine", default=None,
                  help="learned codecs (neural): steps of test-time refinement of the code "
                       "(default 0: one forward pass; e.g. 30 for a better rate-distortion "
@@ -183,8 +184,10 @@ def _make_codec(name: str, model: str | None, refine: int | None = None,
       raise UsageError(f"--{flag} applies only to learned codecs "
                        f"({', '.join(LEARNED_CODECS)}), not to {name!r}")
     kwargs[flag] = value
-  if model is not None and not os.path.exists(model):
-    raise UsageError(f"--model {model!r} does not exist")
+  from collage.codec import neural_models  # pylint: disable=import-outside-toplevel
+  if model is not None and model not in neural_models.NAMED_MODELS and not os.path.exists(model):
+    raise UsageError(f"--model {model!r} does not exist (a model directory, a training workdir, "
+                     f"or a shipped set: {', '.join(neural_models.NAMED_MODELS)})")
   return get_codec(name, **kwargs)
 
 

@@ -39,14 +39,19 @@ File (inside :mod:`collage.codec.container`, codec id 2):
   payload v3            = as v1, under the model's tables at that quality
 
 The fingerprint (SHA-256 of the model's architecture and weights) selects the model when
-decoding: the shipped models (``collage/assets/neural/*``, and for old files the retired ones
-in ``collage/assets/neural_retired/*``) or those under ``model=PATH``.
+decoding: the shipped models (``collage/assets/neural/*``, the variable-rate
+``collage/assets/neural_variable/*`` that ``model="variable"`` names, and for old files the
+retired ones in ``collage/assets/neural_retired/*``: a codec with any shipped set decodes the
+files of all of them) or those under ``model=PATH``.
 
-Models: ``NeuralCollageCodec()`` uses the shipped models, one per trained rate point; the
-``quality`` 1..100 picks among them from the lowest rate (1) to the highest (100) in equal
-bands (rate order: the models' ``lam``, or their ``order`` rank when every model has one).
-A variable-rate model (``ModelConfig.rate_lams``) is used alone: ``quality`` is an input of
-its encoder and decoder (one forward pass at any quality) and is written in the file (v3).
+Models: ``NeuralCollageCodec()`` uses the shipped variable-rate model
+(``collage/assets/neural_variable``): a variable-rate model (``ModelConfig.rate_lams``) is
+used alone, ``quality`` is an input of its encoder and decoder (one forward pass at any
+quality) and is written in the file (v3). A set of fixed-rate models (``model="fixed"``: the
+five shipped ones, which ``mix=True`` uses by default; or a folder of one's own) is one model
+per trained rate point; the ``quality`` 1..100 picks among them from the lowest rate (1) to
+the highest (100) in equal bands (rate order: the models' ``lam``, or their ``order`` rank
+when every model has one).
 ``NeuralCollageCodec(model=PATH)``: PATH is an exported model directory
 (``model.json`` + ``params.npz``, written by ``experiments/tasks/compress.py`` to
 ``WORKDIR/artifacts/model``), a training workdir holding one, or a folder of such model
@@ -258,8 +263,9 @@ class NeuralCollageCodec(Codec):
   """Neural Collage codec (see the module docstring).
 
   Args:
-    model: None for the shipped models, or a PATH (exported model directory, training
-      workdir, or a folder of model directories).
+    model: None for the shipped default (the variable-rate model; with ``mix``, the five
+      fixed-rate models), "variable" or "fixed" for either shipped set, or a PATH (exported
+      model directory, training workdir, or a folder of model directories).
     refine: steps of test-time refinement of the code per image (0: the encoder's single
       forward pass). Refinement lowers the rate-distortion cost of the code at an encode
       cost of about one decode and its gradient per step; the file format and the decoder
@@ -273,7 +279,7 @@ class NeuralCollageCodec(Codec):
   codec_id = 2
 
   def __init__(self, model: str | None = None, refine: int = 0, mix: bool = False):
-    self.model_path = os.path.abspath(model) if model else neural_models.ASSET_DIR
+    self.model_path = neural_models.resolve(model, mix is True)
     if isinstance(refine, bool) or int(refine) != refine or not 0 <= int(refine) <= MAX_REFINE:
       raise CodecError(f"refine must be an integer number of steps in 0..{MAX_REFINE}, "
                        f"got {refine!r}")
@@ -301,11 +307,16 @@ class NeuralCollageCodec(Codec):
                        "model's directory as model=PATH (--model)")
     return self.models[min(n - 1, (int(quality) - 1) * n // 100)]
 
-  def quality_band(self, model: LoadedModel) -> str:
-    """The qualities that pick ``model`` from :attr:`models` ("41-60"); "" if none does."""
-    qs = [q for q in range(1, 101) if self.models[min(len(self.models) - 1,
-                                                      (q - 1) * len(self.models) // 100)]
-          is model]
+  @staticmethod
+  def quality_band(model: LoadedModel) -> str:
+    """The qualities that pick a fixed-rate ``model`` from the set it belongs to (the folder
+    it is in: "41-60"); "" if none does."""
+    if os.path.dirname(model.directory) == neural_models.RETIRED_DIR:
+      return ""  # no longer picked by any quality
+    models = neural_models.load_models(os.path.dirname(model.directory))
+    qs = [q for q in range(1, 101)  # by fingerprint: the set may be a fresh load
+          if models[min(len(models) - 1, (q - 1) * len(models) // 100)].fingerprint
+          == model.fingerprint]
     return f"{qs[0]}-{qs[-1]}" if qs else ""
 
   def mix_models(self) -> tuple[LoadedModel, ...]:
@@ -422,8 +433,10 @@ class NeuralCollageCodec(Codec):
   # -- decoding ---------------------------------------------------------------------------
   def _model_with(self, fingerprint: bytes) -> LoadedModel:
     matches = [m for m in self.models if m.fingerprint == fingerprint]
-    if not matches and self.model_path == neural_models.ASSET_DIR:
-      matches = [m for m in neural_models.retired_models() if m.fingerprint == fingerprint]
+    shipped = neural_models.shipped_dirs()
+    if not matches and self.model_path in shipped:  # any shipped model decodes its files
+      matches = [m for d in shipped if d != self.model_path and neural_models.model_dirs(d)
+                 for m in neural_models.load_models(d) if m.fingerprint == fingerprint]
     if not matches:
       raise CodecError(
           f"the file was written with neural model {fingerprint.hex()}, which is not among "
@@ -470,16 +483,19 @@ class NeuralCollageCodec(Codec):
       except CodecError:
         names.append(f"{fp.hex()} (not among the models at {self.model_path}; --model PATH)")
         continue
-      where = "retired" if m not in self.models else ("variable rate" if m.levels else "")
-      names.append(f"{m.name} ({fp.hex()}{', ' + where if where else ''})")
+      retired = os.path.dirname(m.directory) == neural_models.RETIRED_DIR
+      tags = [fp.hex()] + ["variable rate"] * bool(m.levels) + ["retired"] * retired
+      names.append(f"{m.name} ({', '.join(tags)})")
     out = {"model": ", ".join(names), "tile": f"{tile} x {tile}"}
     if version == RATE_VERSION:
       out["quality"] = str(quality)
     elif version == MIXED_VERSION:
       out["quality"] = f"not stored (a model per tile among {len(fingerprints)})"
     else:
-      found = [m for m in self.models if m.fingerprint == fingerprints[0]]
-      band = self.quality_band(found[0]) if found else ""
+      try:
+        band = self.quality_band(self._model_with(fingerprints[0]))
+      except CodecError:
+        band = ""
       out["quality"] = (f"not stored (fixed-rate model; qualities {band} pick it)" if band
                         else "not stored (fixed-rate model)")
     return out

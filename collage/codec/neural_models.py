@@ -2,7 +2,9 @@
 coding (:class:`LoadedModel`: jitted analysis and synthesis, integer entropy tables, the
 fingerprint a file names it by).
 
-Where: the shipped models (``collage/assets/neural/*``, :data:`ASSET_DIR`), the retired ones
+Where: the shipped variable-rate model (``collage/assets/neural_variable/*``,
+:data:`VARIABLE_DIR`, the default), the shipped fixed-rate models (``collage/assets/neural/*``,
+:data:`ASSET_DIR`, one per quality band, the set ``mix`` picks from), the retired ones
 that only decode old files (:data:`RETIRED_DIR`), or a user's ``PATH``: an exported model
 directory (``model.json`` + ``params.npz``, :mod:`collage.nn.hypernet_io`), a training workdir
 holding one in ``artifacts/model``, or a folder of either. A set of models is ordered lowest
@@ -27,6 +29,13 @@ ASSET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 # Models that shipped with earlier versions and are no longer offered for encoding: kept so
 # that files written with them still decode with the default models.
 RETIRED_DIR = os.path.join(os.path.dirname(ASSET_DIR), "neural_retired")
+# The variable-rate model, one model for every quality: the default for encoding without
+# ``mix`` (``collage/assets/README.md``).
+VARIABLE_DIR = os.path.join(os.path.dirname(ASSET_DIR), "neural_variable")
+# Shipped model sets a codec may name instead of a path: ``model="variable"`` (the default
+# without ``mix``) and ``model="fixed"`` (the five fixed-rate models, one per quality band; the
+# set ``mix`` picks from).
+NAMED_MODELS = {"variable": VARIABLE_DIR, "fixed": ASSET_DIR}
 ENCODE_BATCH = 64  # tiles per jitted forward pass (the last chunk is padded)
 
 
@@ -218,6 +227,22 @@ def retired_models() -> tuple[LoadedModel, ...]:
   return load_models(RETIRED_DIR) if model_dirs(RETIRED_DIR) else ()
 
 
+def shipped_dirs() -> tuple[str, ...]:
+  """Every folder of models that ships with the package: the default set, the named sets and
+  the retired models. A file written by any of them decodes with any of them as the codec's
+  model (the fingerprint finds the writer)."""
+  return (VARIABLE_DIR, ASSET_DIR, RETIRED_DIR)
+
+
+def resolve(model: str | None, mix: bool = False) -> str:
+  """A codec's ``model`` argument -> a folder: None is the default (the variable-rate model;
+  with ``mix`` the fixed-rate set), a name of :data:`NAMED_MODELS` a shipped set, anything
+  else a path."""
+  if not model:
+    return ASSET_DIR if mix else VARIABLE_DIR
+  return NAMED_MODELS.get(model, os.path.abspath(model))
+
+
 def available_models(path: str | None = None) -> Sequence[str]:
   """Directories of the models a codec with ``model=path`` would use, lowest rate first."""
-  return [m.directory for m in load_models(os.path.abspath(path) if path else ASSET_DIR)]
+  return [m.directory for m in load_models(resolve(path))]

@@ -131,7 +131,8 @@ def test_files_of_retired_shipped_models_still_decode(tmp_path, monkeypatch):
   img = _image(16, 24, 3)
   old_file = neural.NeuralCollageCodec(model=retired).compress(img, 50)
   expected = neural.NeuralCollageCodec(model=retired).decompress(old_file)
-  monkeypatch.setattr(neural_models, "ASSET_DIR", str(tmp_path / "neural"))
+  monkeypatch.setattr(neural_models, "VARIABLE_DIR", str(tmp_path / "neural"))  # the default
+  monkeypatch.setattr(neural_models, "ASSET_DIR", str(tmp_path / "no_fixed_set"))
   monkeypatch.setattr(neural_models, "RETIRED_DIR", str(tmp_path / "neural_retired"))
   codec = neural.NeuralCollageCodec()
   assert [m.directory for m in codec.models] == [current]
@@ -185,7 +186,7 @@ def test_bitpack_baseline_round_trip(tmp_path):
 
 
 def test_shipped_models_load_and_round_trip():
-  codec = neural.NeuralCollageCodec()  # collage/assets/neural
+  codec = neural.NeuralCollageCodec(model="fixed")  # collage/assets/neural
   assert len(codec.models) >= 2
   keys = [m.meta.get("order", m.lam) for m in codec.models]
   assert keys == sorted(keys) and all(m.cfg.coding == "entropy" for m in codec.models)
@@ -515,3 +516,19 @@ def test_cli_info_shows_model_and_quality(vmodel, tmp_path, capsys):
   assert cli.main(["info", "--model", vmodel, str(tmp_path / "out.clg")]) == 0
   out = capsys.readouterr().out
   assert "quality    33" in out and "variable rate" in out
+
+
+def test_the_shipped_variable_rate_model_by_name_and_across_shipped_sets():
+  """``model="variable"`` is the shipped variable-rate model; a codec with any shipped set
+  decodes the files of every shipped set (the fingerprint finds the writer)."""
+  var = neural.NeuralCollageCodec(model="variable")
+  (m,) = var.models
+  assert m.levels >= 2 and m.directory.startswith(neural_models.NAMED_MODELS["variable"])
+  default = neural.NeuralCollageCodec()
+  img = _image(40, 40, 3, seed=5)
+  lo, hi = var.compress(img, 5), var.compress(img, 95)
+  assert len(lo) < len(hi)
+  np.testing.assert_array_equal(default.decompress(hi), var.decompress(hi))
+  old = default.compress(img, 50)
+  np.testing.assert_array_equal(var.decompress(old), default.decompress(old))
+  assert default.describe(hi)["quality"] == "95"

@@ -2,9 +2,10 @@
 and every decode byte for byte (in the spirit of CompressAI's expected outputs for its zoo).
 
 One fixed crop of an embedded photograph (coffee, 60 x 90, so the tiles need padding) is
-coded by every shipped neural model (``collage/assets/neural``), every retired one (whose
-files must keep decoding), the per-tile model choice, test-time refinement, a gray crop, and
-the PIFS codec. For each case the test compares the SHA-256 of the file, the SHA-256 of the
+coded by every shipped fixed-rate model (``collage/assets/neural``), every retired one (whose
+files must keep decoding), the per-tile model choice, test-time refinement, a gray crop, the
+default variable-rate model (``collage/assets/neural_variable``) at a few qualities, and the
+PIFS codec. For each case the test compares the SHA-256 of the file, the SHA-256 of the
 decoded pixels and the decoded PSNR with the numbers below.
 
 The numbers come from the CPU backend, which the suite runs on. A deliberate change of the
@@ -76,6 +77,18 @@ EXPECTED = {
     "pifs q50": (
         "fde194594037b5a592901dad0caaa03ad82c886f2bcf4f7c9d0aef37beb28788",
         "37be41c42e14919d28e31b1a8b7d447d9e2a96ac7a50a8acfa0921f1b7866f1d", 28.2843),
+    "variable q10": (
+        "9408d5734d2c6c83e4c8c5bf2651208ea746575aaf008abd8618c4cde39fb0b7",
+        "ddbcc2f883e894cfeadd95ad876f387f5c4d88a596e7b6f62335d2bea3544d4b", 25.4700),
+    "variable q75": (
+        "39c870e68cffa185788ee37b08b9f1aff5017b2b66beccac5903ba258dc635ac",
+        "c30bd64bfe7cba56615076374a2bf7a73dde999bf05445d75dbc127ccfa37e8a", 32.8526),
+    "variable gray q40": (
+        "54ed714b9ab2c1731f87440c80d9f0d9fc9b00ff9b35af10791247f881c4c7f2",
+        "f38a8453f4fb0cc88634ecfb431a6d243b4de9de9b562915320790a828086bda", 24.8525),
+    "variable refine10 q60": (
+        "2a40721a185294e8f670a0baf67d591668d8dffea66a5dc0b8bdb29b94353551",
+        "f53f53b251cad7d705117c74a8dbd38361f1ba5513686f17e535f8af5548b857", 31.3224),
 }
 # SHA-256 of the scale-2 decode of the "mix q90" file.
 EXPECTED_MIX_SCALE2 = "2eb9d74dfc0343a592188bcadeb8fbf436d6f8daf8e6d5eb6ac0e23df347a5d3"
@@ -102,14 +115,19 @@ def _case(name: str):
     return neural.NeuralCollageCodec(model=os.path.join(base, model)), _colour(), 50
   return {
       "mix q90": lambda: (neural.NeuralCollageCodec(mix=True), _colour(), 90),
-      "refine30 q50": lambda: (neural.NeuralCollageCodec(refine=30), _colour(), 50),
-      "gray q30": lambda: (neural.NeuralCollageCodec(), _gray(), 30),
+      "refine30 q50": lambda: (neural.NeuralCollageCodec("fixed", refine=30), _colour(), 50),
+      "gray q30": lambda: (neural.NeuralCollageCodec("fixed"), _gray(), 30),
+      "variable q10": lambda: (neural.NeuralCollageCodec(), _colour(), 10),
+      "variable q75": lambda: (neural.NeuralCollageCodec(), _colour(), 75),
+      "variable gray q40": lambda: (neural.NeuralCollageCodec(), _gray(), 40),
+      "variable refine10 q60": lambda: (neural.NeuralCollageCodec(refine=10), _colour(), 60),
       "pifs q50": lambda: (PIFSCodec(), _colour(), 50),
   }[name]()
 
 
 CASES = ([f"model {m}" for m in SHIPPED + RETIRED]
-         + ["mix q90", "refine30 q50", "gray q30", "pifs q50"])
+         + ["mix q90", "refine30 q50", "gray q30", "pifs q50", "variable q10", "variable q75",
+            "variable gray q40", "variable refine10 q60"])
 
 
 def _measure(name: str) -> tuple[str, str, float]:
