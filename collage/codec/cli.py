@@ -69,8 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       "trade-off at a much slower encode)")
   c.add_argument("--mix", action="store_true",
                  help="learned codecs (neural): choose the model per tile by rate-distortion "
-                      "cost instead of one model per quality band (better rate-distortion, "
-                      "about 5x slower encode; decoding is unchanged)")
+                      "cost (default: among the five fixed-rate models; with --model variable: "
+                      "the variable-rate model's quality per tile). Better rate-distortion, "
+                      "slower encode; decoding is unchanged")
   c.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
   c.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...; gray or RGB)")
   c.add_argument("output", metavar="OUT", help="compressed file to write")

@@ -17,7 +17,8 @@ Compression of an ``H x W`` image (1 or 3 channels):
    resolution (resolution-agnostic decoding of the collage operator).
 
 Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
-a different model. The encoder codes every tile with every (entropy-coded) model of the set,
+a different model (with a variable-rate model: a different quality of the one model, among
+:data:`MIX_QUALITIES`; the choice is then a per-tile rate control, file version 4). The encoder codes every tile with every (entropy-coded) model of the set,
 and keeps for each tile the model with the lowest rate-distortion cost
 ``bits + lam * 255^2 * SSE / C`` (:func:`collage.metrics.rd.rd_cost`, the training objective
 per tile; SSE of the decoded 8-bit tile over its real pixels), at one ``lam`` that ``quality`` sets on a geometric scale
@@ -37,6 +38,9 @@ File (inside :mod:`collage.codec.container`, codec id 2):
   params v3 (variable   = u8 version (3) | 8-byte model fingerprint | varint tile | u8 coding
     rate)                 (0) | u8 quality (1..100)
   payload v3            = as v1, under the model's tables at that quality
+  params v4 (variable   = u8 version (4) | varint K (2..MAX_MIX_MODELS) | K x (8-byte model
+    rate, per tile)       fingerprint, u8 quality) | varint tile | u8 coding (0)
+  payload v4            = as v2, entry k's codes under its model's tables at its quality
 
 The fingerprint (SHA-256 of the model's architecture and weights) selects the model when
 decoding: the shipped models (``collage/assets/neural/*``, the variable-rate
@@ -78,6 +82,9 @@ from collage.metrics.rd import rd_cost
 PARAMS_VERSION = 1  # one model for every tile
 MIXED_VERSION = 2   # a model per tile (``mix=True``)
 RATE_VERSION = 3    # one variable-rate model at a quality
+RATE_MIXED_VERSION = 4  # a variable-rate model at a quality per tile (``mix=True``)
+# The qualities a variable-rate model's per-tile choice picks from (one forward pass each).
+MIX_QUALITIES = (1, 8, 15, 22, 29, 36, 43, 50, 57, 64, 71, 78, 85, 92, 100)
 MAX_MIX_MODELS = 64
 MIX_LAM_TOP = 3.0   # mix mode: quality 100 is lam = MIX_LAM_TOP * the largest model lam
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
@@ -166,13 +173,13 @@ def decode_symbols(data: bytes, n_tiles: int, slots: np.ndarray,
 
 
 def _mixed_payload(code: "TileCode", channels: int) -> bytes:
-  """The payload of a per-tile (version-2) file: each tile's model index, uniform over the
-  K models, then every model's codes as in :func:`encode_symbols`, in one range coder."""
+  """The payload of a per-tile (version-2 or 4) file: each tile's entry index, uniform over
+  the K entries, then every entry's codes as in :func:`encode_symbols`, in one range coder."""
   import constriction  # pylint: disable=import-outside-toplevel
   coder = constriction.stream.queue.RangeEncoder()
   coder.encode(code.choice.astype(np.int32), _categorical(np.ones(len(code.models))))
-  for m, q in zip(code.models, code.codes):
-    _encode_slots(coder, q, m.layout.slots_for(channels), m.tables())
+  for m, quality, q in zip(code.models, code.qualities, code.codes):
+    _encode_slots(coder, q, m.layout.slots_for(channels), m.tables(quality))
   return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -205,16 +212,16 @@ def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
 
 
 def _decode_payload(models, version: int, payload: bytes, n_tiles: int, c: int,
-                    quality: int | None = None) -> tuple["TileCode", bytes]:
+                    qualities: tuple) -> tuple["TileCode", bytes]:
   """The code in a payload, and the payload its code encodes to (the same bytes for a valid
   file; bit-packed payloads are checked for their exact length as they are read)."""
   if version in (PARAMS_VERSION, RATE_VERSION):
     m = models[0]
     slots = m.layout.slots_for(c)
     if m.cfg.coding == "entropy":
-      tables = m.tables(quality)
+      tables = m.tables(qualities[0])
       q = decode_symbols(payload, n_tiles, slots, tables)
-      return TileCode.single(m, q, quality), encode_symbols(q, slots, tables)
+      return TileCode.single(m, q, qualities[0]), encode_symbols(q, slots, tables)
     bits = m.cfg.bitpack_bits
     q = unpack_bits(payload, n_tiles * len(slots), bits).reshape(n_tiles, len(slots))
     return TileCode.single(m, q - 2 ** (bits - 1)), payload
@@ -222,10 +229,10 @@ def _decode_payload(models, version: int, payload: bytes, n_tiles: int, c: int,
   try:
     choice = np.asarray(coder.decode(_categorical(np.ones(len(models))), n_tiles), np.int64)
     codes = tuple(_decode_slots(coder, int(np.sum(choice == i)), m.layout.slots_for(c),
-                                m.tables()) for i, m in enumerate(models))
+                                m.tables(qualities[i])) for i, m in enumerate(models))
   except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
     raise CodecError(f"corrupt neural payload: {e}") from None
-  code = TileCode(models, choice, codes)
+  code = TileCode(models, choice, codes, qualities)
   return code, _mixed_payload(code, c)
 
 
@@ -234,21 +241,35 @@ class TileCode:
   """The integer code of an image: which model codes each tile, and each model's codes.
 
   Attributes:
-    models: the K >= 1 models used (K = 1: one model for every tile, a version-1 file).
-    choice: int [n_tiles], the index into ``models`` of every tile, in raster order.
+    models: the K >= 1 entries' models (K = 1: one model for every tile, a version-1 or 3
+      file; a variable-rate model may fill several entries, at different qualities).
+    choice: int [n_tiles], the entry index of every tile, in raster order.
     codes: ``codes[k]`` is int64 [tiles with choice k, N_k], those tiles' codes in raster
       order (N_k: the model's code length for the image's channel count).
-    quality: the quality 1..100 of a variable-rate model's code (a version-3 file); None
-      for fixed-rate models.
+    qualities: per entry, the quality 1..100 of a variable-rate model's code; None for a
+      fixed-rate model (default: all None).
   """
   models: tuple[LoadedModel, ...]
   choice: np.ndarray
   codes: tuple[np.ndarray, ...]
-  quality: int | None = None
+  qualities: tuple[int | None, ...] = ()
+
+  def __post_init__(self):
+    if not self.qualities:
+      object.__setattr__(self, "qualities", (None,) * len(self.models))
+    if len(self.qualities) != len(self.models):
+      raise ValueError(f"{len(self.models)} models but {len(self.qualities)} qualities")
 
   @classmethod
   def single(cls, model: LoadedModel, q: np.ndarray, quality: int | None = None) -> "TileCode":
-    return cls((model,), np.zeros(len(q), np.int64), (q,), quality)
+    return cls((model,), np.zeros(len(q), np.int64), (q,), (quality,))
+
+  @property
+  def quality(self) -> int | None:
+    """The quality of a one-entry code (None: a fixed-rate model)."""
+    if len(self.models) != 1:
+      raise ValueError(f"this code has {len(self.models)} entries; use .qualities")
+    return self.qualities[0]
 
   @property
   def q(self) -> np.ndarray:
@@ -271,7 +292,7 @@ class NeuralCollageCodec(Codec):
       cost of about one decode and its gradient per step; the file format and the decoder
       are the same (``benchmarks/neural_codec.md`` has the measured gains).
     mix: choose the model per tile by rate-distortion cost (see the module docstring) instead
-      of one model per quality band. Costs one forward pass and one decode per model at
+      of one model per quality band; with a variable-rate model, its quality per tile. Costs one forward pass and one decode per model at
       encode time; decoding costs the same as with one model.
   """
 
@@ -319,11 +340,17 @@ class NeuralCollageCodec(Codec):
           == model.fingerprint]
     return f"{qs[0]}-{qs[-1]}" if qs else ""
 
-  def mix_models(self) -> tuple[LoadedModel, ...]:
-    """The models the per-tile choice picks from: the entropy-coded ones (one tile size)."""
+  def mix_candidates(self) -> tuple[tuple[LoadedModel, int | None], ...]:
+    """What the per-tile choice picks from, as (model, quality) pairs: every fixed-rate
+    model of :meth:`mix_models` (quality None), or one variable-rate model at each of
+    :data:`MIX_QUALITIES`."""
     if any(m.levels for m in self.models):
-      raise CodecError("mix picks among fixed-rate models; a variable-rate model takes its "
-                       "quality as an input instead (leave mix off)")
+      return tuple((self.model_for_quality(1), q) for q in MIX_QUALITIES)
+    return tuple((m, None) for m in self.mix_models())
+
+  def mix_models(self) -> tuple[LoadedModel, ...]:
+    """The fixed-rate models the per-tile choice picks from: the entropy-coded ones (one
+    tile size)."""
     ms = tuple(m for m in self.models if m.cfg.coding == "entropy")
     if not ms:
       raise CodecError(f"mix needs entropy-coded models; those at {self.model_path} are all "
@@ -337,8 +364,11 @@ class NeuralCollageCodec(Codec):
 
   def mix_lam(self, quality: int) -> float:
     """The rate-distortion trade-off of ``quality`` in mix mode: geometric from the smallest
-    model lam (quality 1) to MIX_LAM_TOP times the largest (quality 100)."""
+    model lam (quality 1) to MIX_LAM_TOP times the largest (quality 100); for a variable-rate
+    model, its own trade-off at ``quality``."""
     quality = check_quality(quality)
+    if any(m.levels for m in self.models):
+      return self.model_for_quality(quality).level_lam(int(quality))
     lams = [m.lam for m in self.mix_models()]
     lo, hi = min(lams), MIX_LAM_TOP * max(lams)
     return float(lo * (hi / lo) ** ((int(quality) - 1) / 99.0))
@@ -356,44 +386,47 @@ class NeuralCollageCodec(Codec):
     return TileCode.single(m, q[:, :m.layout.num_values(image.shape[-1])], code_quality)
 
   def tile_costs(self, image: np.ndarray, lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Every mix model's one-pass code of every tile and its rate-distortion cost.
+    """Every mix candidate's one-pass code of every tile and its rate-distortion cost.
 
     Returns (cost float64 [K, n_tiles] = bits + lam * 255^2 * SSE / C, codes: K arrays
     int64 [n_tiles, N_k]); SSE is that of the decoded 8-bit tile over its real pixels."""
     image = check_image(image)
-    return self._tile_costs(image, image_tiles(image, self.mix_models()[0].cfg.tile), lam)
+    tile = self.mix_candidates()[0][0].cfg.tile
+    return self._tile_costs(image, image_tiles(image, tile), lam)
 
   def _tile_costs(self, image: np.ndarray, tiles: np.ndarray,
                   lam: float) -> tuple[np.ndarray, list[np.ndarray]]:
     """:meth:`tile_costs` on the image's model input ``tiles`` (``image_tiles``)."""
     h, w, c = image.shape
-    ms = self.mix_models()
+    cands = self.mix_candidates()
     target = tiles[..., :c].astype(np.float64)
-    valid = _valid_pixels(h, w, ms[0].cfg.tile)[..., None]
+    valid = _valid_pixels(h, w, cands[0][0].cfg.tile)[..., None]
     costs, codes = [], []
-    for m in ms:
-      q = m.analyse(tiles)[:, :m.layout.num_values(c)]
-      rec = np.round(np.clip(m.synthesise(q, c), 0.0, 1.0) * 255.0) / 255.0
+    for m, quality in cands:
+      q = m.analyse(tiles, quality=quality)[:, :m.layout.num_values(c)]
+      rec = np.round(np.clip(m.synthesise(q, c, quality=quality), 0.0, 1.0) * 255.0) / 255.0
       sse = np.sum((rec - target) ** 2 * valid, axis=(1, 2, 3))
-      costs.append(rd_cost(m.code_bits(q, c), sse, lam, c))
+      costs.append(rd_cost(m.code_bits(q, c, quality), sse, lam, c))
       codes.append(q)
     return np.stack(costs), codes
 
   def _encode_mixed(self, image: np.ndarray, quality: int) -> TileCode:
     lam = self.mix_lam(quality)
-    ms = self.mix_models()
-    tiles = image_tiles(image, ms[0].cfg.tile)
+    cands = self.mix_candidates()
+    tiles = image_tiles(image, cands[0][0].cfg.tile)
     costs, codes = self._tile_costs(image, tiles, lam)
     choice = np.argmin(costs, axis=0)
-    used = [k for k in range(len(ms)) if np.any(choice == k)]
+    used = [k for k in range(len(cands)) if np.any(choice == k)]
     if self.refine:
       for k in used:
         sel = choice == k
-        codes[k][sel] = ms[k].analyse(tiles[sel], self.refine, lam)[:, :codes[k].shape[1]]
-    index = np.full(len(ms), -1, np.int64)
+        m, qk = cands[k]
+        codes[k][sel] = m.analyse(tiles[sel], self.refine, lam, qk)[:, :codes[k].shape[1]]
+    index = np.full(len(cands), -1, np.int64)
     index[used] = np.arange(len(used))
-    return TileCode(tuple(ms[k] for k in used), index[choice],
-                    tuple(codes[k][choice == k] for k in used))
+    return TileCode(tuple(cands[k][0] for k in used), index[choice],
+                    tuple(codes[k][choice == k] for k in used),
+                    tuple(cands[k][1] for k in used))
 
   def compress(self, image: np.ndarray, quality: int = 50) -> bytes:
     """image: uint8 [H, W, C] (C = 1 or 3), quality 1..100 -> container bytes."""
@@ -424,9 +457,17 @@ class NeuralCollageCodec(Codec):
         or any(m.cfg.coding != "entropy" for m in code.models)):
       raise CodecError(f"a per-tile code needs 2..{MAX_MIX_MODELS} entropy-coded models of one "
                        f"tile size, got {k}")
-    writer = ByteWriter().u8(MIXED_VERSION).varint(k)
-    for m in code.models:
+    rated = [bool(m.levels) for m in code.models]
+    if any(rated) and not all(rated):
+      raise CodecError("a per-tile code mixes fixed-rate models or qualities of variable-rate "
+                       "models, not both")
+    for m, quality in zip(code.models, code.qualities):
+      m.level(quality)  # a quality exactly for the variable-rate entries
+    writer = ByteWriter().u8(RATE_MIXED_VERSION if all(rated) else MIXED_VERSION).varint(k)
+    for m, quality in zip(code.models, code.qualities):
       writer.raw(m.fingerprint)
+      if m.levels:
+        writer.u8(quality)
     params = writer.varint(code.models[0].cfg.tile).u8(_CODING_IDS["entropy"]).getvalue()
     return container.pack(self.codec_id, h, w, c, params, _mixed_payload(code, c))
 
@@ -446,36 +487,43 @@ class NeuralCollageCodec(Codec):
     return matches[0]
 
   @staticmethod
-  def _read_params(params: bytes) -> tuple[int, list[bytes], int, int, int | None]:
-    """A file's codec parameters -> (version, model fingerprints, tile, coding id, quality
-    or None)."""
+  def _read_params(params: bytes) -> tuple[int, list[bytes], int, int, tuple]:
+    """A file's codec parameters -> (version, the entries' model fingerprints, tile, coding
+    id, the entries' qualities: None for fixed-rate entries)."""
     r = ByteReader(params, "neural codec parameters")
     version = r.u8()
-    versions = (PARAMS_VERSION, MIXED_VERSION, RATE_VERSION)
+    versions = (PARAMS_VERSION, MIXED_VERSION, RATE_VERSION, RATE_MIXED_VERSION)
     if version not in versions:
       raise CodecError(f"unsupported neural codec parameter version {version}; this build "
                        f"reads versions {', '.join(map(str, versions))}")
     k = 1
-    if version == MIXED_VERSION:
+    if version in (MIXED_VERSION, RATE_MIXED_VERSION):
       k = r.varint(max_value=MAX_MIX_MODELS)
       if k < 2:
         raise CodecError(f"corrupt neural codec parameters: a per-tile file needs 2.."
-                         f"{MAX_MIX_MODELS} models, got {k}")
-    fingerprints = [r.raw(8) for _ in range(k)]
+                         f"{MAX_MIX_MODELS} entries, got {k}")
+    rated = version in (RATE_VERSION, RATE_MIXED_VERSION)
+    fingerprints, qualities = [], []
+    for _ in range(k):
+      fingerprints.append(r.raw(8))
+      qualities.append(r.u8() if version == RATE_MIXED_VERSION else None)
     tile = r.varint(max_value=4096)
     coding = r.u8()
-    quality = r.u8() if version == RATE_VERSION else None
+    if version == RATE_VERSION:
+      qualities = [r.u8()]
     r.expect_end()
-    if quality is not None and not 1 <= quality <= 100:
-      raise CodecError(f"corrupt neural codec parameters: quality {quality} is not in 1..100")
-    return version, fingerprints, tile, coding, quality
+    for quality in qualities:
+      if rated and not 1 <= quality <= 100:
+        raise CodecError(f"corrupt neural codec parameters: quality {quality} is not in "
+                         "1..100")
+    return version, fingerprints, tile, coding, tuple(qualities)
 
   def describe(self, data: bytes) -> dict[str, str]:
     """What ``collage-codec info`` shows of a file beyond the container: the model(s) that
     wrote it and the quality (stored by variable-rate files; for a fixed-rate model the
     quality band that picks it from its set)."""
     _, params, _ = container.unpack(data, expected_codec_id=self.codec_id)
-    version, fingerprints, tile, _, quality = self._read_params(params)
+    version, fingerprints, tile, _, qualities = self._read_params(params)
     names = []
     for fp in fingerprints:
       try:
@@ -486,9 +534,13 @@ class NeuralCollageCodec(Codec):
       retired = os.path.dirname(m.directory) == neural_models.RETIRED_DIR
       tags = [fp.hex()] + ["variable rate"] * bool(m.levels) + ["retired"] * retired
       names.append(f"{m.name} ({', '.join(tags)})")
+    if version == RATE_MIXED_VERSION:  # one model, several qualities: name it once
+      names = names[:1]
     out = {"model": ", ".join(names), "tile": f"{tile} x {tile}"}
     if version == RATE_VERSION:
-      out["quality"] = str(quality)
+      out["quality"] = str(qualities[0])
+    elif version == RATE_MIXED_VERSION:
+      out["quality"] = f"per tile among {', '.join(map(str, qualities))}"
     elif version == MIXED_VERSION:
       out["quality"] = f"not stored (a model per tile among {len(fingerprints)})"
     else:
@@ -503,20 +555,20 @@ class NeuralCollageCodec(Codec):
   def decode_code(self, data: bytes) -> tuple[TileCode, container.Header]:
     """Parse a file -> (:class:`TileCode`, header)."""
     header, params, payload = container.unpack(data, expected_codec_id=self.codec_id)
-    version, fingerprints, tile, coding, quality = self._read_params(params)
+    version, fingerprints, tile, coding, qualities = self._read_params(params)
     models = tuple(self._model_with(fp) for fp in fingerprints)
     for m in models:
       if tile != m.cfg.tile or coding != _CODING_IDS[m.cfg.coding]:
         raise CodecError(f"corrupt neural codec parameters: tile {tile} / coding {coding} do "
                          f"not match model {m.fingerprint.hex()}")
-      if bool(m.levels) != (version == RATE_VERSION):
+      if bool(m.levels) != (version in (RATE_VERSION, RATE_MIXED_VERSION)):
         raise CodecError(f"corrupt neural codec parameters: a version-{version} file names "
                          f"{'variable' if m.levels else 'fixed'}-rate model {m.name}")
     c = header.channels
     n_tiles = -(-header.height // tile) * -(-header.width // tile)
     what = f"the codes of the {n_tiles} tiles of the {c}-channel image that the header declares"
     try:
-      code, recoded = _decode_payload(models, version, payload, n_tiles, c, quality)
+      code, recoded = _decode_payload(models, version, payload, n_tiles, c, qualities)
     except CodecError as e:
       raise CodecError(f"{e} (reading {what})") from None
     _expect_exact(payload, recoded, what)
@@ -534,8 +586,8 @@ class NeuralCollageCodec(Codec):
     h_out, w_out = height * scale, width * scale
     out = np.empty((h_out, w_out, channels), np.uint8)
     for k, (m, q) in enumerate(zip(code.models, code.codes)):
-      where = np.flatnonzero(code.choice == k)  # model k's tiles, in raster order
-      for start, tiles in m.synthesise_chunks(q, channels, scale, code.quality):
+      where = np.flatnonzero(code.choice == k)  # entry k's tiles, in raster order
+      for start, tiles in m.synthesise_chunks(q, channels, scale, code.qualities[k]):
         pixels = np.round(np.clip(tiles, 0.0, 1.0) * 255.0).astype(np.uint8)
         for i, tile in zip(where[start:start + len(tiles)], pixels):
           y, x = (int(i) // nw) * t, (int(i) % nw) * t

@@ -31,14 +31,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.channels = 3                       # 3: RGB (gray images repeated), 1: BT.601 luma
   c.codecs = "neural,pifs,jpeg,webp,jpeg2000"  # comma-separated codec names; unregistered ones are reported
   c.qualities = ml_collections.ConfigDict()  # per codec: comma-separated quality settings 1..100
-  c.qualities.neural = "1,20,35,50,65,80,95"  # Neural Collages: per-tile lam (neural_mix) or model band
+  c.qualities.neural = "1,15,29,43,57,71,85,100"  # Neural Collages: the variable-rate model's quality (or the per-tile lam with neural_mix)
   c.qualities.pifs = "30,50,70"        # PIFS quality sweep (q 30 .. 70: low .. high rate)
   c.qualities.jpeg = "2,10,30,60"      # JPEG (libjpeg, 4:2:0) quality sweep
   c.qualities.webp = "1,10,40,75"      # WebP quality sweep
   c.qualities.jpeg2000 = "10,25,40,55"  # JPEG 2000: ratio 2**((100-q)/12), 0.08 .. 1.5 bpp RGB
   c.neural_refine = 0                  # Neural Collages: test-time refinement steps per image (0: one forward pass)
-  c.neural_mix = True                  # Neural Collages: choose the model per tile by RD cost (quality sets lam;
-                                       # its best curve); False: one shipped model per quality band
+  c.neural_mix = False                 # Neural Collages: False: the default variable-rate model (one forward pass);
+                                       # True: the five fixed-rate models chosen per tile by RD cost (better below ~0.45 bpp)
   c.target_bpps = "0.25,0.5,1.0"       # rates at which PSNR is interpolated on the average curve
   c.warmup = True                      # one untimed encode+decode per codec first (jit compile)
   c.ms_ssim = True                     # compute MS-SSIM (needs images >= 176 pixels a side)

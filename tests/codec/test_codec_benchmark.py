@@ -84,7 +84,7 @@ def test_neural_refine_and_mix_reach_the_codec(tmp_path, monkeypatch):
   c.codecs, c.qualities.neural, c.qualities.jpeg = "neural,jpeg", "41", "50"
   c.max_images, c.crop, c.ms_ssim = 1, 32, False
   assert config_lib.get_config().neural_refine == 0
-  assert config_lib.get_config().neural_mix is True
+  assert config_lib.get_config().neural_mix is False  # the variable-rate default
   c.neural_refine, c.neural_mix = 3, False
   task.run(c, str(tmp_path), "train")
   assert made == [("neural", {"refine": 3, "mix": False}), ("jpeg", {})]
