@@ -93,6 +93,12 @@ def test_upsampling_sample_keeps_the_prefix_and_writes_jpgs_of_the_samples(tmp_p
     assert np.asarray(Image.open(path)).shape == (32, 32)
     comps, _ = jpeg_coefficients.read_coefficients(path)
     np.testing.assert_array_equal(np.asarray(sparse_dct.dct_image(comps)), samples["dct"][b])
+  # The same checkpoint drawn unconditionally must not overwrite the conditioned draw.
+  plain = _config(total_steps=2, sample__num=2, sample__batch_size=8)
+  with pytest.raises(FileExistsError, match="already holds samples"):
+    dct_task.run(plain, workdir, "sample")
+  with np.load(os.path.join(out, "samples.npz")) as f:
+    np.testing.assert_array_equal(f["ranks"], samples["ranks"])
 
 
 def test_mistakes_are_clear_errors():

@@ -221,7 +221,7 @@ def _sample(rt: _Runtime, latest: int | None) -> TrainState:
   samples = rt.sampler()(state.eval_params, state.model_state, int(sample.num), int(sample.seed))
   if jax.process_index() == 0:
     meta = {"step": latest, "num": int(sample.num), "seed": int(sample.seed),
-            "options": task_options(sample)}
+            "options": task_options(sample), **rt.task.sample_meta()}
     out = write_samples(samples, os.path.join(rt.workdir, "samples", str(latest)), meta)
     logging.info("%d samples of step %d written to %s", int(sample.num), latest, out)
   return state

@@ -184,6 +184,13 @@ class Task:
     """
     raise NotImplementedError(f"{type(self).__name__} has no sampler")
 
+  def sample_meta(self) -> dict[str, Any]:
+    """Settings outside ``config.sample`` that change what ``--mode sample`` draws (e.g. a
+    conditioning mode set at the top of the config). They are written in the draw's
+    ``options.json``, so a draw with other settings never overwrites an earlier one; default:
+    none."""
+    return {}
+
   @classmethod
   def can_sample(cls) -> bool:
     """Whether the task defines :meth:`sample`."""

@@ -333,6 +333,10 @@ class DCTransformerTask(Task):
     return len(dct)
 
   # -- artifacts ------------------------------------------------------------------------------
+  def sample_meta(self):
+    """The conditioning mode: an upsampling draw must not overwrite an unconditional one."""
+    return {"condition": str(self.config.condition)}
+
   def write_artifacts(self, params, model_state, step, workdir):
     """``artifacts/samples_STEP/``: a few samples as PNGs, .jpg files and a grid."""
     num = int(self.config.artifact_samples)
