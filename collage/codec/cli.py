@@ -61,8 +61,8 @@ def _build_parser() -> argparse.ArgumentParser:
                  help="integer 1..100, higher is better (default: 75)")
   c.add_argument("--model", "-m", default=None,
                  help="learned codecs (neural): a trained model directory or training workdir, "
-                      "or 'variable' for the shipped variable-rate model (default: the models "
-                      "shipped with the package)")
+                      "or a shipped set: 'variable' (the variable-rate model; the default) or "
+                      "'fixed' (the five fixed-rate models; the default with --mix)")
   c.add_argument("--refine", default=None,
                  help="learned codecs (neural): steps of test-time refinement of the code "
                       "(default 0: one forward pass; e.g. 30 for a better rate-distortion "

@@ -18,10 +18,11 @@ Compression of an ``H x W`` image (1 or 3 channels):
 
 Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
 a different model (with a variable-rate model: a different quality of the one model, among
-:data:`MIX_QUALITIES`; the choice is then a per-tile rate control, file version 4). The encoder codes every tile with every (entropy-coded) model of the set,
-and keeps for each tile the model with the lowest rate-distortion cost
-``bits + lam * 255^2 * SSE / C`` (:func:`collage.metrics.rd.rd_cost`, the training objective
-per tile; SSE of the decoded 8-bit tile over its real pixels), at one ``lam`` that ``quality`` sets on a geometric scale
+:data:`MIX_QUALITIES`; the choice is then a per-tile rate control, file version 4). The
+encoder codes every tile with every (entropy-coded) model of the set, and keeps for each tile
+the model with the lowest rate-distortion cost ``bits + lam * 255^2 * SSE / C``
+(:func:`collage.metrics.rd.rd_cost`, the training objective per tile; SSE of the decoded 8-bit
+tile over its real pixels), at one ``lam`` that ``quality`` sets on a geometric scale
 (:meth:`NeuralCollageCodec.mix_lam`). Smooth tiles then take the cheap 8x8-range models and
 detailed ones the 4x4-range models: the neural analogue of PIFS's adaptive quadtree. The choice
 costs at most ``log2(K)`` bits per tile (under 0.003 bpp for 5 models and 32x32 tiles).
@@ -292,8 +293,9 @@ class NeuralCollageCodec(Codec):
       cost of about one decode and its gradient per step; the file format and the decoder
       are the same (``benchmarks/neural_codec.md`` has the measured gains).
     mix: choose the model per tile by rate-distortion cost (see the module docstring) instead
-      of one model per quality band; with a variable-rate model, its quality per tile. Costs one forward pass and one decode per model at
-      encode time; decoding costs the same as with one model.
+      of one model per quality band; with a variable-rate model, its quality per tile. Costs
+      one forward pass and one decode per model (or quality) at encode time; decoding costs
+      the same as with one model.
   """
 
   name = "neural"

@@ -222,11 +222,6 @@ def load_models(path: str) -> tuple[LoadedModel, ...]:
   return tuple(models)
 
 
-def retired_models() -> tuple[LoadedModel, ...]:
-  """The retired shipped models (:data:`RETIRED_DIR`), lowest rate first; () if there are none."""
-  return load_models(RETIRED_DIR) if model_dirs(RETIRED_DIR) else ()
-
-
 def shipped_dirs() -> tuple[str, ...]:
   """Every folder of models that ships with the package: the default set, the named sets and
   the retired models. A file written by any of them decodes with any of them as the codec's

@@ -48,9 +48,7 @@ class FactorizedPrior(nnx.Module):
       raise ValueError(f"num_slots must be >= 1, got {num_slots}")
     self.support = int(support)
     self.num_slots = int(num_slots)
-    k = np.arange(-support, support + 1, dtype=np.float32)
-    scale = np.broadcast_to(np.asarray(init_scale, np.float32), (num_slots,))
-    self.logits = nnx.Param(jnp.asarray(-np.abs(k)[None, :] / scale[:, None]))
+    self.logits = nnx.Param(jnp.asarray(laplace_logits(num_slots, support, init_scale)))
 
   def log_pmf(self) -> jax.Array:
     """-> [S, 2M+1] natural-log pmf of every slot."""
@@ -60,6 +58,14 @@ class FactorizedPrior(nnx.Module):
     """-log2 likelihood of relaxed values. y: [..., N] in quantization units (values beyond
     ``+-M`` are clipped), slots: int [N] -> bits [..., N]."""
     return relaxed_bits(self.logits[...], y, slots)
+
+
+def laplace_logits(num_slots: int, support: int, scale: float | np.ndarray) -> np.ndarray:
+  """float32 [num_slots, 2 * support + 1]: the logits of a discrete Laplace pmf of ``scale``
+  (scalar or [num_slots]) per slot, the initial :class:`FactorizedPrior`."""
+  k = np.arange(-support, support + 1, dtype=np.float32)
+  scale = np.broadcast_to(np.asarray(scale, np.float32), (num_slots,))
+  return -np.abs(k)[None, :] / scale[:, None]
 
 
 def log_pmf(logits: jax.Array) -> jax.Array:
@@ -78,17 +84,21 @@ def relaxed_bits(logits: jax.Array, y: jax.Array, slots: jax.Array) -> jax.Array
   Returns:
     [..., N] bits; at integer ``y`` exactly ``-log2 pmf[slot, y]``.
   """
-  k = logits.shape[-1]
-  m = (k - 1) // 2
   pmf = jax.nn.softmax(logits, axis=-1)[slots]                      # [N, K]
+  cols = jnp.arange(pmf.shape[0])
+  return _interpolated_bits(y, logits.shape[-1], lambda index: pmf[cols, index])
+
+
+def _interpolated_bits(y: jax.Array, k: int, pmf_at) -> jax.Array:
+  """-log2 of a pmf over ``k`` symbols interpolated linearly at ``y`` (quantization units,
+  clipped to ``[-M, M]``): ``pmf_at(index)`` gives the pmf at integer symbol indices shaped
+  like ``y``. The relaxation of :func:`relaxed_bits` and :func:`level_bits`."""
+  m = (k - 1) // 2
   y = jnp.clip(y + m, 0.0, float(k - 1))                            # index space
   lo = jnp.clip(jnp.floor(y), 0, k - 2)
   frac = y - lo
   lo = lo.astype(jnp.int32)
-  cols = jnp.arange(pmf.shape[0])
-  p_lo = pmf[cols, lo]
-  p_hi = pmf[cols, lo + 1]
-  p = (1.0 - frac) * p_lo + frac * p_hi
+  p = (1.0 - frac) * pmf_at(lo) + frac * pmf_at(lo + 1)
   return -jnp.log(jnp.maximum(p, 1e-12)) / LOG2
 
 
@@ -123,22 +133,15 @@ def level_bits(logits: jax.Array, y: jax.Array, slots: jax.Array, level: jax.Arr
   Returns:
     [B, N] bits; at integer ``y`` exactly ``-log2`` of the mixture pmf.
   """
-  k = logits.shape[-1]
-  m = (k - 1) // 2
   pmf = jax.nn.softmax(logits, axis=-1)                              # [L, S, K]
   lv, w = level_weights(level, logits.shape[0])
-  yi = jnp.clip(y + m, 0.0, float(k - 1))
-  lo = jnp.clip(jnp.floor(yi), 0, k - 2)
-  frac = yi - lo
-  lo = lo.astype(jnp.int32)
   s = jnp.asarray(slots)[None, :]
   lv, w = lv[:, None], w[:, None]
 
-  def at(index):
+  def at(index):  # the mixture of the two neighbouring levels' pmfs
     return (1.0 - w) * pmf[lv, s, index] + w * pmf[lv + 1, s, index]
 
-  p = (1.0 - frac) * at(lo) + frac * at(lo + 1)
-  return -jnp.log(jnp.maximum(p, 1e-12)) / LOG2
+  return _interpolated_bits(y, logits.shape[-1], at)
 
 
 def level_logits(logits, level: float) -> np.ndarray:

@@ -26,8 +26,9 @@ Structure of one ``T x T`` tile (``ModelConfig`` defaults, T = 32):
   trade-offs. Every row carries a continuous level ``t`` in ``[0, L - 1]``; the quantization
   steps, the prior's pmfs and a FiLM scale/shift of the encoder's trunk are learned per level
   and interpolated between levels (steps geometrically, pmfs as mixtures), so any ``t`` is one
-  forward pass; the encoder's output is rescaled by the level's step (:meth:`analyse`): the gain-unit approach of Cui et al. 2021 ("Asymmetric gained deep image
-  compression with continuous rate adaptation") applied to the collage code. Training draws
+  forward pass; the encoder's output is rescaled by the level's step (:meth:`analyse`): the
+  gain-unit approach of Cui et al. 2021 ("Asymmetric gained deep image compression with
+  continuous rate adaptation") applied to the collage code. Training draws
   ``t`` per crop with its lam ``exp(interp(log rate_lams, t))``.
 
 Saving, loading and placeholder models: :mod:`collage.nn.hypernet_io`; test-time refinement
@@ -241,6 +242,18 @@ class Hypernet(nnx.Module):
     return jnp.concatenate([wy, by, rest], axis=-1)
 
 
+def initial_steps_and_scales(layout: Layout, levels: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """A new model's quantization steps and prior scales: fine steps for the DCT bias
+  coefficients, coarser for the weights; a discrete Laplace pmf of scale 8 for the bias slots
+  and 1 for the weights. Returns (steps float32 [S], or [L, S] for ``levels`` L > 0; scales
+  [S], or [L * S], level-major: one set per rate level)."""
+  step0 = np.where(layout.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
+  scale0 = np.where(layout.is_bias_slot, 8.0, 1.0)
+  if levels:
+    step0, scale0 = np.tile(step0, (levels, 1)), np.tile(scale0, levels)
+  return step0, scale0
+
+
 class NeuralCollage(nnx.Module):
   """Hypernetwork encoder + learned auxiliary patches + per-slot steps + entropy model."""
 
@@ -251,12 +264,8 @@ class NeuralCollage(nnx.Module):
     ry, rc = cfg.luma_range, cfg.chroma_range
     self.aux_y = nnx.Param(0.1 * jax.random.normal(rngs.params(), (cfg.luma_aux, ry, ry, 1)))
     self.aux_c = nnx.Param(0.1 * jax.random.normal(rngs.params(), (cfg.chroma_aux, rc, rc, 2)))
-    # Initial steps: fine for DCT bias coefficients, coarser for weights.
-    step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
-    scale0 = np.where(lay.is_bias_slot, 8.0, 1.0)
     self.levels = len(cfg.rate_lams)
-    if self.levels:  # [L, S] steps and L * S pmfs (level-major): one set per rate level
-      step0, scale0 = np.tile(step0, (self.levels, 1)), np.tile(scale0, self.levels)
+    step0, scale0 = initial_steps_and_scales(lay, self.levels)
     self.log_step = nnx.Param(jnp.log(jnp.asarray(step0)))
     self.prior = em.FactorizedPrior(scale0.size, cfg.support, scale0)
 

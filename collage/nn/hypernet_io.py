@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from collage.nn.hypernet import ModelConfig, NeuralCollage
+from collage.nn import entropy_model as em
+from collage.nn.hypernet import ModelConfig, NeuralCollage, initial_steps_and_scales
 
 MODEL_FORMAT = "collage-neural-v1"
 
@@ -41,14 +42,9 @@ def random_model(cfg: ModelConfig, seed: int = 0, stddev: float = 0.1) -> Neural
   leaves, treedef = jax.tree_util.tree_flatten(state)
   new = [jnp.asarray(stddev * rng.standard_normal(l.shape), l.dtype) for l in leaves]
   nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
-  lay = model.layout
-  step0 = np.where(lay.is_bias_slot, 1.0 / 64, 1.0 / 16).astype(np.float32)
-  reps = max(1, len(cfg.rate_lams))  # a variable-rate model: one set per level
-  log_step = np.log(step0)
-  model.log_step[...] = jnp.asarray(np.tile(log_step, (reps, 1)) if cfg.rate_lams else log_step)
-  k = np.arange(-cfg.support, cfg.support + 1, dtype=np.float32)
-  scale = np.tile(np.where(lay.is_bias_slot, 8.0, 1.0).astype(np.float32), reps)
-  model.prior.logits[...] = jnp.asarray(-np.abs(k)[None, :] / scale[:, None])
+  step0, scale0 = initial_steps_and_scales(model.layout, model.levels)
+  model.log_step[...] = jnp.log(jnp.asarray(step0))
+  model.prior.logits[...] = jnp.asarray(em.laplace_logits(scale0.size, cfg.support, scale0))
   return model
 
 
@@ -72,7 +68,8 @@ def save_model(model: NeuralCollage, directory: str, meta: dict[str, Any] | None
 def load_model(directory: str, rate_lams=()) -> tuple[NeuralCollage, dict[str, Any]]:
   """Inverse of :func:`save_model` -> (model, meta). Raises ValueError naming the problem.
 
-  ``rate_lams``: load a fixed-rate model as a variable-rate one (:func:`to_variable_rate`)."""
+  ``rate_lams``: load a fixed-rate model as a variable-rate one with these lams
+  (:func:`to_variable_rate`); a variable-rate model loads as saved."""
   jpath = os.path.join(directory, "model.json")
   npath = os.path.join(directory, "params.npz")
   if not (os.path.isfile(jpath) and os.path.isfile(npath)):
@@ -85,7 +82,7 @@ def load_model(directory: str, rate_lams=()) -> tuple[NeuralCollage, dict[str, A
   cfg = ModelConfig.from_dict(info["config"])
   with np.load(npath) as z:
     flat = {k: z[k] for k in z.files}
-  if rate_lams:
+  if rate_lams and not cfg.rate_lams:
     cfg, flat = _variable_rate_params(cfg, flat, rate_lams)
   model = abstract_model(cfg)
   _set_flat_params(model, flat)

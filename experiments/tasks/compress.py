@@ -76,9 +76,8 @@ class CompressTask(Task):
 
   def init_params(self, rng):
     if self.config.init_from:
-      model, _ = hypernet_io.load_model(self.config.init_from)
-      if self.model_cfg.rate_lams and not model.cfg.rate_lams:  # every level starts from it
-        model, _ = hypernet_io.load_model(self.config.init_from, self.model_cfg.rate_lams)
+      # A fixed-rate model starts every level of a variable-rate one.
+      model, _ = hypernet_io.load_model(self.config.init_from, self.model_cfg.rate_lams)
       if model.cfg != self.model_cfg:
         raise ValueError(f"init_from={self.config.init_from!r} has architecture {model.cfg}, "
                          f"but this config asks for {self.model_cfg}")
@@ -121,14 +120,16 @@ class CompressTask(Task):
   def eval_fn(self, params, model_state, batch, rng):
     """Per crop: MSE of the codec's decode and the ideal code length (exact means over the set)."""
     del model_state, rng
-    model = self._model(params)
-    if not model.levels:
-      return self.decode_metrics(model, batch["image"])[1]
-    out = {}
-    for j in range(model.levels):
-      for k, v in self.decode_metrics(model, batch["image"], float(j))[1].items():
-        out[f"{k}_l{j}"] = v
-    return out
+    return {k + suffix: v for suffix, _, per_crop in self._decodes(self._model(params),
+                                                                  batch["image"])
+            for k, v in per_crop.items()}
+
+  def _decodes(self, model: hn.NeuralCollage, x: jax.Array):
+    """:meth:`decode_metrics` once, or at every level of a variable-rate model: yields (key
+    suffix: "" or "_lJ", decode, per-crop metrics)."""
+    for j in range(model.levels) if model.levels else [None]:
+      x_hat, per_crop = self.decode_metrics(model, x, None if j is None else float(j))
+      yield ("" if j is None else f"_l{j}"), x_hat, per_crop
 
   def eval_summary(self, means):
     """PSNR of the mean MSE over the eval crops (of every level of a variable-rate model)."""
@@ -152,10 +153,9 @@ class CompressTask(Task):
       return
     x = jnp.asarray(batch["image"])
     rows, m = [np.asarray(x)], {}
-    for j in range(model.levels) if model.levels else [None]:  # a row per rate level
-      x_hat, per_crop = self.decode_metrics(model, x, None if j is None else float(j))
+    for suffix, x_hat, per_crop in self._decodes(model, x):  # a row per rate level
       rows.append(np.asarray(x_hat))
-      m |= {k + ("" if j is None else f"_l{j}"): float(jnp.mean(v)) for k, v in per_crop.items()}
+      m |= {k + suffix: float(jnp.mean(v)) for k, v in per_crop.items()}
     m |= self.eval_summary(m)
     grid = images.image_grid(np.concatenate(rows), columns=x.shape[0], pad=0)
     images.save_png(os.path.join(out, f"recon_{step}.png"), grid)
