@@ -8,10 +8,13 @@ Compression of an ``H x W`` image (1 or 3 channels):
 2. Encode all tiles in batched forward passes; optionally refine each tile's code by a few
    gradient steps on the model's rate-distortion loss (``refine``); round and clip to
    integers ``q``.
-3. Entropy coding (``coding = "entropy"`` models): every slot of the code has an integer
-   frequency table (``collage.nn.entropy_model.integer_tables``, deterministic, 16-bit);
-   the symbols are range coded slot by slot (all tiles' values of slot 0, then slot 1, ...)
-   with ``constriction``. Baseline models (``coding = "bitpack"``) bit-pack the values.
+3. Entropy coding (``coding = "entropy"`` models) with ``constriction``'s range coder under
+   the model's integer tables (deterministic, 16-bit; :mod:`collage.codec.neural_coding`):
+   with a factorized prior, slot by slot (all tiles' values of slot 0, then slot 1, ...);
+   with the context model (``ModelConfig.context_model``, the default model since session
+   8), first every weight's significance flag under its context of decoded flags, then the
+   nonzero values and the bias coefficients slot by slot. Baseline models
+   (``coding = "bitpack"``) bit-pack the values.
 4. Decoding runs the same synthesis on the decoded integers, so the decoder reproduces the
    encoder's reconstruction bit-exactly; ``scale=K`` decodes every tile at ``K`` times the
    resolution (resolution-agnostic decoding of the collage operator).
@@ -30,8 +33,8 @@ costs at most ``log2(K)`` bits per tile (under 0.003 bpp for 5 models and 32x32 
 File (inside :mod:`collage.codec.container`, codec id 2):
   params v1 (one model) = u8 version (1) | 8-byte model fingerprint | varint tile | u8 coding
                           (0 entropy, 1 bitpack)
-  payload v1            = the coded symbols (range-coder words, little-endian uint32; or packed
-                          bits)
+  payload v1            = the coded symbols (range-coder words, little-endian uint32, in the
+                          model's scheme, see 3.; or packed bits)
   params v2 (per tile)  = u8 version (2) | varint K (2..MAX_MIX_MODELS) | K 8-byte
                           fingerprints | varint tile | u8 coding (0: entropy)
   payload v2            = range-coder words: each tile's model index (uniform over K, raster
@@ -77,6 +80,7 @@ from collage.codec.base import (Codec, CodecError, check_image, check_quality, c
                                  register)
 from collage.codec.entropy import ByteReader, ByteWriter, pack_bits, unpack_bits
 from collage.codec.memory import FIXED_BYTES, check_decode_fits
+from collage.codec.neural_coding import categorical
 from collage.codec.neural_models import LoadedModel
 from collage.metrics.rd import rd_cost
 
@@ -92,38 +96,7 @@ _CODING_IDS = {"entropy": 0, "bitpack": 1}
 MAX_REFINE = 10_000  # bound on test-time refinement steps (``refine``)
 
 
-# -- entropy coding of slot-structured integer codes ------------------------------------------
-def _categorical(freqs: np.ndarray):
-  import constriction  # pylint: disable=import-outside-toplevel
-  freqs = np.asarray(freqs, np.float64)
-  return constriction.stream.model.Categorical(freqs / freqs.sum(), perfect=False)
-
-
-def _encode_slots(coder, q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> None:
-  """Append the codes ``q`` [n_tiles, N] to a constriction range coder, slot by slot."""
-  m = (tables.shape[1] - 1) // 2
-  q = np.asarray(q, np.int64)
-  if q.size and (q.min() < -m or q.max() > m):
-    raise CodecError(f"code values must be in [-{m}, {m}], got [{q.min()}, {q.max()}]")
-  for s in np.unique(slots):
-    sym = (q[:, slots == s] + m).reshape(-1).astype(np.int32)
-    if sym.size:
-      coder.encode(sym, _categorical(tables[s]))
-
-
-def _decode_slots(coder, n_tiles: int, slots: np.ndarray, tables: np.ndarray) -> np.ndarray:
-  """Inverse of :func:`_encode_slots` -> int64 [n_tiles, N]."""
-  m = (tables.shape[1] - 1) // 2
-  q = np.zeros((n_tiles, len(slots)), np.int64)
-  for s in np.unique(slots):
-    cols = np.flatnonzero(slots == s)
-    count = n_tiles * cols.size
-    if count:
-      sym = np.asarray(coder.decode(_categorical(tables[s]), count), np.int64)
-      q[:, cols] = sym.reshape(n_tiles, cols.size) - m
-  return q
-
-
+# -- entropy coding (each model's scheme: collage.codec.neural_coding) ----------------------
 def _range_decoder(data: bytes):
   import constriction  # pylint: disable=import-outside-toplevel
   if len(data) % 4:
@@ -131,21 +104,13 @@ def _range_decoder(data: bytes):
   return constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
 
 
-def encode_symbols(q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> bytes:
-  """Range-code integer codes, one learned categorical model per slot.
-
-  Args:
-    q: int [n_tiles, N] in ``[-M, M]``.
-    slots: int [N], the slot of every position.
-    tables: int [S, 2M + 1] frequency tables, rows summing to
-      ``2**neural_models.TABLE_PRECISION``.
-
-  Returns:
-    The coder's words as little-endian uint32 bytes.
-  """
+def encode_symbols(model: LoadedModel, q: np.ndarray, channels: int,
+                   quality: int | None = None) -> bytes:
+  """Range-code a model's integer codes q [n_tiles, N_channels] (values in ``[-M, M]``) under
+  its entropy model at ``quality`` -> the coder's words as little-endian uint32 bytes."""
   import constriction  # pylint: disable=import-outside-toplevel
   coder = constriction.stream.queue.RangeEncoder()
-  _encode_slots(coder, q, slots, tables)
+  model.encode_into(coder, q, channels, quality)
   return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -163,12 +128,12 @@ def _expect_exact(payload: bytes, recoded: bytes, what: str) -> None:
   raise CodecError(f"corrupt neural payload: it does not hold exactly {what}")
 
 
-def decode_symbols(data: bytes, n_tiles: int, slots: np.ndarray,
-                   tables: np.ndarray) -> np.ndarray:
+def decode_symbols(model: LoadedModel, data: bytes, n_tiles: int, channels: int,
+                   quality: int | None = None) -> np.ndarray:
   """Inverse of :func:`encode_symbols` -> int64 [n_tiles, N]. Raises CodecError on bad data."""
   coder = _range_decoder(data)
   try:
-    return _decode_slots(coder, n_tiles, slots, tables)
+    return model.decode_from(coder, n_tiles, channels, quality)
   except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
     raise CodecError(f"corrupt neural payload: {e}") from None
 
@@ -178,9 +143,9 @@ def _mixed_payload(code: "TileCode", channels: int) -> bytes:
   the K entries, then every entry's codes as in :func:`encode_symbols`, in one range coder."""
   import constriction  # pylint: disable=import-outside-toplevel
   coder = constriction.stream.queue.RangeEncoder()
-  coder.encode(code.choice.astype(np.int32), _categorical(np.ones(len(code.models))))
+  coder.encode(code.choice.astype(np.int32), categorical(np.ones(len(code.models))))
   for m, quality, q in zip(code.models, code.qualities, code.codes):
-    _encode_slots(coder, q, m.layout.slots_for(channels), m.tables(quality))
+    m.encode_into(coder, q, channels, quality)
   return coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -220,17 +185,16 @@ def _decode_payload(models, version: int, payload: bytes, n_tiles: int, c: int,
     m = models[0]
     slots = m.layout.slots_for(c)
     if m.cfg.coding == "entropy":
-      tables = m.tables(qualities[0])
-      q = decode_symbols(payload, n_tiles, slots, tables)
-      return TileCode.single(m, q, qualities[0]), encode_symbols(q, slots, tables)
+      q = decode_symbols(m, payload, n_tiles, c, qualities[0])
+      return TileCode.single(m, q, qualities[0]), encode_symbols(m, q, c, qualities[0])
     bits = m.cfg.bitpack_bits
     q = unpack_bits(payload, n_tiles * len(slots), bits).reshape(n_tiles, len(slots))
     return TileCode.single(m, q - 2 ** (bits - 1)), payload
   coder = _range_decoder(payload)
   try:
-    choice = np.asarray(coder.decode(_categorical(np.ones(len(models))), n_tiles), np.int64)
-    codes = tuple(_decode_slots(coder, int(np.sum(choice == i)), m.layout.slots_for(c),
-                                m.tables(qualities[i])) for i, m in enumerate(models))
+    choice = np.asarray(coder.decode(categorical(np.ones(len(models))), n_tiles), np.int64)
+    codes = tuple(m.decode_from(coder, int(np.sum(choice == i)), c, qualities[i])
+                  for i, m in enumerate(models))
   except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
     raise CodecError(f"corrupt neural payload: {e}") from None
   code = TileCode(models, choice, codes, qualities)
@@ -447,9 +411,8 @@ class NeuralCollageCodec(Codec):
       writer = (ByteWriter().u8(version).raw(m.fingerprint).varint(m.cfg.tile)
                 .u8(_CODING_IDS[m.cfg.coding]))
       params = (writer.u8(code.quality) if m.levels else writer).getvalue()
-      slots = m.layout.slots_for(c)
       if m.cfg.coding == "entropy":
-        payload = encode_symbols(q, slots, m.tables(code.quality))
+        payload = encode_symbols(m, q, c, code.quality)
       else:
         bits = m.cfg.bitpack_bits
         payload = pack_bits(q.reshape(-1) + 2 ** (bits - 1), bits)
@@ -534,7 +497,8 @@ class NeuralCollageCodec(Codec):
         names.append(f"{fp.hex()} (not among the models at {self.model_path}; --model PATH)")
         continue
       retired = os.path.dirname(m.directory) == neural_models.RETIRED_DIR
-      tags = [fp.hex()] + ["variable rate"] * bool(m.levels) + ["retired"] * retired
+      tags = ([fp.hex()] + ["variable rate"] * bool(m.levels)
+              + ["context model"] * m.cfg.context_model + ["retired"] * retired)
       names.append(f"{m.name} ({', '.join(tags)})")
     if version == RATE_MIXED_VERSION:  # one model, several qualities: name it once
       names = names[:1]

@@ -62,7 +62,7 @@ class LoadedModel:
       h.update(np.ascontiguousarray(flat[k], np.float32).tobytes())
     self.fingerprint = h.digest()[:8]
     self.levels = self.model.levels
-    self._tables: dict[int | None, np.ndarray] = {}
+    self._tables: dict[int | None, np.ndarray | dict] = {}
     graphdef, state = nnx.split(self.model)
     self._state = state
 
@@ -112,16 +112,39 @@ class LoadedModel:
     """A variable-rate model's trade-off at ``quality`` (log-linear between its levels)."""
     return float(self.model.level_lam(self.level(quality))[0])
 
-  def tables(self, quality: int | None = None) -> np.ndarray:
-    """The integer frequency tables [S, 2M+1] the range coder uses (a variable-rate model:
-    those of ``quality``; built once per quality, deterministically from the weights)."""
+  def tables(self, quality: int | None = None) -> np.ndarray | dict:
+    """The integer frequency tables the range coder uses (a variable-rate model: those of
+    ``quality``; built once per quality, deterministically from the weights): [S, 2M+1] for
+    the factorized prior, a context model's dict of tables
+    (:func:`collage.nn.entropy_model.context_tables`)."""
     from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
     key = None if quality is None else int(quality)
     if key not in self._tables:
       level = self.level(key)
-      logits = self.model.level_logits(0.0 if level is None else float(level))
-      self._tables[key] = em.integer_tables(logits, TABLE_PRECISION)
+      if self.cfg.context_model:
+        self._tables[key] = self.model.context_tables(None if level is None else float(level))
+      else:
+        logits = self.model.level_logits(0.0 if level is None else float(level))
+        self._tables[key] = em.integer_tables(logits, TABLE_PRECISION)
     return self._tables[key]
+
+  def encode_into(self, coder, q: np.ndarray, channels: int, quality: int | None = None) -> None:
+    """Append the codes q [n_tiles, N_channels] to a range coder under this model's entropy
+    model (:mod:`collage.codec.neural_coding`)."""
+    from collage.codec import neural_coding as nc  # pylint: disable=import-outside-toplevel
+    if self.cfg.context_model:
+      nc.encode_context(coder, q, self.layout, self.tables(quality))
+    else:
+      nc.encode_slots(coder, q, self.layout.slots_for(channels), self.tables(quality))
+
+  def decode_from(self, coder, n_tiles: int, channels: int,
+                  quality: int | None = None) -> np.ndarray:
+    """Inverse of :meth:`encode_into` -> int64 [n_tiles, N_channels]."""
+    from collage.codec import neural_coding as nc  # pylint: disable=import-outside-toplevel
+    if self.cfg.context_model:
+      return nc.decode_context(coder, n_tiles, self.layout.num_values(channels), self.layout,
+                               self.tables(quality))
+    return nc.decode_slots(coder, n_tiles, self.layout.slots_for(channels), self.tables(quality))
 
   def analyse(self, tiles: np.ndarray, refine_steps: int = 0, lam: float | None = None,
               quality: int | None = None) -> np.ndarray:
@@ -159,7 +182,11 @@ class LoadedModel:
     """The ideal code length in bits of each tile's code q [n, N_channels] under this model's
     integer tables (what the range coder spends, up to its few bytes of overhead) -> [n]."""
     from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
-    return em.row_bits(q, self.layout.slots_for(channels), self.tables(quality))
+    slots = self.layout.slots_for(channels)
+    if self.cfg.context_model:
+      return em.context_row_bits(q, slots, self.layout.is_weight[:len(slots)],
+                                 self.layout.code_contexts(np.asarray(q)), self.tables(quality))
+    return em.row_bits(q, slots, self.tables(quality))
 
 
 def _chunks(a: np.ndarray) -> list[np.ndarray]:

@@ -30,6 +30,11 @@ Structure of one ``T x T`` tile (``ModelConfig`` defaults, T = 32):
   gain-unit approach of Cui et al. 2021 ("Asymmetric gained deep image compression with
   continuous rate adaptation") applied to the collage code. Training draws
   ``t`` per crop with its lam ``exp(interp(log rate_lams, t))``.
+* Context model (``ModelConfig.context_model``): the weights are coded as significance flags
+  under a discrete context of already decoded flags (activity of the left and upper ranges,
+  the same candidate there, earlier candidates of the range) and the nonzero values under the
+  slot's pmf without zero (:mod:`collage.nn.entropy_model`); bias coefficients keep the
+  factorized prior.
 
 Saving, loading and placeholder models: :mod:`collage.nn.hypernet_io`; test-time refinement
 of a code: :mod:`collage.nn.refinement`.
@@ -76,6 +81,10 @@ class ModelConfig:
     rate_lams: a variable-rate model's trade-off at each of its L >= 2 levels, increasing
       (loss = bpp + lam * 255^2 * MSE); empty for a fixed-rate model (every model before
       session 7), whose one lam is a training setting kept in its metadata.
+    context_model: code the collage weights with the context model
+      (:func:`collage.nn.entropy_model.context_bits`: a significance flag per weight under a
+      context of decoded neighbours, then the nonzero value) instead of the factorized prior;
+      False for every model before session 8.
   """
   tile: int = 32
   luma_range: int = 8
@@ -97,6 +106,7 @@ class ModelConfig:
   coding: str = "entropy"
   bitpack_bits: int = 6
   rate_lams: tuple[float, ...] = ()
+  context_model: bool = False
 
   def __post_init__(self):
     object.__setattr__(self, "luma_isometries", tuple(int(k) for k in self.luma_isometries))
@@ -107,6 +117,9 @@ class ModelConfig:
                  or self.coding != "entropy"):
       raise ValueError(f"rate_lams must be empty (fixed rate) or >= 2 increasing positive lams "
                        f"of an entropy-coded model, got {list(lams)} (coding {self.coding!r})")
+    object.__setattr__(self, "context_model", bool(self.context_model))
+    if self.context_model and self.coding != "entropy":
+      raise ValueError("context_model needs coding='entropy'")
     if self.coding not in ("entropy", "bitpack"):
       raise ValueError(f"coding must be 'entropy' or 'bitpack', got {self.coding!r}")
     if not 1 <= self.bitpack_bits <= 16:
@@ -126,6 +139,8 @@ class ModelConfig:
       d["rate_lams"] = list(self.rate_lams)
     else:
       del d["rate_lams"]
+    if not self.context_model:  # likewise for every model before the context model
+      del d["context_model"]
     return d
 
   @classmethod
@@ -178,6 +193,11 @@ class Layout:
       b = base + ch * (kc + rc) + kc
       is_bias[b:b + rc] = True
     self.is_bias_slot = is_bias
+    self.is_weight = ~is_bias[self.slots]                             # [N] per position
+    # The weight blocks of the code: (offset, range grid, candidates, bias values after it).
+    gy, gc = self.spec_y.range_grid, self.spec_c.range_grid
+    self.weight_groups = [(0, gy, ky, ry)] + [(self.n_y + ch * self.n_c, gc, kc, rc)
+                                              for ch in range(2)]
     self.dct_y = [dct.dct_matrix(n) for n in self.spec_y.range_grid]
     self.dct_c = [dct.dct_matrix(n) for n in self.spec_c.range_grid]
 
@@ -188,6 +208,19 @@ class Layout:
 
   def slots_for(self, channels: int) -> np.ndarray:
     return self.slots[:self.num_values(channels)]
+
+  def code_contexts(self, q, xp=np):
+    """The context model's context of every position of codes q [B, n] (n: the colour
+    length or its luma prefix) -> int32 [B, n] (:func:`collage.nn.entropy_model.weight_contexts`
+    on each weight block; 0 at bias positions, which have none). xp: numpy or jax.numpy."""
+    b, n = q.shape[0], q.shape[-1]
+    parts = []
+    for off, (gh, gw), k, n_bias in self.weight_groups:
+      if off >= n:
+        break
+      sig = (q[:, off:off + gh * gw * k] != 0).reshape(b, gh, gw, k)
+      parts += [em.weight_contexts(sig, xp).reshape(b, -1), xp.zeros((b, n_bias), xp.int32)]
+    return xp.concatenate(parts, axis=-1)
 
 
 def _bias_from_dct(coefs: jax.Array, mats: list[np.ndarray]) -> jax.Array:
@@ -254,6 +287,29 @@ def initial_steps_and_scales(layout: Layout, levels: int = 0) -> tuple[np.ndarra
   return step0, scale0
 
 
+# A context model stores its entropy model's logits (the prior's and the significance logits)
+# divided by CONTEXT_GAIN and uses them multiplied by it. Adam's steps are about the learning
+# rate in parameter space, so these logits move CONTEXT_GAIN times faster than the network's
+# weights: they are statistics of the code, far from their optimum when a model changes its
+# entropy model, while the network starts close to its own (at the network's learning rate the
+# significance logits moved by about 0.2 in 600 steps, against the 1-3 they need).
+CONTEXT_GAIN = 20.0
+
+
+def initial_zero_logits(logits) -> np.ndarray:
+  """A context model's significance logits [rows, CONTEXTS] from the prior's logits [rows, K]:
+  each slot's log-odds of zero in every context (the factorized prior's rates, to start)."""
+  z = em.zero_logits_from(np.asarray(logits))
+  return np.repeat(z[:, None], em.CONTEXTS, axis=1).astype(np.float32)
+
+
+def stored_entropy_logits(prior_logits) -> tuple[np.ndarray, np.ndarray]:
+  """A context model's stored (prior, significance) logits that start from the factorized
+  prior's (effective) logits [rows, K]: both divided by :data:`CONTEXT_GAIN`."""
+  prior_logits = np.asarray(prior_logits, np.float32)
+  return prior_logits / CONTEXT_GAIN, initial_zero_logits(prior_logits) / CONTEXT_GAIN
+
+
 class NeuralCollage(nnx.Module):
   """Hypernetwork encoder + learned auxiliary patches + per-slot steps + entropy model."""
 
@@ -268,6 +324,10 @@ class NeuralCollage(nnx.Module):
     step0, scale0 = initial_steps_and_scales(lay, self.levels)
     self.log_step = nnx.Param(jnp.log(jnp.asarray(step0)))
     self.prior = em.FactorizedPrior(scale0.size, cfg.support, scale0)
+    if cfg.context_model:  # [max(L, 1) * S, CONTEXTS], level-major like the prior's logits
+      prior, zero = stored_entropy_logits(em.laplace_logits(scale0.size, cfg.support, scale0))
+      self.prior.logits = nnx.Param(jnp.asarray(prior))
+      self.zero_logits = nnx.Param(jnp.asarray(zero))
 
   # -- rate levels (variable-rate models) ------------------------------------------------
   def _check_level(self, level):
@@ -289,15 +349,42 @@ class NeuralCollage(nnx.Module):
     """The prior's host logits [S, 2M+1] at one level (a fixed-rate model: its own), for
     :func:`collage.nn.entropy_model.integer_tables`."""
     logits = np.asarray(self.prior.logits[...], np.float64)
+    if self.cfg.context_model:
+      logits = logits * CONTEXT_GAIN
     if not self.levels:
       return logits
     return em.level_logits(logits.reshape(self.levels, self.layout.num_slots, -1), level)
 
-  def bits(self, y: jax.Array, level: jax.Array | None = None) -> jax.Array:
+  def _per_level(self, table) -> jax.Array:
+    """[max(L, 1) * S, X] -> [max(L, 1), S, X]."""
+    return table.reshape(max(self.levels, 1), self.layout.num_slots, -1)
+
+  def context_logits(self) -> tuple[jax.Array, jax.Array]:
+    """A context model's effective logits: the prior's [max(L, 1), S, K] and the
+    significance logits [max(L, 1), S, CONTEXTS] (stored / CONTEXT_GAIN)."""
+    return (self._per_level(self.prior.logits[...]) * CONTEXT_GAIN,
+            self._per_level(self.zero_logits[...]) * CONTEXT_GAIN)
+
+  def context_tables(self, level: float | None) -> dict:
+    """A context model's integer tables at one level (a fixed-rate model: None), see
+    :func:`collage.nn.entropy_model.context_tables`."""
+    prior, zero = (np.asarray(a) for a in self.context_logits())
+    return em.context_tables(prior, zero, 0.0 if level is None else level)
+
+  def bits(self, y: jax.Array, level: jax.Array | None = None,
+           q: jax.Array | None = None) -> jax.Array:
     """Relaxed bits [B, N] of codes y [B, N] (colour layout, or its luma prefix) under the
-    prior (at each row's level for a variable-rate model)."""
+    prior (at each row's level for a variable-rate model). A context model takes the weights'
+    contexts from the integer code ``q`` (default: ``round(y)``)."""
     level = self._check_level(level)
-    slots = jnp.asarray(self.layout.slots[:y.shape[-1]])
+    n = y.shape[-1]
+    slots = jnp.asarray(self.layout.slots[:n])
+    if self.cfg.context_model:
+      q = jnp.round(y) if q is None else q
+      ctx = self.layout.code_contexts(jax.lax.stop_gradient(q), jnp)
+      lv = jnp.zeros(y.shape[:1]) if level is None else level
+      prior, zero = self.context_logits()
+      return em.context_bits(prior, zero, y, slots, self.layout.is_weight[:n], ctx, lv)
     if level is None:
       return self.prior.bits(y, slots)
     logits = self.prior.logits[...].reshape(self.levels, self.layout.num_slots, -1)
@@ -393,7 +480,7 @@ class NeuralCollage(nnx.Module):
     pixels = rgb.shape[1] * rgb.shape[2]
     if self.cfg.coding == "entropy":
       y_noisy = em.uniform_noise(rng, y_c)
-      tile_bpp = jnp.sum(self.bits(y_noisy, level), axis=-1) / pixels
+      tile_bpp = jnp.sum(self.bits(y_noisy, level, q), axis=-1) / pixels
     else:
       tile_bpp = jnp.full(y.shape[:1], y.shape[-1] * self.cfg.bitpack_bits / pixels, jnp.float32)
     raw = self.dequantize(q, 3, level)

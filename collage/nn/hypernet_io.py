@@ -20,7 +20,8 @@ import numpy as np
 from flax import nnx
 
 from collage.nn import entropy_model as em
-from collage.nn.hypernet import ModelConfig, NeuralCollage, initial_steps_and_scales
+from collage.nn.hypernet import (ModelConfig, NeuralCollage, initial_steps_and_scales,
+                                  stored_entropy_logits)
 
 MODEL_FORMAT = "collage-neural-v1"
 
@@ -44,7 +45,11 @@ def random_model(cfg: ModelConfig, seed: int = 0, stddev: float = 0.1) -> Neural
   nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
   step0, scale0 = initial_steps_and_scales(model.layout, model.levels)
   model.log_step[...] = jnp.log(jnp.asarray(step0))
-  model.prior.logits[...] = jnp.asarray(em.laplace_logits(scale0.size, cfg.support, scale0))
+  logits = em.laplace_logits(scale0.size, cfg.support, scale0)
+  if cfg.context_model:
+    logits, zero = stored_entropy_logits(logits)
+    model.zero_logits[...] = jnp.asarray(zero)
+  model.prior.logits[...] = jnp.asarray(logits)
   return model
 
 
@@ -65,11 +70,13 @@ def save_model(model: NeuralCollage, directory: str, meta: dict[str, Any] | None
               f, indent=1, sort_keys=True)
 
 
-def load_model(directory: str, rate_lams=()) -> tuple[NeuralCollage, dict[str, Any]]:
+def load_model(directory: str, rate_lams=(), context_model: bool = False
+               ) -> tuple[NeuralCollage, dict[str, Any]]:
   """Inverse of :func:`save_model` -> (model, meta). Raises ValueError naming the problem.
 
   ``rate_lams``: load a fixed-rate model as a variable-rate one with these lams
-  (:func:`to_variable_rate`); a variable-rate model loads as saved."""
+  (:func:`to_variable_rate`); a variable-rate model loads as saved. ``context_model``: load a
+  factorized-prior model as a context model (:func:`to_context_model`)."""
   jpath = os.path.join(directory, "model.json")
   npath = os.path.join(directory, "params.npz")
   if not (os.path.isfile(jpath) and os.path.isfile(npath)):
@@ -84,6 +91,8 @@ def load_model(directory: str, rate_lams=()) -> tuple[NeuralCollage, dict[str, A
     flat = {k: z[k] for k in z.files}
   if rate_lams and not cfg.rate_lams:
     cfg, flat = _variable_rate_params(cfg, flat, rate_lams)
+  if context_model and not cfg.context_model:
+    cfg, flat = _context_params(cfg, flat)
   model = abstract_model(cfg)
   _set_flat_params(model, flat)
   return model, info.get("meta", {})
@@ -146,6 +155,29 @@ def _variable_rate_params(cfg: ModelConfig, flat: dict[str, np.ndarray], rate_la
       flat[key] = np.concatenate([flat[key]] * levels)
     elif key.startswith("['encoder']['film']"):
       flat[key] = np.zeros((levels, 2, cfg.width), np.float32)
+  return cfg, flat
+
+
+def to_context_model(model: NeuralCollage) -> NeuralCollage:
+  """A context model (:attr:`ModelConfig.context_model`) that starts from a factorized-prior
+  one: the same weights and pmfs, every context's significance the pmf's probability of zero,
+  so it computes the same rates (up to the binarization's rounding of the tables)."""
+  cfg, flat = _context_params(model.cfg, flat_params(model))
+  out = abstract_model(cfg)
+  _set_flat_params(out, flat)
+  return out
+
+
+def _context_params(cfg: ModelConfig, flat: dict[str, np.ndarray]
+                    ) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+  """:func:`to_context_model` on host arrays."""
+  if cfg.context_model:
+    raise ValueError("the model already has the context model")
+  cfg = dataclasses.replace(cfg, context_model=True)
+  flat = dict(flat)
+  (prior,) = [k for k in flat if k.startswith("['prior']['logits']")]
+  (zero,) = [k for k in _param_names(abstract_model(cfg)) if k.startswith("['zero_logits']")]
+  flat[prior], flat[zero] = stored_entropy_logits(flat[prior])
   return cfg, flat
 
 

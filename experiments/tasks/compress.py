@@ -76,8 +76,10 @@ class CompressTask(Task):
 
   def init_params(self, rng):
     if self.config.init_from:
-      # A fixed-rate model starts every level of a variable-rate one.
-      model, _ = hypernet_io.load_model(self.config.init_from, self.model_cfg.rate_lams)
+      # A fixed-rate model starts every level of a variable-rate one; a factorized prior
+      # starts a context model.
+      model, _ = hypernet_io.load_model(self.config.init_from, self.model_cfg.rate_lams,
+                                        self.model_cfg.context_model)
       if model.cfg != self.model_cfg:
         raise ValueError(f"init_from={self.config.init_from!r} has architecture {model.cfg}, "
                          f"but this config asks for {self.model_cfg}")

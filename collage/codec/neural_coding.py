@@ -1,0 +1,165 @@
+"""Entropy coding of Neural Collage codes with a model's integer tables (range coder:
+``constriction``'s queue coder, so symbols decode in the order they were encoded).
+
+Two schemes, chosen by the model (:class:`collage.nn.hypernet.ModelConfig`):
+
+* factorized prior (every model before session 8): the symbols slot by slot (all tiles'
+  values of slot 0, then slot 1, ...), one table per slot (:func:`encode_slots`);
+* context model (``context_model``): first the significance flags of every weight block
+  (luma, then Cb and Cr for colour) range by range in raster order and candidate by candidate,
+  each tile's flag under the table of its slot and context
+  (:func:`collage.nn.entropy_model.weight_contexts`, computed from the flags decoded so far);
+  then slot by slot the nonzero weights (the slot's table without zero) and the bias
+  coefficients (the slot's full table) (:func:`encode_context`).
+
+Tables are integer frequencies (rows summing to ``2**16``); the coder's floating-point models
+are built from them identically on both sides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collage.codec.base import CodecError
+from collage.nn import entropy_model as em
+
+_FAMILY = None
+
+
+def categorical(freqs: np.ndarray):
+  """One fixed categorical model from integer frequencies [K]."""
+  import constriction  # pylint: disable=import-outside-toplevel
+  freqs = np.asarray(freqs, np.float64)
+  return constriction.stream.model.Categorical(freqs / freqs.sum(), perfect=False)
+
+
+def _family():
+  """A categorical model family: each symbol gets its own probabilities at coding time."""
+  global _FAMILY
+  if _FAMILY is None:
+    import constriction  # pylint: disable=import-outside-toplevel
+    _FAMILY = constriction.stream.model.Categorical(perfect=False)
+  return _FAMILY
+
+
+def _check_range(q: np.ndarray, m: int) -> np.ndarray:
+  q = np.asarray(q, np.int64)
+  if q.size and (q.min() < -m or q.max() > m):
+    raise CodecError(f"code values must be in [-{m}, {m}], got [{q.min()}, {q.max()}]")
+  return q
+
+
+def encode_slots(coder, q: np.ndarray, slots: np.ndarray, tables: np.ndarray) -> None:
+  """Append the codes ``q`` [n_tiles, N] to a range coder, slot by slot (factorized prior)."""
+  m = (tables.shape[1] - 1) // 2
+  q = _check_range(q, m)
+  for s in np.unique(slots):
+    sym = (q[:, slots == s] + m).reshape(-1).astype(np.int32)
+    if sym.size:
+      coder.encode(sym, categorical(tables[s]))
+
+
+def decode_slots(coder, n_tiles: int, slots: np.ndarray, tables: np.ndarray) -> np.ndarray:
+  """Inverse of :func:`encode_slots` -> int64 [n_tiles, N]."""
+  m = (tables.shape[1] - 1) // 2
+  q = np.zeros((n_tiles, len(slots)), np.int64)
+  for s in np.unique(slots):
+    cols = np.flatnonzero(slots == s)
+    count = n_tiles * cols.size
+    if count:
+      sym = np.asarray(coder.decode(categorical(tables[s]), count), np.int64)
+      q[:, cols] = sym.reshape(n_tiles, cols.size) - m
+  return q
+
+
+def _groups(layout, n: int):
+  """The weight blocks inside a code of length n: (offset, gh, gw, k)."""
+  return [(off, gh, gw, k) for off, (gh, gw), k, _ in layout.weight_groups if off < n]
+
+
+_CHUNK = 1 << 21  # flags per encode call (bounds the probability array: 32 MB)
+
+
+def _flag_probs(zero_table: np.ndarray, slot: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+  """[n, 2] coder probabilities (zero, nonzero) of n flags at slot(s) and contexts: the integer
+  counts over their power-of-two total (exact in float64, as is 1 minus it)."""
+  s, c, _ = zero_table.shape
+  p0 = (zero_table[..., 0].reshape(-1) / float(zero_table[0, 0].sum()))[
+      (np.asarray(slot, np.int64) * c + ctx).reshape(-1)]
+  out = np.empty((p0.size, 2))
+  out[:, 0], out[:, 1] = p0, 1.0 - p0
+  return out
+
+
+def _values(coder, q: np.ndarray, slots: np.ndarray, is_weight: np.ndarray, tables: dict,
+            decode: bool) -> None:
+  """Encode (or decode into ``q`` in place) the values after the flags: slot by slot, a
+  weight slot's nonzero values (table without zero), a bias slot's every value."""
+  m = (tables["full"].shape[1] - 1) // 2
+  for s in np.unique(slots):
+    cols = np.flatnonzero(slots == s)
+    part = q[:, cols]
+    if is_weight[cols[0]]:
+      where = part != 0
+      if not where.any():
+        continue
+      model = categorical(tables["nonzero"][s])
+      if decode:
+        idx = np.asarray(coder.decode(model, int(where.sum())), np.int64)
+        part[where] = np.where(idx < m, idx - m, idx - m + 1)
+      else:
+        v = part[where]
+        coder.encode(np.where(v < 0, v + m, v + m - 1).astype(np.int32), model)
+    elif decode:
+      part[:] = (np.asarray(coder.decode(categorical(tables["full"][s]), part.size), np.int64)
+                 .reshape(part.shape) - m)
+    else:
+      coder.encode((part + m).reshape(-1).astype(np.int32), categorical(tables["full"][s]))
+    if decode:
+      q[:, cols] = part
+
+
+def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
+  """Append codes q [n_tiles, n] (colour length or luma prefix) under the context model's
+  tables (:func:`collage.nn.entropy_model.context_tables`) to a range coder."""
+  m = (tables["full"].shape[1] - 1) // 2
+  q = _check_range(q, m)
+  n_tiles, n = q.shape
+  slots = layout.slots[:n]
+  for off, gh, gw, k in _groups(layout, n):
+    sig = (q[:, off:off + gh * gw * k] != 0).reshape(n_tiles, gh * gw, k)
+    ctx = em.weight_contexts(sig.reshape(n_tiles, gh, gw, k)).reshape(n_tiles, gh * gw, k)
+    slot = slots[off:off + k]                        # a block's candidates' slots, per range
+    # Decoding order: range, candidate, tile.
+    flags = sig.transpose(1, 2, 0).reshape(-1).astype(np.int32)
+    ctx = ctx.transpose(1, 2, 0).reshape(-1)
+    slot_of = np.broadcast_to(slot[None, :, None], (gh * gw, k, n_tiles)).reshape(-1)
+    for start in range(0, flags.size, _CHUNK):
+      part = slice(start, start + _CHUNK)
+      coder.encode(flags[part], _family(), _flag_probs(tables["zero"], slot_of[part], ctx[part]))
+  _values(coder, q, slots, layout.is_weight[:n], tables, decode=False)
+
+
+def decode_context(coder, n_tiles: int, n: int, layout, tables: dict) -> np.ndarray:
+  """Inverse of :func:`encode_context` -> int64 [n_tiles, n]."""
+  q = np.zeros((n_tiles, n), np.int64)
+  slots = layout.slots[:n]
+  for off, gh, gw, k in _groups(layout, n):
+    sig = np.zeros((n_tiles, gh, gw, k), np.int32)
+    slot = slots[off:off + k]
+    for r in range(gh * gw):
+      i, j = divmod(r, gw)
+      # The neighbour part of the contexts from the 2 x 2 window ending at this range (the
+      # ranges to its left and above are decoded; itself is still zero).
+      window = sig[:, max(i - 1, 0):i + 1, max(j - 1, 0):j + 1, :]
+      base = em.neighbour_contexts(window)[:, -1, -1, :] * (em.PREV_CAP + 1)
+      prev = np.zeros(n_tiles, np.int64)
+      for c in range(k):
+        ctx = base[:, c] + np.minimum(prev, em.PREV_CAP)
+        flags = np.asarray(coder.decode(_family(), _flag_probs(tables["zero"], slot[c], ctx)),
+                           np.int32)
+        sig[:, i, j, c] = flags
+        prev += flags
+    q[:, off:off + gh * gw * k] = sig.reshape(n_tiles, -1)          # 1 marks a nonzero
+  _values(coder, q, slots, layout.is_weight[:n], tables, decode=True)
+  return q
