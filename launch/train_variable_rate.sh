@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Trains the variable-rate Neural Collage codec model (experiments/configs/compress.py:variable:
-# one model for every quality, 4x4 luma / 8x8 chroma ranges, six rate levels lam 0.0008..0.04)
-# on random 32x32 crops of the shared photographs and aerials (never Kodak), starting from the
-# shipped fixed-rate model r4_lam0.009 at every level, then exports it at half precision.
+# Trains the variable-rate Neural Collage codec model on a CPU (experiments/configs/compress.py:
+# variable: one model for every quality, 4x4 luma / 8x8 chroma ranges, eight rate levels lam
+# 0.0002..0.04, the context entropy model, started from the retired factorized-prior model
+# r4_var8) on random 32x32 crops of the shared photographs and aerials (never Kodak), then
+# exports it at half precision. The shipped default was trained with the same config on a GPU
+# (launch/device_train_codec.sh); collage/assets/README.md has both records.
 #
 #   bash launch/train_variable_rate.sh RUNS_DIR [DATA_DIR] [OUT_DIR] [-- extra absl flags]
 #
 # DATA_DIR defaults to ../shared/data (its photos/ and aerials/ are the training images), OUT_DIR
 # to RUNS_DIR/models/variable. Re-running resumes the run from its last checkpoint. Eval uses
-# central crops of the 3 embedded eval photographs. Extra flags after "--" go to the run (e.g.
-# --config.total_steps=3000 --config.batch_size=16 on a CPU).
+# central crops of the 3 embedded eval photographs. Extra flags after "--" go to the run; the
+# config's batch of 256 is the GPU recipe, so on a CPU pass e.g. --config.batch_size=32
+# --config.total_steps=3000 (about 13 steps/s on 2 cores).
 set -euo pipefail
 runs=${1:?usage: train_variable_rate.sh RUNS_DIR [DATA_DIR] [OUT_DIR] [-- flags]}
 data=${2:-../shared/data}
@@ -42,11 +45,13 @@ python -m experiments.main --config experiments/configs/compress.py:variable \
     "--config.data.eval_source=folder:$runs/data_eval" "$@"
 
 python - "$runs" "$out" <<'PY'
-import sys
+import json, os, sys
 from collage.nn import hypernet_io
 runs, out = sys.argv[1:]
 m, meta = hypernet_io.load_model(f"{runs}/variable/artifacts/model")
-meta = {**meta, "init_from": "r4_lam0.009",
+with open(f"{runs}/variable/config.json") as f:
+  init_from = json.load(f).get("init_from", "")
+meta = {**meta, "init_from": os.path.basename(os.path.normpath(init_from)) if init_from else "",
         "source": "../shared/data photos (45) + aerials (30), 32x32 crops"}
 hypernet_io.save_model(m, out, meta, half=True)
 print("exported", out, meta)

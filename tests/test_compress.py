@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from collage.codec import neural
+from collage.codec import neural, neural_models
 from experiments.configs import compress as compress_config
 from experiments.tasks import compress as compress_task
 
@@ -30,7 +30,9 @@ def test_config_variants_and_unknown_variant():
   assert compress_config.get_config().total_steps == 5000  # "quick" is the default
   assert compress_config.get_config("baseline").model.coding == "bitpack"
   assert compress_config.get_config("fine").model.luma_range == 4
-  assert compress_task.model_config(compress_config.get_config("variable")).rate_lams[-1] == 0.04
+  # "variable" is the recipe of the shipped default model: the same architecture.
+  shipped = neural_models.load_models(neural_models.VARIABLE_DIR)[0].cfg
+  assert compress_task.model_config(compress_config.get_config("variable")) == shipped
   with pytest.raises(ValueError, match="valid: quick, full, fine, variable, baseline, baseline_q"):
     compress_config.get_config("huge")
 
@@ -90,6 +92,17 @@ def test_variable_rate_training_from_a_fixed_rate_model(tmp_path):
   codec = neural.NeuralCollageCodec(model=str(workdir))
   assert codec.models[0].cfg.rate_lams == (0.001, 0.01, 0.1)
   img = (np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)
+  for quality in (1, 100):
+    data = codec.compress(img, quality)
+    np.testing.assert_array_equal(codec.decompress(data),
+                                  codec.reconstruct(codec.encode_code(img, quality), 20, 30, 3))
+  # ... and a context model trains from the variable-rate one, and its export codes too.
+  ctx = tmp_path / "context"
+  _main(ctx, "--config.total_steps=2", "--config.checkpoint_every=2", "--config.eval_every=2",
+        "--config.model.rate_lams=0.001,0.01,0.1", "--config.model.context_model=True",
+        f"--config.init_from={workdir / 'artifacts' / 'model'}")
+  codec = neural.NeuralCollageCodec(model=str(ctx))
+  assert codec.models[0].cfg.context_model
   for quality in (1, 100):
     data = codec.compress(img, quality)
     np.testing.assert_array_equal(codec.decompress(data),

@@ -10,11 +10,12 @@ r"""Neural Collage compression (Poli et al. 2022) with a learned entropy model (
 
 Variants: ``quick`` (a clearly learning model in minutes on a laptop CPU), ``full`` (the
 shipped low-rate models' recipe: 8x8 luma ranges), ``fine`` (the shipped high-rate models'
-recipe: 4x4 luma and 8x8 chroma ranges), ``variable`` (one variable-rate model of the ``fine``
-architecture for every quality: ``model.rate_lams``, started from a shipped fixed-rate model;
-recipe with data: ``launch/train_variable_rate.sh``), ``baseline`` / ``baseline_quick`` (the
-paper's L2 magnitude regularizer with plain bit packing, a smaller candidate set so its rate is
-comparable).
+recipe: 4x4 luma and 8x8 chroma ranges), ``variable`` (the shipped default: one variable-rate
+model of the ``fine`` architecture for every quality, ``model.rate_lams``, with the context
+entropy model, ``model.context_model``, started from its retired predecessor; recipes with
+data: ``launch/device_train_codec.sh`` on a GPU, ``launch/train_variable_rate.sh`` on a CPU),
+``baseline`` / ``baseline_quick`` (the paper's L2 magnitude regularizer with plain bit packing,
+a smaller candidate set so its rate is comparable).
 ``lam`` sets the rate point: loss = bpp + lam * 255^2 * MSE. The exported model lands in
 ``WORKDIR/artifacts/model`` and is used by ``collage-codec compress --codec neural --model``.
 """
@@ -72,6 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.coding = "entropy"            # entropy (learned prior) | bitpack (paper baseline)
   c.model.bitpack_bits = 6              # bits per value for bitpack
   c.model.rate_lams = ""                # variable rate: the lam of each level, increasing ("": fixed rate, lam above)
+  c.model.context_model = False         # code weights with the context model (flags under decoded-neighbour contexts)
 
   if arg in ("quick", "baseline_quick"):
     c.total_steps = 5000                # ~15-19 steps/s on an idle 2-core CPU: about 5 minutes
@@ -95,13 +97,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.chroma_domain = 16          # 4 domains 16x16 at stride 16
     c.model.chroma_stride = 16
     c.model.chroma_aux = 8
-  if arg == "variable":                # one model, quality 1..100 = level 0..5 (lam 0.0008 .. 0.04)
-    c.model.rate_lams = "0.0008,0.00174,0.0038,0.0083,0.0182,0.04"  # geometric, ratio 50^(1/5)
-    c.init_from = "collage/assets/neural/r4_lam0.009"
-    c.total_steps = 6000
-    c.eval_every = 2000
-    c.checkpoint_every = 1000
-    c.optimizer.learning_rate = 5e-4
+  if arg == "variable":                # the shipped default r4_ctx8: quality 1..100 = level 0..7
+    c.model.rate_lams = "0.0002,0.000426,0.000908,0.00193,0.00412,0.00877,0.0187,0.04"  # geometric
+    c.model.context_model = True
+    c.init_from = "collage/assets/neural_retired/r4_var8"  # its factorized-prior predecessor
+    c.batch_size = 256                  # the H200 recipe (launch/device_train_codec.sh); on a CPU
+    c.total_steps = 10500               # use e.g. --config.batch_size=32 --config.total_steps=3000
+    c.eval_every = 3500
+    c.checkpoint_every = 3500
+    c.optimizer.learning_rate = 8e-4
+    c.optimizer.warmup_steps = 200
   if arg in ("baseline", "baseline_quick"):
     c.model.coding = "bitpack"
     c.model.luma_aux = 4                # 16 x (4 + 4 + 1) + 2 x 4 x (2 + 2 + 1) = 184 values

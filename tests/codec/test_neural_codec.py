@@ -200,9 +200,11 @@ def test_shipped_models_load_and_round_trip():
   assert sizes[0] < sizes[1]  # the lowest-rate model writes the smaller file
 
 
-def test_files_of_the_real_retired_models_decode_with_the_default_codec():
-  """Files written by an earlier release's shipped models (collage/assets/neural_retired)."""
-  retired = os.path.join(neural_models.RETIRED_DIR, "s3_r8_lam0.003")
+@pytest.mark.parametrize("name", ["s3_r8_lam0.003", "r4_var8"])
+def test_files_of_the_real_retired_models_decode_with_the_default_codec(name):
+  """Files written by an earlier release's shipped models (collage/assets/neural_retired; the
+  factorized-prior variable-rate default of session 7 among them)."""
+  retired = os.path.join(neural_models.RETIRED_DIR, name)
   img = _image(24, 40, 3, seed=5)
   old = neural.NeuralCollageCodec(model=retired)
   data = old.compress(img, 50)
@@ -464,6 +466,49 @@ def test_variable_rate_model_codes_every_quality_bit_exactly(vmodel):
   # Gray images and scaled decoding take the quality too.
   gray = codec.decompress(codec.compress(_image(20, 20, 1), 60), scale=2)
   assert gray.shape == (40, 40, 1)
+
+
+@pytest.fixture(scope="module")
+def cmodel(vmodel, tmp_path_factory):
+  """The variable-rate model with the context entropy model, its contexts made distinct."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  m = hypernet_io.to_context_model(hypernet_io.load_model(vmodel)[0])
+  noise = np.random.default_rng(4).normal(size=m.zero_logits.shape) / hn.CONTEXT_GAIN
+  m.zero_logits[...] = m.zero_logits[...] + jnp.asarray(noise, jnp.float32)
+  path = tmp_path_factory.mktemp("context") / "c"
+  hypernet_io.save_model(m, str(path), {"step": 0})
+  return str(path)
+
+
+def test_context_model_codes_bit_exactly_in_every_mode(cmodel):
+  """One pass at several qualities, gray, per-tile quality (file version 4) and refinement:
+  the file decodes to the encoder's reconstruction, costs its ideal length, and a damaged
+  payload is refused."""
+  codec = neural.NeuralCollageCodec(model=cmodel)
+  (m,) = codec.models
+  assert m.cfg.context_model and isinstance(m.tables(50), dict)
+  img = _image(37, 21, 3, seed=3)
+  sizes = []
+  for quality in (1, 50, 100):
+    data = codec.compress(img, quality)
+    enc = codec.encode_code(img, quality)
+    np.testing.assert_array_equal(codec.decode_code(data)[0].q, enc.q)
+    np.testing.assert_array_equal(codec.decompress(data), codec.reconstruct(enc, 37, 21, 3))
+    ideal = float(m.code_bits(enc.q, 3, quality).sum())
+    assert ideal <= 8 * len(container.unpack(data)[2]) <= ideal * 1.03 + 64
+    sizes.append(len(data))
+  assert sizes[0] < sizes[1] < sizes[2]
+  gray = _image(20, 20, 1)
+  assert codec.decompress(codec.compress(gray, 60)).shape == (20, 20, 1)
+  for other in (neural.NeuralCollageCodec(model=cmodel, mix=True),
+                neural.NeuralCollageCodec(model=cmodel, refine=2)):
+    data = other.compress(img, 70)
+    np.testing.assert_array_equal(other.decompress(data),
+                                  other.reconstruct(other.encode_code(img, 70), 37, 21, 3))
+  _, params, payload = container.unpack(codec.compress(img, 50))
+  for bad in (payload[:-4], payload + b"\0\0\0\0"):
+    with pytest.raises(base.CodecError, match="corrupt neural payload"):
+      codec.decompress(container.pack(2, 37, 21, 3, params, bad))
 
 
 def test_variable_rate_files_are_checked(vmodel, models):

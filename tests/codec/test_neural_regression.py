@@ -4,9 +4,10 @@ and every decode byte for byte (in the spirit of CompressAI's expected outputs f
 One fixed crop of an embedded photograph (coffee, 60 x 90, so the tiles need padding) is
 coded by every shipped fixed-rate model (``collage/assets/neural``), every retired one (whose
 files must keep decoding), the per-tile model choice, test-time refinement, a gray crop, the
-default variable-rate model (``collage/assets/neural_variable``) at a few qualities, and the
-PIFS codec. For each case the test compares the SHA-256 of the file, the SHA-256 of the
-decoded pixels and the decoded PSNR with the numbers below.
+default variable-rate model (``collage/assets/neural_variable``, the context model since
+session 8) and its retired predecessor ``r4_var8`` at a few qualities, and the PIFS codec.
+For each case the test compares the SHA-256 of the file, the SHA-256 of the decoded pixels
+and the decoded PSNR with the numbers below.
 
 The numbers come from the CPU backend, which the suite runs on. A deliberate change of the
 models or of the format makes new ones: ``python tests/codec/test_neural_regression.py``
@@ -77,24 +78,41 @@ EXPECTED = {
     "pifs q50": (
         "fde194594037b5a592901dad0caaa03ad82c886f2bcf4f7c9d0aef37beb28788",
         "37be41c42e14919d28e31b1a8b7d447d9e2a96ac7a50a8acfa0921f1b7866f1d", 28.2843),
-    "variable q10": (
+    "var8 q10": (
         "9408d5734d2c6c83e4c8c5bf2651208ea746575aaf008abd8618c4cde39fb0b7",
         "ddbcc2f883e894cfeadd95ad876f387f5c4d88a596e7b6f62335d2bea3544d4b", 25.4700),
-    "variable q75": (
+    "var8 q75": (
         "39c870e68cffa185788ee37b08b9f1aff5017b2b66beccac5903ba258dc635ac",
         "c30bd64bfe7cba56615076374a2bf7a73dde999bf05445d75dbc127ccfa37e8a", 32.8526),
-    "variable gray q40": (
+    "var8 gray q40": (
         "54ed714b9ab2c1731f87440c80d9f0d9fc9b00ff9b35af10791247f881c4c7f2",
         "f38a8453f4fb0cc88634ecfb431a6d243b4de9de9b562915320790a828086bda", 24.8525),
-    "variable refine10 q60": (
+    "var8 refine10 q60": (
         "2a40721a185294e8f670a0baf67d591668d8dffea66a5dc0b8bdb29b94353551",
         "f53f53b251cad7d705117c74a8dbd38361f1ba5513686f17e535f8af5548b857", 31.3224),
+    # The default since session 8 (neural_variable/r4_ctx8, the context model).
+    "variable q10": (
+        "9d8a7829efbd6894b597b3c8549a23bb7828b04e12c40c556ae2a02dad620df0",
+        "5ab5ce016e883c4f645624fb4aeb0315a4b951e4a64cf04342e652e1e69a34dc", 26.2302),
+    "variable q75": (
+        "4f8e05098a6b7966433a1b45612dcc81bb0013640563ebdeb8371ab66eeedd72",
+        "df1b76dbb8ef9df40d0031a9c419ad6e942e5c66c11da72f4cd448035ff591ce", 33.2865),
+    "variable gray q40": (
+        "0864fdeefae26c16f463ea05041c0ff22689f70e12c54adb094a127b34b92ec8",
+        "7b626585d362a56bc4dcea3b265bafb1fa9dc5d9ee5537829396615715b1cb40", 25.1702),
+    "variable refine10 q60": (
+        "73cc15f0c9e7c9c0036063d323855e302d759f24aea684eeb25ce4a12feb6d29",
+        "54965ac2902bb70f3167b518537b231b433a698a5cf4e765095869afbdee9c21", 31.7334),
+    "model r4_var8": (
+        "c4a5d837e5ed4b43c568a7b0a7a38790d0d4761dd60354ba316d38f1729955d6",
+        "4c4d86d1e72774656620207c3525437a0688b35655d24e4ecec20292ee0ae57e", 29.9573),
 }
 # SHA-256 of the scale-2 decode of the "mix q90" file.
 EXPECTED_MIX_SCALE2 = "2eb9d74dfc0343a592188bcadeb8fbf436d6f8daf8e6d5eb6ac0e23df347a5d3"
 
 SHIPPED = tuple(sorted(os.listdir(neural_models.ASSET_DIR)))
 RETIRED = tuple(sorted(os.listdir(neural_models.RETIRED_DIR)))
+_VAR8 = os.path.join(neural_models.RETIRED_DIR, "r4_var8")
 
 
 def _colour() -> np.ndarray:
@@ -121,13 +139,19 @@ def _case(name: str):
       "variable q75": lambda: (neural.NeuralCollageCodec(), _colour(), 75),
       "variable gray q40": lambda: (neural.NeuralCollageCodec(), _gray(), 40),
       "variable refine10 q60": lambda: (neural.NeuralCollageCodec(refine=10), _colour(), 60),
+      # The default of session 7, retired in session 8: its files and decodes are unchanged.
+      "var8 q10": lambda: (neural.NeuralCollageCodec(_VAR8), _colour(), 10),
+      "var8 q75": lambda: (neural.NeuralCollageCodec(_VAR8), _colour(), 75),
+      "var8 gray q40": lambda: (neural.NeuralCollageCodec(_VAR8), _gray(), 40),
+      "var8 refine10 q60": lambda: (neural.NeuralCollageCodec(_VAR8, refine=10), _colour(), 60),
       "pifs q50": lambda: (PIFSCodec(), _colour(), 50),
   }[name]()
 
 
 CASES = ([f"model {m}" for m in SHIPPED + RETIRED]
-         + ["mix q90", "refine30 q50", "gray q30", "pifs q50", "variable q10", "variable q75",
-            "variable gray q40", "variable refine10 q60"])
+         + ["mix q90", "refine30 q50", "gray q30", "pifs q50"]
+         + [f"{m} {case}" for m in ("variable", "var8")
+            for case in ("q10", "q75", "gray q40", "refine10 q60")])
 
 
 def _measure(name: str) -> tuple[str, str, float]:
@@ -139,7 +163,8 @@ def _measure(name: str) -> tuple[str, str, float]:
 
 
 def test_every_shipped_and_retired_model_has_stored_numbers():
-  assert len(SHIPPED) == 5 and len(RETIRED) == 8
+  assert len(SHIPPED) == 5 and len(RETIRED) == 9
+  assert os.listdir(neural_models.VARIABLE_DIR) == ["r4_ctx8"]
   assert sorted(EXPECTED) == sorted(CASES)
 
 
