@@ -15,7 +15,9 @@ on one and the code lengths measured on the other (never Kodak). Rows, per quali
   slot and context, the nonzero values per slot, bias coefficients per slot), fitted likewise.
 
 The last over the second is what the context structure itself buys; the training of a context
-model then also moves the code towards what the contexts predict well.
+model then also moves the code towards what the contexts predict well. (The nonzero values'
+fitted pmfs keep a little smoothing mass on zero, which they never code: the context model's
+gain is slightly understated.)
 """
 
 from __future__ import annotations

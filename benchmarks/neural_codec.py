@@ -282,6 +282,7 @@ def cmd_diagnose(args) -> list[dict]:
   rows = []
   for q in [int(v) for v in args.qualities.split(",")]:
     m = codec.model_for_quality(q)
+    mq = q if m.levels else None  # a variable-rate model's quality
     data = codec.compress(img, q)
     out = codec.decompress(data)
     a, b = ycc(img), ycc(out)
@@ -297,14 +298,16 @@ def cmd_diagnose(args) -> list[dict]:
     mdl, t = m.model, m.cfg.tile
     tiles = jnp.asarray(neural.image_tiles(img, t))
     lo, hi = mdl.clip_range()
-    slots = jnp.asarray(mdl.layout.slots)
+    lv = None if mq is None else jnp.full(tiles.shape[:1], m.level(mq), jnp.float32)
+    lam = m.lam if mq is None else m.level_lam(mq)
 
     def loss(y, key):
       yc = jnp.clip(y, lo, hi)
-      mse = jnp.mean((mdl.synthesise(em.round_ste(yc), 3) - tiles) ** 2)
-      bits = mdl.prior.bits(em.uniform_noise(key, yc), slots)
+      q = em.round_ste(yc)
+      mse = jnp.mean((mdl.synthesise(q, 3, level=lv) - tiles) ** 2)
+      bits = mdl.bits(em.uniform_noise(key, yc), lv, jax.lax.stop_gradient(q))
       rate = jnp.sum(bits) / (tiles.shape[0] * t * t)
-      return rd_cost(args.rate_weight * rate, mse, m.lam)
+      return rd_cost(args.rate_weight * rate, mse, lam)
 
     opt = optax.adam(args.lr)
 
@@ -314,19 +317,19 @@ def cmd_diagnose(args) -> list[dict]:
       u, state = opt.update(g, state)
       return optax.apply_updates(y, u), state
 
-    y = mdl.analyse(tiles)
+    y = mdl.analyse(tiles, lv)
     state, key, t0 = opt.init(y), jax.random.PRNGKey(0), time.perf_counter()
     for _ in range(args.steps):
       key, k = jax.random.split(key)
       y, state = step(y, state, k)
     qv = np.asarray(mdl.quantize(y)).astype(np.int64)
-    payload = neural.encode_symbols(m, qv, 3)
+    payload = neural.encode_symbols(m, qv, 3, mq)
     # Same container around the refined payload: the file's bytes minus its own payload.
     overhead = len(data) - len(container.unpack(data)[2])
     row.update({"refine_steps": args.steps, "refine_rate_weight": args.rate_weight,
                 "refined_bpp": bpp(len(payload) + overhead, h, w),
-                "refined_psnr": psnr(codec.reconstruct(neural.TileCode.single(m, qv), h, w, 3),
-                                     img, 255.0),
+                "refined_psnr": psnr(codec.reconstruct(neural.TileCode.single(m, qv, mq), h, w,
+                                                       3), img, 255.0),
                 "refine_s": time.perf_counter() - t0})
     print(json.dumps(row), flush=True)
     rows.append(row)

@@ -19,10 +19,11 @@
 #       grain==0.2.18 array_record==0.8.6 portpicker==1.6.0
 set -euo pipefail
 out=${1:?usage: device_train_codec.sh OUT_DIR [DATA_DIR] [-- flags]}
-data=${2:-.gpu}
-shift $(( $# < 2 ? $# : 2 ))
+shift
+data=.gpu
+if [[ $# -gt 0 && $1 != "--" ]]; then data=$1; shift; fi
 [[ ${1:-} == "--" ]] && shift
-budget=${BUDGET_S:-330}
+budget=${BUDGET_S:-300}  # seconds of stepping of the real run (the shipped model: 300)
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 wheels=${WHEELS:-.whl}
@@ -56,7 +57,7 @@ python3 -m experiments.main "${flags[@]}" --workdir "$work/main" --config.total_
     2>&1 | tee "$out/train.log" | grep -E "step [0-9]+/|eval" | tail -25
 cp "$work/main/metrics.jsonl" "$out/metrics.jsonl"
 python3 - "$work/main" "$out/model" <<'PY'
-import json, os, sys
+import sys
 from collage.nn import hypernet_io
 run, out = sys.argv[1:]
 m, meta = hypernet_io.load_model(f"{run}/artifacts/model")

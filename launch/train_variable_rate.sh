@@ -15,9 +15,11 @@
 # --config.total_steps=3000 (about 13 steps/s on 2 cores).
 set -euo pipefail
 runs=${1:?usage: train_variable_rate.sh RUNS_DIR [DATA_DIR] [OUT_DIR] [-- flags]}
-data=${2:-../shared/data}
-out=${3:-$runs/models/variable}
-shift $(( $# < 3 ? $# : 3 ))
+shift
+data=../shared/data
+out=$runs/models/variable
+if [[ $# -gt 0 && $1 != "--" ]]; then data=$1; shift; fi
+if [[ $# -gt 0 && $1 != "--" ]]; then out=$1; shift; fi
 [[ ${1:-} == "--" ]] && shift
 mkdir -p "$runs"
 

@@ -72,11 +72,6 @@ def decode_slots(coder, n_tiles: int, slots: np.ndarray, tables: np.ndarray) -> 
   return q
 
 
-def _groups(layout, n: int):
-  """The weight blocks inside a code of length n: (offset, gh, gw, k)."""
-  return [(off, gh, gw, k) for off, (gh, gw), k, _ in layout.weight_groups if off < n]
-
-
 _CHUNK = 1 << 21  # flags per encode call (bounds the probability array: 32 MB)
 
 
@@ -126,9 +121,10 @@ def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
   q = _check_range(q, m)
   n_tiles, n = q.shape
   slots = layout.slots[:n]
-  for off, gh, gw, k in _groups(layout, n):
-    sig = (q[:, off:off + gh * gw * k] != 0).reshape(n_tiles, gh * gw, k)
-    ctx = em.weight_contexts(sig.reshape(n_tiles, gh, gw, k)).reshape(n_tiles, gh * gw, k)
+  for off, gh, gw, k, _ in layout.weight_blocks(n):
+    sig = (q[:, off:off + gh * gw * k] != 0).reshape(n_tiles, gh, gw, k)
+    ctx = em.weight_contexts(sig).reshape(n_tiles, gh * gw, k)
+    sig = sig.reshape(n_tiles, gh * gw, k)
     slot = slots[off:off + k]                        # a block's candidates' slots, per range
     # Decoding order: range, candidate, tile.
     flags = sig.transpose(1, 2, 0).reshape(-1).astype(np.int32)
@@ -144,7 +140,7 @@ def decode_context(coder, n_tiles: int, n: int, layout, tables: dict) -> np.ndar
   """Inverse of :func:`encode_context` -> int64 [n_tiles, n]."""
   q = np.zeros((n_tiles, n), np.int64)
   slots = layout.slots[:n]
-  for off, gh, gw, k in _groups(layout, n):
+  for off, gh, gw, k, _ in layout.weight_blocks(n):
     sig = np.zeros((n_tiles, gh, gw, k), np.int32)
     slot = slots[off:off + k]
     for r in range(gh * gw):

@@ -122,7 +122,8 @@ class LoadedModel:
     if key not in self._tables:
       level = self.level(key)
       if self.cfg.context_model:
-        self._tables[key] = self.model.context_tables(None if level is None else float(level))
+        self._tables[key] = self.model.context_tables(None if level is None else float(level),
+                                                      TABLE_PRECISION)
       else:
         logits = self.model.level_logits(0.0 if level is None else float(level))
         self._tables[key] = em.integer_tables(logits, TABLE_PRECISION)
@@ -132,6 +133,9 @@ class LoadedModel:
     """Append the codes q [n_tiles, N_channels] to a range coder under this model's entropy
     model (:mod:`collage.codec.neural_coding`)."""
     from collage.codec import neural_coding as nc  # pylint: disable=import-outside-toplevel
+    if np.shape(q)[-1] != self.layout.num_values(channels):
+      raise CodecError(f"a {channels}-channel code of model {self.name} has "
+                       f"{self.layout.num_values(channels)} values per tile, got {np.shape(q)[-1]}")
     if self.cfg.context_model:
       nc.encode_context(coder, q, self.layout, self.tables(quality))
     else:

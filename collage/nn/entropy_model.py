@@ -148,15 +148,28 @@ def level_logits(logits, level: float) -> np.ndarray:
   """Host (float64) logits of a variable-rate model's pmfs at one level: the log of the
   mixture :func:`level_bits` uses. logits: [L, S, K] -> [S, K], input of
   :func:`integer_tables` (deterministic: encoder and decoder build the same tables)."""
-  logits = np.asarray(logits, np.float64)
-  levels = logits.shape[0]
+  return _log(_mix_levels(_softmax(np.asarray(logits, np.float64)), level))
+
+
+def _softmax(a: np.ndarray) -> np.ndarray:
+  p = np.exp(a - a.max(axis=-1, keepdims=True))
+  return p / p.sum(axis=-1, keepdims=True)
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+  return np.log(np.maximum(p, 1e-300))
+
+
+def _mix_levels(p: np.ndarray, level: float) -> np.ndarray:
+  """Host (float64) twin of :func:`level_weights` + mixing: p [L, ...] (L >= 1) -> the linear
+  mixture of its two levels around ``level`` (clipped to ``[0, L - 1]``; L = 1: p[0])."""
+  levels = p.shape[0]
+  if levels == 1:
+    return p[0]
   t = min(max(float(np.float32(level)), 0.0), float(levels - 1))
   lo = min(int(np.floor(t)), levels - 2)
   frac = t - lo
-  p = np.exp(logits - logits.max(axis=-1, keepdims=True))
-  p /= p.sum(axis=-1, keepdims=True)
-  mix = (1.0 - frac) * p[lo] + frac * p[lo + 1]
-  return np.log(np.maximum(mix, 1e-300))
+  return (1.0 - frac) * p[lo] + frac * p[lo + 1]
 
 
 def round_ste(y: jax.Array) -> jax.Array:
@@ -335,28 +348,11 @@ def context_tables(logits, zero_logits, level: float, precision: int = 16) -> di
     nonzero per context)}; every row sums to ``2**precision``.
   """
   logits = np.asarray(logits, np.float64)
-  zero_logits = np.asarray(zero_logits, np.float64)
-  levels, s, k = logits.shape
-  m = (k - 1) // 2
-  if levels == 1:
-    logits, zero_logits = np.concatenate([logits] * 2), np.concatenate([zero_logits] * 2)
-    level = 0.0
-  t = min(max(float(np.float32(level)), 0.0), float(logits.shape[0] - 1))
-  lo = min(int(np.floor(t)), logits.shape[0] - 2)
-  frac = t - lo
-
-  def softmax(a):
-    p = np.exp(a - a.max(-1, keepdims=True))
-    return p / p.sum(-1, keepdims=True)
-
-  def mix(p):
-    return np.log(np.maximum((1.0 - frac) * p[lo] + frac * p[lo + 1], 1e-300))
-
-  full = mix(softmax(logits))
-  nonzero = mix(softmax(np.delete(logits, m, axis=-1)))
-  p0 = 1.0 / (1.0 + np.exp(-zero_logits))
-  p0 = (1.0 - frac) * p0[lo] + frac * p0[lo + 1]
-  two = np.log(np.maximum(np.stack([p0, 1.0 - p0], -1), 1e-300)).reshape(-1, 2)
+  _, s, k = logits.shape
+  full = _log(_mix_levels(_softmax(logits), level))
+  nonzero = _log(_mix_levels(_softmax(np.delete(logits, (k - 1) // 2, axis=-1)), level))
+  p0 = _mix_levels(1.0 / (1.0 + np.exp(-np.asarray(zero_logits, np.float64))), level)
+  two = _log(np.stack([p0, 1.0 - p0], -1)).reshape(-1, 2)
   return {"full": integer_tables(full, precision),
           "nonzero": integer_tables(nonzero, precision),
           "zero": integer_tables(two, precision).reshape(s, CONTEXTS, 2)}

@@ -75,8 +75,9 @@ class ModelConfig:
     depth: residual blocks at the luma range grid.
     hidden: width of the global (dense) head.
     support: M; quantized values are integers in [-M, M].
-    coding: "entropy" (learned factorized prior, range coded) or "bitpack" (the paper's
-      baseline: fixed bits per value, L2 magnitude regularizer in training).
+    coding: "entropy" (learned entropy model, range coded: the factorized prior, or the
+      context model with ``context_model``) or "bitpack" (the paper's baseline: fixed bits
+      per value, L2 magnitude regularizer in training).
     bitpack_bits: bits per value for "bitpack" (values clipped to its signed range).
     rate_lams: a variable-rate model's trade-off at each of its L >= 2 levels, increasing
       (loss = bpp + lam * 255^2 * MSE); empty for a fixed-rate model (every model before
@@ -209,15 +210,19 @@ class Layout:
   def slots_for(self, channels: int) -> np.ndarray:
     return self.slots[:self.num_values(channels)]
 
+  def weight_blocks(self, n: int) -> list[tuple[int, int, int, int, int]]:
+    """The weight blocks inside a code of length n (the colour length or its luma prefix):
+    (offset, grid rows, grid columns, candidates, bias values after the block)."""
+    return [(off, gh, gw, k, n_bias) for off, (gh, gw), k, n_bias in self.weight_groups
+            if off < n]
+
   def code_contexts(self, q, xp=np):
     """The context model's context of every position of codes q [B, n] (n: the colour
     length or its luma prefix) -> int32 [B, n] (:func:`collage.nn.entropy_model.weight_contexts`
     on each weight block; 0 at bias positions, which have none). xp: numpy or jax.numpy."""
     b, n = q.shape[0], q.shape[-1]
     parts = []
-    for off, (gh, gw), k, n_bias in self.weight_groups:
-      if off >= n:
-        break
+    for off, gh, gw, k, n_bias in self.weight_blocks(n):
       sig = (q[:, off:off + gh * gw * k] != 0).reshape(b, gh, gw, k)
       parts += [em.weight_contexts(sig, xp).reshape(b, -1), xp.zeros((b, n_bias), xp.int32)]
     return xp.concatenate(parts, axis=-1)
@@ -325,6 +330,8 @@ class NeuralCollage(nnx.Module):
     self.log_step = nnx.Param(jnp.log(jnp.asarray(step0)))
     self.prior = em.FactorizedPrior(scale0.size, cfg.support, scale0)
     if cfg.context_model:  # [max(L, 1) * S, CONTEXTS], level-major like the prior's logits
+      # Stored / CONTEXT_GAIN: self.prior's own bits() and log_pmf() do not apply the gain; a
+      # context model's rates and tables go through context_logits().
       prior, zero = stored_entropy_logits(em.laplace_logits(scale0.size, cfg.support, scale0))
       self.prior.logits = nnx.Param(jnp.asarray(prior))
       self.zero_logits = nnx.Param(jnp.asarray(zero))
@@ -361,15 +368,16 @@ class NeuralCollage(nnx.Module):
 
   def context_logits(self) -> tuple[jax.Array, jax.Array]:
     """A context model's effective logits: the prior's [max(L, 1), S, K] and the
-    significance logits [max(L, 1), S, CONTEXTS] (stored / CONTEXT_GAIN)."""
+    significance logits [max(L, 1), S, CONTEXTS] (stored values * CONTEXT_GAIN, in float32:
+    one correctly rounded product, the same on every backend)."""
     return (self._per_level(self.prior.logits[...]) * CONTEXT_GAIN,
             self._per_level(self.zero_logits[...]) * CONTEXT_GAIN)
 
-  def context_tables(self, level: float | None) -> dict:
-    """A context model's integer tables at one level (a fixed-rate model: None), see
-    :func:`collage.nn.entropy_model.context_tables`."""
+  def context_tables(self, level: float | None, precision: int) -> dict:
+    """A context model's integer tables of ``precision`` bits at one level (a fixed-rate
+    model: None), see :func:`collage.nn.entropy_model.context_tables`."""
     prior, zero = (np.asarray(a) for a in self.context_logits())
-    return em.context_tables(prior, zero, 0.0 if level is None else level)
+    return em.context_tables(prior, zero, 0.0 if level is None else level, precision)
 
   def bits(self, y: jax.Array, level: jax.Array | None = None,
            q: jax.Array | None = None) -> jax.Array:

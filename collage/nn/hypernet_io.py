@@ -161,7 +161,8 @@ def _variable_rate_params(cfg: ModelConfig, flat: dict[str, np.ndarray], rate_la
 def to_context_model(model: NeuralCollage) -> NeuralCollage:
   """A context model (:attr:`ModelConfig.context_model`) that starts from a factorized-prior
   one: the same weights and pmfs, every context's significance the pmf's probability of zero,
-  so it computes the same rates (up to the binarization's rounding of the tables)."""
+  so it computes the same rates at every integer level (between levels the context model
+  mixes the significance and the nonzero pmf separately, not the whole pmf)."""
   cfg, flat = _context_params(model.cfg, flat_params(model))
   out = abstract_model(cfg)
   _set_flat_params(out, flat)

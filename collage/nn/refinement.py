@@ -39,7 +39,9 @@ def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, 
     q = em.round_ste(vc)
     mse = jnp.mean((model.synthesise(q, 3, level=level) - rgb) ** 2, axis=(1, 2, 3))  # [B]
     if entropy:
-      relaxed = jnp.sum(model.bits(em.uniform_noise(key, vc), level), -1) / pixels
+      # A context model's contexts come from the code that would be written, as in training.
+      relaxed = jnp.sum(model.bits(em.uniform_noise(key, vc), level,
+                                   jax.lax.stop_gradient(q)), -1) / pixels
       exact = jnp.sum(model.bits(jax.lax.stop_gradient(q), level), -1) / pixels
     else:
       relaxed = exact = jnp.zeros_like(mse)

@@ -511,6 +511,22 @@ def test_context_model_codes_bit_exactly_in_every_mode(cmodel):
       codec.decompress(container.pack(2, 37, 21, 3, params, bad))
 
 
+def test_fixed_rate_context_model_codes_bit_exactly(tmp_path):
+  """A fixed-rate model may use the context model too (version-1 files)."""
+  path = _save(tmp_path / "fixed_context", 3, 0.01, context_model=True)
+  codec = neural.NeuralCollageCodec(model=path)
+  (m,) = codec.models
+  assert m.cfg.context_model and not m.levels
+  for img in (_image(30, 45, 3, seed=6), _image(20, 20, 1, seed=7)):
+    data = codec.compress(img, 50)
+    assert container.unpack(data)[1][0] == neural.PARAMS_VERSION
+    enc = codec.encode_code(img, 50)
+    np.testing.assert_array_equal(codec.decompress(data),
+                                  codec.reconstruct(enc, *img.shape))
+    ideal = float(m.code_bits(enc.q, img.shape[-1]).sum())
+    assert ideal <= 8 * len(container.unpack(data)[2]) <= ideal * 1.03 + 64
+
+
 def test_variable_rate_files_are_checked(vmodel, models):
   codec = neural.NeuralCollageCodec(model=vmodel)
   (m,) = codec.models

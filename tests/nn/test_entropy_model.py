@@ -157,7 +157,7 @@ def test_context_coding_round_trips_and_costs_its_ideal_length():
   _, m = _context_model(2, (0.001, 0.01))
   m.zero_logits[...] = m.zero_logits[...] + jnp.asarray(   # N(0, 1) on the effective logits
       np.random.default_rng(2).normal(size=m.zero_logits.shape) / CONTEXT_GAIN, jnp.float32)
-  tables = m.context_tables(0.3)
+  tables = m.context_tables(0.3, neural_models.TABLE_PRECISION)
   rng = np.random.default_rng(3)
   for channels in (3, 1):
     q = _sparse_code(rng, m.layout, 40, channels)
