@@ -56,13 +56,5 @@ python3 -m experiments.main "${flags[@]}" --workdir "$work/main" --config.total_
     --config.log_every=$((steps / 20)) --config.eval_every=$steps --config.checkpoint_every=$steps \
     2>&1 | tee "$out/train.log" | grep -E "step [0-9]+/|eval" | tail -25
 cp "$work/main/metrics.jsonl" "$out/metrics.jsonl"
-python3 - "$work/main" "$out/model" <<'PY'
-import sys
-from collage.nn import hypernet_io
-run, out = sys.argv[1:]
-m, meta = hypernet_io.load_model(f"{run}/artifacts/model")
-meta = {**meta, "init_from": "r4_var8",
-        "source": "central 29% windows of ../shared/data photos (45) + aerials (30), 32x32 crops"}
-hypernet_io.save_model(m, out, meta, half=True)
-print("exported", out, meta)
-PY
+python3 launch/export_codec_model.py "$work/main" "$out/model" \
+    "central 29% windows of ../shared/data photos (45) + aerials (30), 32x32 crops"

@@ -46,15 +46,5 @@ python -m experiments.main --config experiments/configs/compress.py:variable \
     --workdir "$runs/variable" "--config.data.source=folder:$runs/data_train" \
     "--config.data.eval_source=folder:$runs/data_eval" "$@"
 
-python - "$runs" "$out" <<'PY'
-import json, os, sys
-from collage.nn import hypernet_io
-runs, out = sys.argv[1:]
-m, meta = hypernet_io.load_model(f"{runs}/variable/artifacts/model")
-with open(f"{runs}/variable/config.json") as f:
-  init_from = json.load(f).get("init_from", "")
-meta = {**meta, "init_from": os.path.basename(os.path.normpath(init_from)) if init_from else "",
-        "source": "../shared/data photos (45) + aerials (30), 32x32 crops"}
-hypernet_io.save_model(m, out, meta, half=True)
-print("exported", out, meta)
-PY
+python launch/export_codec_model.py "$runs/variable" "$out" \
+    "../shared/data photos (45) + aerials (30), 32x32 crops"

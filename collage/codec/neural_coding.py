@@ -18,12 +18,12 @@ are built from them identically on both sides.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from collage.codec.base import CodecError
 from collage.nn import entropy_model as em
-
-_FAMILY = None
 
 
 def categorical(freqs: np.ndarray):
@@ -33,13 +33,11 @@ def categorical(freqs: np.ndarray):
   return constriction.stream.model.Categorical(freqs / freqs.sum(), perfect=False)
 
 
+@functools.lru_cache(maxsize=1)
 def _family():
   """A categorical model family: each symbol gets its own probabilities at coding time."""
-  global _FAMILY
-  if _FAMILY is None:
-    import constriction  # pylint: disable=import-outside-toplevel
-    _FAMILY = constriction.stream.model.Categorical(perfect=False)
-  return _FAMILY
+  import constriction  # pylint: disable=import-outside-toplevel
+  return constriction.stream.model.Categorical(perfect=False)
 
 
 def _check_range(q: np.ndarray, m: int) -> np.ndarray:

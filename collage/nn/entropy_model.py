@@ -291,10 +291,7 @@ def zero_logits_from(logits) -> np.ndarray:
   """Host logits [S, K] -> [S]: the log-odds of zero under each slot's pmf, the context
   model's starting significance (the same in every context: rates unchanged at the start)."""
   logits = np.asarray(logits, np.float64)
-  m = (logits.shape[-1] - 1) // 2
-  lp = logits - logits.max(-1, keepdims=True)
-  lp -= np.log(np.exp(lp).sum(-1, keepdims=True))
-  p0 = np.clip(np.exp(lp[:, m]), 1e-6, 1.0 - 1e-6)
+  p0 = np.clip(_softmax(logits)[:, (logits.shape[-1] - 1) // 2], 1e-6, 1.0 - 1e-6)
   return np.log(p0) - np.log1p(-p0)
 
 

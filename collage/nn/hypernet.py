@@ -355,23 +355,29 @@ class NeuralCollage(nnx.Module):
   def level_logits(self, level: float) -> np.ndarray:
     """The prior's host logits [S, 2M+1] at one level (a fixed-rate model: its own), for
     :func:`collage.nn.entropy_model.integer_tables`."""
-    logits = np.asarray(self.prior.logits[...], np.float64)
-    if self.cfg.context_model:
-      logits = logits * CONTEXT_GAIN
+    logits = np.asarray(self._prior_logits(), np.float64)
     if not self.levels:
       return logits
-    return em.level_logits(logits.reshape(self.levels, self.layout.num_slots, -1), level)
+    return em.level_logits(self._per_level(logits), level)
 
   def _per_level(self, table) -> jax.Array:
     """[max(L, 1) * S, X] -> [max(L, 1), S, X]."""
     return table.reshape(max(self.levels, 1), self.layout.num_slots, -1)
 
+  def _gain(self) -> float:
+    """What the stored entropy logits are multiplied by: CONTEXT_GAIN for a context model."""
+    return CONTEXT_GAIN if self.cfg.context_model else 1.0
+
+  def _prior_logits(self) -> jax.Array:
+    """The prior's effective logits [max(L, 1) * S, K] (stored values * :meth:`_gain`)."""
+    return self.prior.logits[...] * self._gain()
+
   def context_logits(self) -> tuple[jax.Array, jax.Array]:
     """A context model's effective logits: the prior's [max(L, 1), S, K] and the
     significance logits [max(L, 1), S, CONTEXTS] (stored values * CONTEXT_GAIN, in float32:
     one correctly rounded product, the same on every backend)."""
-    return (self._per_level(self.prior.logits[...]) * CONTEXT_GAIN,
-            self._per_level(self.zero_logits[...]) * CONTEXT_GAIN)
+    return (self._per_level(self._prior_logits()),
+            self._per_level(self.zero_logits[...] * self._gain()))
 
   def context_tables(self, level: float | None, precision: int) -> dict:
     """A context model's integer tables of ``precision`` bits at one level (a fixed-rate
@@ -395,8 +401,7 @@ class NeuralCollage(nnx.Module):
       return em.context_bits(prior, zero, y, slots, self.layout.is_weight[:n], ctx, lv)
     if level is None:
       return self.prior.bits(y, slots)
-    logits = self.prior.logits[...].reshape(self.levels, self.layout.num_slots, -1)
-    return em.level_bits(logits, y, slots, level)
+    return em.level_bits(self._per_level(self.prior.logits[...]), y, slots, level)
 
   # -- code <-> collage parameters ----------------------------------------------------
   def analyse(self, rgb: jax.Array, level: jax.Array | None = None) -> jax.Array:

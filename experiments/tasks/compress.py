@@ -3,8 +3,9 @@
 Loss (entropy coding, Ballé et al. 2018): ``bpp + lam * 255**2 * MSE`` with the rate of the
 noisy parameters under the learned entropy model (the factorized prior, or the context model
 with ``model.context_model``, whose contexts come from the rounded code) and the distortion of
-the straight-through quantized decode. Baseline (``coding = "bitpack"``, the regularizer of Poli et al. 2022):
-``lam * 255**2 * MSE + l2 * mean(raw**2)`` at a fixed number of bits per value.
+the straight-through quantized decode. Baseline (``coding = "bitpack"``, the regularizer of
+Poli et al. 2022): ``lam * 255**2 * MSE + l2 * mean(raw**2)`` at a fixed number of bits per
+value.
 Variable rate (``model.rate_lams``, :class:`collage.nn.hypernet.ModelConfig`): every crop draws
 a continuous level ``t ~ U[0, L - 1]`` and is scored at its own lam ``exp(interp(log
 rate_lams, t))``; ``lam`` is unused. Eval then reports every integer level (``psnr_lJ``,
