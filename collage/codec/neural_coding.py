@@ -77,17 +77,44 @@ def _flag_probs(zero_table: np.ndarray, slot: np.ndarray, ctx: np.ndarray) -> np
   """[n, 2] coder probabilities (zero, nonzero) of n flags at slot(s) and contexts: the integer
   counts over their power-of-two total (exact in float64, as is 1 minus it)."""
   s, c, _ = zero_table.shape
-  p0 = (zero_table[..., 0].reshape(-1) / float(zero_table[0, 0].sum()))[
-      (np.asarray(slot, np.int64) * c + ctx).reshape(-1)]
-  out = np.empty((p0.size, 2))
-  out[:, 0], out[:, 1] = p0, 1.0 - p0
-  return out
+  p0 = zero_table[..., 0].reshape(-1) / float(zero_table[0, 0].sum())
+  table = np.stack([p0, 1.0 - p0], axis=-1)
+  # np.take, not fancy indexing: the same rows, gathered several times faster.
+  return np.take(table, (np.asarray(slot, np.int32) * c + ctx).reshape(-1), axis=0)
 
 
-def _values(coder, q: np.ndarray, slots: np.ndarray, is_weight: np.ndarray, tables: dict,
-            decode: bool) -> None:
-  """Encode (or decode into ``q`` in place) the values after the flags: slot by slot, a
-  weight slot's nonzero values (table without zero), a bias slot's every value."""
+# Activity (nonzero weights of the left and upper ranges, at most 2 * 255) -> its bucket.
+_BUCKET = np.searchsorted(np.asarray(em.ACTIVITY_EDGES), np.arange(512),
+                          side="right").astype(np.uint8)
+
+
+def _block_flags(sig: np.ndarray, slot: np.ndarray,
+                 zero_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """A weight block's flags and their coder probabilities, in decoding order (range,
+  candidate, tile). sig: bool [n_tiles, gh, gw, k]; slot: int [k], the candidates' slots.
+
+  The contexts are those of :func:`collage.nn.entropy_model.weight_contexts` (tested equal),
+  computed with the tiles as the last axis in 8-bit integers: the order the coder takes them
+  in, without the int32 arrays and the transposes of the whole code that dominated the host
+  coding."""
+  if sig.shape[-1] > 255:  # 8-bit sums would wrap
+    raise CodecError(f"a weight block of {sig.shape[-1]} candidates is too large for the coder")
+  t = np.ascontiguousarray(np.moveaxis(sig.view(np.uint8), 0, -1))   # [gh, gw, k, n]
+  left = np.zeros_like(t)
+  left[:, 1:] = t[:, :-1]                                            # the range to the left
+  up = np.zeros_like(t)
+  up[1:] = t[:-1]                                                    # the range above
+  act = left.sum(axis=2, dtype=np.uint16) + up.sum(axis=2, dtype=np.uint16)
+  prev = np.minimum(np.cumsum(t, axis=2, dtype=np.uint8) - t, em.PREV_CAP)
+  ctx = (_BUCKET[act][:, :, None] * 4 + left + 2 * up) * (em.PREV_CAP + 1) + prev
+  return t.reshape(-1).astype(np.int32), _flag_probs(zero_table, slot[:, None], ctx)
+
+
+def _decode_values(coder, q: np.ndarray, slots: np.ndarray, is_weight: np.ndarray,
+                   tables: dict) -> None:
+  """Decode into ``q`` (its flags decoded: 1 marks a nonzero weight) the values after the
+  flags: slot by slot, a weight slot's nonzero values (table without zero), a bias slot's
+  every value."""
   m = (tables["full"].shape[1] - 1) // 2
   for s in np.unique(slots):
     cols = np.flatnonzero(slots == s)
@@ -96,20 +123,35 @@ def _values(coder, q: np.ndarray, slots: np.ndarray, is_weight: np.ndarray, tabl
       where = part != 0
       if not where.any():
         continue
-      model = categorical(tables["nonzero"][s])
-      if decode:
-        idx = np.asarray(coder.decode(model, int(where.sum())), np.int64)
-        part[where] = np.where(idx < m, idx - m, idx - m + 1)
-      else:
-        v = part[where]
-        coder.encode(np.where(v < 0, v + m, v + m - 1).astype(np.int32), model)
-    elif decode:
+      idx = np.asarray(coder.decode(categorical(tables["nonzero"][s]), int(where.sum())),
+                       np.int64)
+      part[where] = np.where(idx < m, idx - m, idx - m + 1)
+    else:
       part[:] = (np.asarray(coder.decode(categorical(tables["full"][s]), part.size), np.int64)
                  .reshape(part.shape) - m)
+    q[:, cols] = part
+
+
+def _encode_values(coder, q: np.ndarray, slots: np.ndarray, is_weight: np.ndarray,
+                   tables: dict, nonzero: list[tuple[np.ndarray, np.ndarray]]) -> None:
+  """Encode the values after the flags, in :func:`_decode_values`' order: slot by slot, a
+  weight slot's nonzero values (within the slot tile by tile, position by position), a bias
+  slot's every value. ``nonzero``: the (tile, position) indices of the nonzero weights, in
+  row-major order, of each weight block (the blocks' slots are disjoint)."""
+  m = (tables["full"].shape[1] - 1) // 2
+  tile, pos = (np.concatenate(a) for a in zip(*nonzero))
+  v, v_slot = q[tile, pos], slots[pos]
+  order = np.argsort(v_slot, kind="stable")
+  v, v_slot = v[order], v_slot[order]
+  sym = np.where(v < 0, v + m, v + m - 1).astype(np.int32)
+  for s in np.unique(slots):
+    cols = np.flatnonzero(slots == s)
+    if is_weight[cols[0]]:
+      lo, hi = np.searchsorted(v_slot, [s, s + 1])
+      if hi > lo:
+        coder.encode(sym[lo:hi], categorical(tables["nonzero"][s]))
     else:
-      coder.encode((part + m).reshape(-1).astype(np.int32), categorical(tables["full"][s]))
-    if decode:
-      q[:, cols] = part
+      coder.encode((q[:, cols] + m).reshape(-1).astype(np.int32), categorical(tables["full"][s]))
 
 
 def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
@@ -119,19 +161,17 @@ def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
   q = _check_range(q, m)
   n_tiles, n = q.shape
   slots = layout.slots[:n]
+  nonzero = []
   for off, gh, gw, k, _ in layout.weight_blocks(n):
-    sig = (q[:, off:off + gh * gw * k] != 0).reshape(n_tiles, gh, gw, k)
-    ctx = em.weight_contexts(sig).reshape(n_tiles, gh * gw, k)
-    sig = sig.reshape(n_tiles, gh * gw, k)
-    slot = slots[off:off + k]                        # a block's candidates' slots, per range
-    # Decoding order: range, candidate, tile.
-    flags = sig.transpose(1, 2, 0).reshape(-1).astype(np.int32)
-    ctx = ctx.transpose(1, 2, 0).reshape(-1)
-    slot_of = np.broadcast_to(slot[None, :, None], (gh * gw, k, n_tiles)).reshape(-1)
+    sig = q[:, off:off + gh * gw * k] != 0
+    tile, pos = np.nonzero(sig)
+    nonzero.append((tile, pos + off))
+    flags, probs = _block_flags(sig.reshape(n_tiles, gh, gw, k), slots[off:off + k],
+                                tables["zero"])
     for start in range(0, flags.size, _CHUNK):
       part = slice(start, start + _CHUNK)
-      coder.encode(flags[part], _family(), _flag_probs(tables["zero"], slot_of[part], ctx[part]))
-  _values(coder, q, slots, layout.is_weight[:n], tables, decode=False)
+      coder.encode(flags[part], _family(), probs[part])
+  _encode_values(coder, q, slots, layout.is_weight[:n], tables, nonzero)
 
 
 def decode_context(coder, n_tiles: int, n: int, layout, tables: dict) -> np.ndarray:
@@ -155,5 +195,5 @@ def decode_context(coder, n_tiles: int, n: int, layout, tables: dict) -> np.ndar
         sig[:, i, j, c] = flags
         prev += flags
     q[:, off:off + gh * gw * k] = sig.reshape(n_tiles, -1)          # 1 marks a nonzero
-  _values(coder, q, slots, layout.is_weight[:n], tables, decode=True)
+  _decode_values(coder, q, slots, layout.is_weight[:n], tables)
   return q

@@ -164,7 +164,9 @@ class LoadedModel:
     (``collage.nn.refinement.refine_code``) after the forward pass, at the rate-distortion
     trade-off ``lam`` (default: the model's own, or that of ``quality``)."""
     level = self.level(quality)
-    if lam is None:
+    if not refine_steps:
+      lam = 0.0  # unused by the forward pass alone
+    elif lam is None:
       lam = self.lam if level is None else self.level_lam(quality)
     def one(chunk):
       return np.asarray(self._analyse(self._state, chunk, np.float32(lam), level,

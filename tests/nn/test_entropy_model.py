@@ -176,3 +176,25 @@ def test_context_coding_round_trips_and_costs_its_ideal_length():
     # The relaxed training rate at integer codes is the ideal length (tables' rounding aside).
     relaxed = float(np.asarray(m.bits(jnp.asarray(q, jnp.float32), jnp.full((40,), 0.3))).sum())
     assert abs(relaxed - ideal) / ideal < 0.01
+
+
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.3, 1.0])
+def test_the_coders_flag_contexts_are_the_models(density):
+  """The range coder computes the flags' contexts its own way (tiles last, 8-bit integers, in
+  decoding order); they are weight_contexts' and the probabilities are the tables' rows."""
+  _, m = _context_model(4, (0.001, 0.01))
+  rng = np.random.default_rng(5)
+  m.zero_logits[...] = m.zero_logits[...] + jnp.asarray(   # every context its own odds
+      rng.normal(size=m.zero_logits.shape) / CONTEXT_GAIN, jnp.float32)
+  tables = m.context_tables(0.7, neural_models.TABLE_PRECISION)
+  q = _sparse_code(rng, m.layout, 9, density=density)
+  slots = m.layout.slots
+  for off, gh, gw, k, _ in m.layout.weight_blocks(q.shape[1]):
+    sig = (q[:, off:off + gh * gw * k] != 0).reshape(9, gh, gw, k)
+    flags, probs = neural_coding._block_flags(sig, slots[off:off + k], tables["zero"])
+    ctx = em.weight_contexts(sig).reshape(9, gh * gw, k).transpose(1, 2, 0)
+    slot = np.broadcast_to(slots[off:off + k][None, :, None], ctx.shape)
+    zero = tables["zero"][slot, ctx, 0] / 2.0 ** neural_models.TABLE_PRECISION
+    np.testing.assert_array_equal(flags, sig.reshape(9, gh * gw, k).transpose(1, 2, 0).reshape(-1))
+    np.testing.assert_array_equal(probs[:, 0], zero.reshape(-1))
+    np.testing.assert_array_equal(probs[:, 1], 1.0 - zero.reshape(-1))
