@@ -4,11 +4,13 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
         [--models DIR1,DIR2,...] [--baselines DIR,...] [--pifs 20,50,80] [--jpeg 5,10,20,40]
         [--webp 5,20,50]
         [--refine STEPS] [--mix 30,45,60 [--skip_single]] [--qualities 1,50,100]
+        [--downscale D]
     python benchmarks/neural_codec.py speed --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
     python benchmarks/neural_codec.py sweep --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py diagnose --image ../shared/data/kodak/kodim05.png
     python benchmarks/neural_codec.py compare --inputs rd.json[,more.json] [--reference pifs]
+    python benchmarks/neural_codec.py speedup --inputs sweep.json[,more.json] [--reference pifs]
     python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
 
 ``rd``: average bpp (from the real file bytes) and RGB PSNR over the images, one row per
@@ -16,7 +18,7 @@ model / quality, for the neural models (``--models``; default: the shipped ones;
 variable-rate model at each of ``--qualities``), the
 per-tile model choice at the qualities ``--mix``, L2 + bit packing baselines
 (``--baselines``), PIFS, JPEG and WebP (via the codec registry). ``--out`` JSON rows also hold
-the per-image figures.
+the per-image figures. ``--downscale D``: the neural rows code at 1/D resolution.
 ``speed``: encode time of the neural codec and the PIFS encoder on the same image, and the
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ``--batch``,
 default neural_models.ENCODE_BATCH).
@@ -24,7 +26,11 @@ default neural_models.ENCODE_BATCH).
 upsampling of the same downsampled image.
 ``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice
 with ``--mix_q``) and PIFS codecs over their quality settings on one image, in one process
-(speed at equal rate or equal PSNR).
+(speed at equal rate or equal PSNR); ``--downscale_q`` adds rows of the neural codec coding
+at 1/``--downscale`` resolution.
+``speedup``: every row's encode time against the reference codec's (default PIFS) at the
+same PSNR, interpolated linearly in PSNR between the reference's rows and never extrapolated,
+from ``sweep`` or ``rd`` JSON files (rows of one run: the times are only comparable there).
 ``compare``: PSNR of every curve in ``rd`` JSON files at the target rates, and its gap to a
 reference codec (default PIFS) at every measured point of either curve, both interpolated
 linearly in bpp and never extrapolated: the minimum gap is the "above it at every rate" check.
@@ -98,20 +104,22 @@ def cmd_rd(args) -> list[dict]:
   print("| codec | setting | bpp | PSNR (dB) | encode (s) | decode (s) |")
   print("| --- | --- | ---: | ---: | ---: | ---: |")
   suffix = f", refine {args.refine}" if args.refine else ""
+  suffix += f", downscale {args.downscale}" if args.downscale > 1 else ""
   groups = [] if args.skip_single else [
       ("neural" + suffix, m, args.refine) for m in (args.models.split(",") if args.models
                                                     else [None])]
   groups += [("neural-l2-bitpack", m, 0) for m in args.baselines.split(",") if m]
   if args.mix:
     path = args.models or None
-    codec = neural.NeuralCollageCodec(model=path, refine=args.refine, mix=True)
+    codec = neural.NeuralCollageCodec(model=path, refine=args.refine, mix=True,
+                                      downscale=args.downscale)
     qs = [int(v) for v in args.mix.split(",")]
     _warm(codec, images, qs[0])
     for q in qs:
       emit({"codec": "neural, per-tile model" + suffix,
             "setting": f"quality {q} (lam={codec.mix_lam(q):.5f})", **_rd_row(codec, images, q)})
   for label, path, refine in groups:
-    codec = neural.NeuralCollageCodec(model=path, refine=refine)
+    codec = neural.NeuralCollageCodec(model=path, refine=refine, downscale=args.downscale)
     n = len(codec.models)
     if codec.models[0].levels:  # one variable-rate model: a row per quality
       m = codec.models[0]
@@ -243,6 +251,8 @@ def cmd_sweep(args) -> list[dict]:
   rows = []
   model = {"model": args.model} if args.model else {}
   runs = (("neural", model, args.neural_q), ("neural-mix", {"mix": True}, args.mix_q),
+          (f"neural-downscale{args.downscale}", {**model, "downscale": args.downscale},
+           args.downscale_q),
           ("pifs", {}, args.pifs_q))
   for name, kwargs, qualities in runs:
     if not qualities:
@@ -401,6 +411,39 @@ def cmd_compare(args) -> dict:
   return out
 
 
+def cmd_speedup(args) -> list[dict]:
+  rows = []
+  for path in args.inputs.split(","):
+    with open(path) as f:
+      rows += json.load(f)
+  ref = sorted((r for r in rows if r["codec"] == args.reference), key=lambda r: r["psnr"])
+  if len(ref) < 2:
+    raise SystemExit(f"speedup needs at least two {args.reference!r} rows in {args.inputs}")
+  ref_psnr = np.array([r["psnr"] for r in ref])
+  out = []
+  print(f"| codec | setting | bpp | PSNR | encode s | {args.reference} s at that PSNR | "
+        f"{args.reference} bpp there | speed-up |")
+  print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+  for r in rows:
+    if r["codec"] == args.reference:
+      continue
+    setting = r.get("setting", f"quality {r.get('quality')}")
+    row = {"codec": r["codec"], "setting": setting, "bpp": r["bpp"], "psnr": r["psnr"],
+           "encode_s": r["encode_s"]}
+    if ref_psnr[0] <= r["psnr"] <= ref_psnr[-1]:
+      t = float(np.interp(r["psnr"], ref_psnr, [x["encode_s"] for x in ref]))
+      b = float(np.interp(r["psnr"], ref_psnr, [x["bpp"] for x in ref]))
+      row.update(reference_encode_s=t, reference_bpp=b, speedup=t / r["encode_s"])
+      print(f"| {r['codec']} | {setting} | {r['bpp']:.3f} | {r['psnr']:.2f} | "
+            f"{r['encode_s']:.3f} | {t:.3f} | {b:.3f} | {t / r['encode_s']:.1f}x |")
+    else:
+      print(f"| {r['codec']} | {setting} | {r['bpp']:.3f} | {r['psnr']:.2f} | "
+            f"{r['encode_s']:.3f} | outside {args.reference}'s {ref_psnr[0]:.2f}-"
+            f"{ref_psnr[-1]:.2f} dB | | |")
+    out.append(row)
+  return out
+
+
 def cmd_plot(args) -> None:
   """RD curves (bpp, PSNR) of every codec label in the ``rd`` JSON files, one PNG."""
   import matplotlib  # pylint: disable=import-outside-toplevel
@@ -446,6 +489,8 @@ def main(argv=None):
                   help="qualities of a variable-rate model given by --models")
   rd.add_argument("--skip_single", action="store_true",
                   help="no one-row-per-model rows (e.g. with --mix only)")
+  rd.add_argument("--downscale", type=int, default=1,
+                  help="the neural rows code at 1/D resolution (neural.MAX_DOWNSCALE at most)")
   sp = sub.add_parser("speed")
   sp.add_argument("--image", default="../shared/data/kodak/kodim23.png")
   sp.add_argument("--model", default=None)
@@ -463,6 +508,9 @@ def main(argv=None):
   sw.add_argument("--model", default=None, help="the neural rows' model (default: shipped)")
   sw.add_argument("--mix_q", default="", help="qualities of the per-tile model choice (mix)")
   sw.add_argument("--pifs_q", default="15,30,45,60,70,80")
+  sw.add_argument("--downscale_q", default="",
+                  help="qualities of the neural codec coding at 1/--downscale resolution")
+  sw.add_argument("--downscale", type=int, default=2)
   sw.add_argument("--repeats", type=int, default=3)
   dg = sub.add_parser("diagnose")
   dg.add_argument("--image", default="../shared/data/kodak/kodim05.png")
@@ -482,6 +530,11 @@ def main(argv=None):
   cp.add_argument("--reference", default="pifs", help="codec label to compare against")
   cp.add_argument("--targets", default="0.25,0.5,1.0", help="rates to read PSNR at")
   cp.add_argument("--out", default="")
+  su = sub.add_parser("speedup")
+  su.add_argument("--inputs", required=True,
+                  help="comma-separated JSON files from sweep --out or rd --out (one run)")
+  su.add_argument("--reference", default="pifs", help="codec label to compare against")
+  su.add_argument("--out", default="")
   pl = sub.add_parser("plot")
   pl.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
   pl.add_argument("--title", default="Kodak (24 images)")
@@ -492,7 +545,8 @@ def main(argv=None):
       p.error(f"--batch must be a power of two, got {args.batch}")
     neural_models.ENCODE_BATCH = args.batch
   res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "sweep": cmd_sweep,
-         "diagnose": cmd_diagnose, "compare": cmd_compare, "plot": cmd_plot}[args.cmd](args)
+         "diagnose": cmd_diagnose, "compare": cmd_compare, "speedup": cmd_speedup,
+         "plot": cmd_plot}[args.cmd](args)
   if args.out and args.cmd != "plot":
     with open(args.out, "w") as f:
       json.dump(res, f, indent=1)

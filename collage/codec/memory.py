@@ -75,10 +75,13 @@ def gigabytes(n: int) -> str:
   return f"{n / GB:.1f} GB"
 
 
-def check_decode_fits(codec, height: int, width: int, channels: int, scale: int) -> None:
+def check_decode_fits(codec, height: int, width: int, channels: int, scale: int,
+                      need_at=None) -> None:
   """Raises CodecError if ``codec`` decoding an image of that size at ``scale`` would need
-  more memory (``codec.decode_bytes``) than is available."""
-  need_at = lambda s: codec.decode_bytes(height, width, channels, s)
+  more memory (``codec.decode_bytes``, or ``need_at(scale)`` for a file whose decode the
+  codec must be told more about) than is available."""
+  if need_at is None:
+    need_at = lambda s: codec.decode_bytes(height, width, channels, s)
   need, available = need_at(scale), available_bytes()
   if available is None or need <= available:
     return

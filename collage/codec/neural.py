@@ -19,6 +19,13 @@ Compression of an ``H x W`` image (1 or 3 channels):
    encoder's reconstruction bit-exactly; ``scale=K`` decodes every tile at ``K`` times the
    resolution (resolution-agnostic decoding of the collage operator).
 
+Coding at a lower resolution (``downscale=D``, 2..MAX_DOWNSCALE): the encoder codes the
+image averaged over D x D pixel blocks (edge-padded to a multiple of D), and the decoder
+decodes the code at D times the resolution (every tile at ``D * scale``; the collage operator
+has no native resolution) and crops to ``H x W``. D^2 times fewer tiles: the encode is about
+D^2 times faster and the file smaller; at low rates (below about 0.1 bpp on photographs)
+the trade-off is better than coding every pixel (``benchmarks/neural_codec.md``, session 9).
+
 Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
 a different model (with a variable-rate model: a different quality of the one model, among
 :data:`MIX_QUALITIES`; the choice is then a per-tile rate control, file version 4). The
@@ -45,6 +52,10 @@ File (inside :mod:`collage.codec.container`, codec id 2):
   params v4 (variable   = u8 version (4) | varint K (2..MAX_MIX_MODELS) | K x (8-byte model
     rate, per tile)       fingerprint, u8 quality) | varint tile | u8 coding (0)
   payload v4            = as v2, entry k's codes under its model's tables at its quality
+  params v5 (coded at   = u8 version (5) | u8 downscale D (2..MAX_DOWNSCALE) | the params of
+    1/D resolution)       one of the versions 1-4
+  payload v5            = that version's payload for the image downscaled D times, of
+                          ceil(H / D) x ceil(W / D) pixels (the container keeps H x W)
 
 The fingerprint (SHA-256 of the model's architecture and weights) selects the model when
 decoding: the shipped models (``collage/assets/neural/*``, the variable-rate
@@ -91,6 +102,8 @@ RATE_MIXED_VERSION = 4  # a variable-rate model at a quality per tile (``mix=Tru
 # The qualities a variable-rate model's per-tile choice picks from (one forward pass each).
 MIX_QUALITIES = (1, 8, 15, 22, 29, 36, 43, 50, 57, 64, 71, 78, 85, 92, 100)
 MAX_MIX_MODELS = 64
+DOWNSCALED_VERSION = 5  # any of the above, coded at 1/D resolution (``downscale=D``)
+MAX_DOWNSCALE = 4
 MIX_LAM_TOP = 3.0   # mix mode: quality 100 is lam = MIX_LAM_TOP * the largest model lam
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
 MAX_REFINE = 10_000  # bound on test-time refinement steps (``refine``)
@@ -177,6 +190,33 @@ def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
   return _cut_tiles(mask, tile)
 
 
+def check_downscale(downscale) -> int:
+  """Validates ``downscale``: an integer in 1..MAX_DOWNSCALE -> int."""
+  if isinstance(downscale, bool) or not isinstance(downscale, (int, np.integer)) or not (
+      1 <= int(downscale) <= MAX_DOWNSCALE):
+    raise CodecError(f"downscale must be an integer in 1..{MAX_DOWNSCALE} (1: code every "
+                     f"pixel), got {downscale!r}")
+  return int(downscale)
+
+
+def coded_size(height: int, width: int, downscale: int) -> tuple[int, int]:
+  """The size of the image that a file of ``height x width`` at ``downscale`` codes."""
+  return -(-height // downscale), -(-width // downscale)
+
+
+def downscale_image(image: np.ndarray, downscale: int) -> np.ndarray:
+  """uint8 [H, W, C] -> uint8 [ceil(H / D), ceil(W / D), C]: the mean of every D x D block
+  (rounded), the image edge-padded to a multiple of D."""
+  d = downscale
+  if d == 1:
+    return image
+  h, w, c = image.shape
+  x = np.pad(image, ((0, -h % d), (0, -w % d), (0, 0)), mode="edge").astype(np.float32)
+  hs, ws = coded_size(h, w, d)
+  x = x.reshape(hs, d, ws, d, c).mean(axis=(1, 3))
+  return np.round(x).astype(np.uint8)
+
+
 def _decode_payload(models, version: int, payload: bytes, n_tiles: int, c: int,
                     qualities: tuple) -> tuple["TileCode", bytes]:
   """The code in a payload, and the payload its code encodes to (the same bytes for a valid
@@ -213,17 +253,20 @@ class TileCode:
       order (N_k: the model's code length for the image's channel count).
     qualities: per entry, the quality 1..100 of a variable-rate model's code; None for a
       fixed-rate model (default: all None).
+    downscale: D, the tiles cover the image downscaled D times (1: at full resolution).
   """
   models: tuple[LoadedModel, ...]
   choice: np.ndarray
   codes: tuple[np.ndarray, ...]
   qualities: tuple[int | None, ...] = ()
+  downscale: int = 1
 
   def __post_init__(self):
     if not self.qualities:
       object.__setattr__(self, "qualities", (None,) * len(self.models))
     if len(self.qualities) != len(self.models):
       raise ValueError(f"{len(self.models)} models but {len(self.qualities)} qualities")
+    check_downscale(self.downscale)
 
   @classmethod
   def single(cls, model: LoadedModel, q: np.ndarray, quality: int | None = None) -> "TileCode":
@@ -260,12 +303,16 @@ class NeuralCollageCodec(Codec):
       of one model per quality band; with a variable-rate model, its quality per tile. Costs
       one forward pass and one decode per model (or quality) at encode time; decoding costs
       the same as with one model.
+    downscale: D in 1..MAX_DOWNSCALE: code the image at 1/D of its resolution and decode it
+      at D times (see the module docstring): about D^2 times faster encoding and fewer
+      bits, for low rates. 1 (the default) codes every pixel.
   """
 
   name = "neural"
   codec_id = 2
 
-  def __init__(self, model: str | None = None, refine: int = 0, mix: bool = False):
+  def __init__(self, model: str | None = None, refine: int = 0, mix: bool = False,
+               downscale: int = 1):
     self.model_path = neural_models.resolve(model, mix is True)
     if isinstance(refine, bool) or int(refine) != refine or not 0 <= int(refine) <= MAX_REFINE:
       raise CodecError(f"refine must be an integer number of steps in 0..{MAX_REFINE}, "
@@ -274,6 +321,7 @@ class NeuralCollageCodec(Codec):
       raise CodecError(f"mix must be True or False, got {mix!r}")
     self.refine = int(refine)
     self.mix = mix
+    self.downscale = check_downscale(downscale)
     self._models: tuple[LoadedModel, ...] | None = None
 
   @property
@@ -341,8 +389,15 @@ class NeuralCollageCodec(Codec):
 
   # -- encoding ---------------------------------------------------------------------------
   def encode_code(self, image: np.ndarray, quality: int) -> TileCode:
-    """The integer code of an image. image: uint8 [H, W, C] -> :class:`TileCode`."""
+    """The integer code of an image (of it downscaled, with ``downscale``).
+    image: uint8 [H, W, C] -> :class:`TileCode`."""
     image = check_image(image)
+    if self.downscale > 1:
+      code = self._encode_full(downscale_image(image, self.downscale), quality)
+      return dataclasses.replace(code, downscale=self.downscale)
+    return self._encode_full(image, quality)
+
+  def _encode_full(self, image: np.ndarray, quality: int) -> TileCode:
     if self.mix:
       return self._encode_mixed(image, quality)
     m = self.model_for_quality(quality)
@@ -402,8 +457,21 @@ class NeuralCollageCodec(Codec):
 
   def write_code(self, code: TileCode, height: int, width: int, channels: int) -> bytes:
     """A :class:`TileCode` of an image of that size -> container bytes (version-1 params for
-    one model, version 2 for several, version 3 for a variable-rate model)."""
+    one model, version 2 for several, version 3 for a variable-rate model, version 4 for its
+    qualities per tile; inside version 5 for a downscaled code)."""
     h, w, c = height, width, channels
+    hs, ws = coded_size(h, w, code.downscale)
+    tile = code.models[0].cfg.tile
+    if len(code.choice) != -(-hs // tile) * -(-ws // tile):
+      raise CodecError(f"a code of {len(code.choice)} tiles does not cover a {w}x{h} image "
+                       f"coded at 1/{code.downscale} ({ws}x{hs}, tiles of {tile})")
+    params, payload = self._params_payload(code, c)
+    if code.downscale > 1:
+      params = ByteWriter().u8(DOWNSCALED_VERSION).u8(code.downscale).getvalue() + params
+    return container.pack(self.codec_id, h, w, c, params, payload)
+
+  def _params_payload(self, code: TileCode, c: int) -> tuple[bytes, bytes]:
+    """The codec parameters (versions 1-4) and the payload of a code."""
     if len(code.models) == 1:
       m, q = code.models[0], code.codes[0]
       m.level(code.quality)  # a quality for a variable-rate model, none for a fixed-rate one
@@ -416,7 +484,7 @@ class NeuralCollageCodec(Codec):
       else:
         bits = m.cfg.bitpack_bits
         payload = pack_bits(q.reshape(-1) + 2 ** (bits - 1), bits)
-      return container.pack(self.codec_id, h, w, c, params, payload)
+      return params, payload
     k = len(code.models)
     if (k > MAX_MIX_MODELS or len({m.cfg.tile for m in code.models}) > 1
         or any(m.cfg.coding != "entropy" for m in code.models)):
@@ -434,7 +502,7 @@ class NeuralCollageCodec(Codec):
       if m.levels:
         writer.u8(quality)
     params = writer.varint(code.models[0].cfg.tile).u8(_CODING_IDS["entropy"]).getvalue()
-    return container.pack(self.codec_id, h, w, c, params, _mixed_payload(code, c))
+    return params, _mixed_payload(code, c)
 
   # -- decoding ---------------------------------------------------------------------------
   def _model_with(self, fingerprint: bytes) -> LoadedModel:
@@ -452,15 +520,23 @@ class NeuralCollageCodec(Codec):
     return matches[0]
 
   @staticmethod
-  def _read_params(params: bytes) -> tuple[int, list[bytes], int, int, tuple]:
-    """A file's codec parameters -> (version, the entries' model fingerprints, tile, coding
-    id, the entries' qualities: None for fixed-rate entries)."""
+  def _read_params(params: bytes) -> tuple[int, list[bytes], int, int, tuple, int]:
+    """A file's codec parameters -> (version 1-4 of the code, the entries' model
+    fingerprints, tile, coding id, the entries' qualities: None for fixed-rate entries,
+    downscale: 1 unless the code is inside version 5)."""
     r = ByteReader(params, "neural codec parameters")
-    version = r.u8()
+    version, downscale = r.u8(), 1
+    if version == DOWNSCALED_VERSION:
+      downscale = r.u8()
+      if not 2 <= downscale <= MAX_DOWNSCALE:
+        raise CodecError(f"corrupt neural codec parameters: downscale {downscale} is not in "
+                         f"2..{MAX_DOWNSCALE}")
+      version = r.u8()
     versions = (PARAMS_VERSION, MIXED_VERSION, RATE_VERSION, RATE_MIXED_VERSION)
     if version not in versions:
       raise CodecError(f"unsupported neural codec parameter version {version}; this build "
-                       f"reads versions {', '.join(map(str, versions))}")
+                       f"reads versions {', '.join(map(str, versions))}"
+                       f"{' inside' if downscale > 1 else ' and'} {DOWNSCALED_VERSION}")
     k = 1
     if version in (MIXED_VERSION, RATE_MIXED_VERSION):
       k = r.varint(max_value=MAX_MIX_MODELS)
@@ -481,14 +557,14 @@ class NeuralCollageCodec(Codec):
       if rated and not 1 <= quality <= 100:
         raise CodecError(f"corrupt neural codec parameters: quality {quality} is not in "
                          "1..100")
-    return version, fingerprints, tile, coding, tuple(qualities)
+    return version, fingerprints, tile, coding, tuple(qualities), downscale
 
   def describe(self, data: bytes) -> dict[str, str]:
     """What ``collage-codec info`` shows of a file beyond the container: the model(s) that
     wrote it and the quality (stored by variable-rate files; for a fixed-rate model the
     quality band that picks it from its set)."""
-    _, params, _ = container.unpack(data, expected_codec_id=self.codec_id)
-    version, fingerprints, tile, _, qualities = self._read_params(params)
+    header, params, _ = container.unpack(data, expected_codec_id=self.codec_id)
+    version, fingerprints, tile, _, qualities, downscale = self._read_params(params)
     names = []
     for fp in fingerprints:
       try:
@@ -503,6 +579,9 @@ class NeuralCollageCodec(Codec):
     if version == RATE_MIXED_VERSION:  # one model, several qualities: name it once
       names = names[:1]
     out = {"model": ", ".join(names), "tile": f"{tile} x {tile}"}
+    if downscale > 1:
+      hs, ws = coded_size(header.height, header.width, downscale)
+      out["downscale"] = f"{downscale} (coded at {ws}x{hs}, decoded at {downscale}x)"
     if version == RATE_VERSION:
       out["quality"] = str(qualities[0])
     elif version == RATE_MIXED_VERSION:
@@ -521,7 +600,7 @@ class NeuralCollageCodec(Codec):
   def decode_code(self, data: bytes) -> tuple[TileCode, container.Header]:
     """Parse a file -> (:class:`TileCode`, header)."""
     header, params, payload = container.unpack(data, expected_codec_id=self.codec_id)
-    version, fingerprints, tile, coding, qualities = self._read_params(params)
+    version, fingerprints, tile, coding, qualities, downscale = self._read_params(params)
     models = tuple(self._model_with(fp) for fp in fingerprints)
     for m in models:
       if tile != m.cfg.tile or coding != _CODING_IDS[m.cfg.coding]:
@@ -531,14 +610,15 @@ class NeuralCollageCodec(Codec):
         raise CodecError(f"corrupt neural codec parameters: a version-{version} file names "
                          f"{'variable' if m.levels else 'fixed'}-rate model {m.name}")
     c = header.channels
-    n_tiles = -(-header.height // tile) * -(-header.width // tile)
+    hs, ws = coded_size(header.height, header.width, downscale)
+    n_tiles = -(-hs // tile) * -(-ws // tile)
     what = f"the codes of the {n_tiles} tiles of the {c}-channel image that the header declares"
     try:
       code, recoded = _decode_payload(models, version, payload, n_tiles, c, qualities)
     except CodecError as e:
       raise CodecError(f"{e} (reading {what})") from None
     _expect_exact(payload, recoded, what)
-    return code, header
+    return dataclasses.replace(code, downscale=downscale), header
 
   def reconstruct(self, code: TileCode, height: int, width: int, channels: int,
                   scale: int = 1) -> np.ndarray:
@@ -546,14 +626,17 @@ class NeuralCollageCodec(Codec):
 
     A chunk of tiles at a time (``LoadedModel.synthesise_chunks``), each written into the
     output as 8-bit pixels: the memory is the output image plus one chunk's working set,
-    whatever the image size (:meth:`decode_bytes`)."""
-    t = code.models[0].cfg.tile * scale
-    nw = -(-width // code.models[0].cfg.tile)
+    whatever the image size (:meth:`decode_bytes`). A downscaled code's tiles are decoded
+    at ``downscale * scale`` and the image cropped to the output size."""
+    coded_h, coded_w = coded_size(height, width, code.downscale)
+    t = code.models[0].cfg.tile * scale * code.downscale
+    nw = -(-coded_w // code.models[0].cfg.tile)
     h_out, w_out = height * scale, width * scale
     out = np.empty((h_out, w_out, channels), np.uint8)
     for k, (m, q) in enumerate(zip(code.models, code.codes)):
       where = np.flatnonzero(code.choice == k)  # entry k's tiles, in raster order
-      for start, tiles in m.synthesise_chunks(q, channels, scale, code.qualities[k]):
+      for start, tiles in m.synthesise_chunks(q, channels, scale * code.downscale,
+                                              code.qualities[k]):
         pixels = np.round(np.clip(tiles, 0.0, 1.0) * 255.0).astype(np.uint8)
         for i, tile in zip(where[start:start + len(tiles)], pixels):
           y, x = (int(i) // nw) * t, (int(i) % nw) * t
@@ -564,13 +647,17 @@ class NeuralCollageCodec(Codec):
     """Container bytes -> uint8 [H * scale, W * scale, C]."""
     scale = check_scale(scale)
     code, header = self.decode_code(data)
-    check_decode_fits(self, header.height, header.width, header.channels, scale)
+    check_decode_fits(self, header.height, header.width, header.channels, scale,
+                      lambda s: self.decode_bytes(header.height, header.width, header.channels,
+                                                  s, code.downscale))
     return self.reconstruct(code, header.height, header.width, header.channels, int(scale))
 
-  def decode_bytes(self, height: int, width: int, channels: int, scale: int) -> int:
+  def decode_bytes(self, height: int, width: int, channels: int, scale: int,
+                   downscale: int = 1) -> int:
     """:meth:`reconstruct` holds the 8-bit output and one chunk of tiles in float32 with the
     synthesis's own arrays (about 3 chunk-sized arrays were measured at scale 16); add the
-    caller's copy of the output."""
-    tile = max(m.cfg.tile for m in self.models) * scale
+    caller's copy of the output. ``downscale``: a downscaled file's (its tiles are decoded at
+    ``scale * downscale``)."""
+    tile = max(m.cfg.tile for m in self.models) * scale * downscale
     chunk = neural_models.ENCODE_BATCH * tile * tile * channels * 4
     return FIXED_BYTES + 2 * height * width * scale * scale * channels + 3 * chunk

@@ -650,3 +650,99 @@ def test_version_4_files_are_written_and_checked(vmodel, models):
   with pytest.raises(base.CodecError, match="not both"):
     codec.write_code(neural.TileCode((m, fixed), np.array([0, 1]), (qa, qb), (10, None)),
                      16, 32, 3)
+
+
+# -- coding at a lower resolution (downscale, file version 5) ---------------------------------
+def test_downscale_image_is_the_mean_of_edge_padded_blocks():
+  img = np.arange(3 * 5, dtype=np.uint8).reshape(3, 5, 1) * 10 + 1
+  img[0, 0, 0] = 2
+  small = neural.downscale_image(img, 2)
+  assert small.shape == (2, 3, 1)
+  assert small[0, 0, 0] == 31                           # (2 + 11 + 51 + 61) / 4 = 31.25
+  assert small[1, 2, 0] == 141                          # the corner pixel, padded to 2 x 2
+  assert small[0, 2, 0] == 66                           # (41 + 41 + 91 + 91) / 4
+  assert neural.downscale_image(img, 1) is img
+
+
+@pytest.mark.parametrize("which", ["cmodel", "vmodel", "fixed"])
+def test_downscaled_files_decode_bit_exactly_at_full_size(which, request, tmp_path):
+  """A downscale-D file holds the code of the image averaged over D x D blocks (the same
+  payload as coding that small image) in a version-5 header; it decodes at D times, cropped
+  to the image's size, bit-exactly as the encoder reconstructs it."""
+  path = request.getfixturevalue("models") if which == "fixed" else request.getfixturevalue(
+      which)
+  full = neural.NeuralCollageCodec(model=path)
+  for d, img in ((2, _image(37, 21, 3, seed=8)), (3, _image(40, 50, 1, seed=9))):
+    codec = neural.NeuralCollageCodec(model=path, downscale=d)
+    data = codec.compress(img, 60)
+    params, payload = container.unpack(data)[1:]
+    assert params[:2] == bytes([neural.DOWNSCALED_VERSION, d])
+    small = neural.downscale_image(img, d)
+    small_params, small_payload = container.unpack(full.compress(small, 60))[1:]
+    assert params[2:] == small_params and payload == small_payload
+    assert len(data) < len(full.compress(img, 60))
+    code, header = codec.decode_code(data)
+    assert code.downscale == d and (header.height, header.width) == img.shape[:2]
+    out = codec.decompress(data)
+    assert out.shape == img.shape
+    np.testing.assert_array_equal(out, codec.reconstruct(codec.encode_code(img, 60),
+                                                         *img.shape))
+    # The decode is that of the small image at D times, cropped.
+    np.testing.assert_array_equal(
+        out, full.decompress(full.compress(small, 60), scale=d)[:img.shape[0], :img.shape[1]])
+    assert full.decompress(data, scale=2).shape == (2 * img.shape[0], 2 * img.shape[1],
+                                                    img.shape[2])
+    assert codec.describe(data)["downscale"].startswith(f"{d} (coded at ")
+  mixer = neural.NeuralCollageCodec(model=path, mix=True, downscale=2)
+  img = _halves(32, 64, 3)
+  data = mixer.compress(img, 50)
+  np.testing.assert_array_equal(mixer.decompress(data),
+                                mixer.reconstruct(mixer.encode_code(img, 50), 32, 64, 3))
+
+
+def test_downscale_is_checked(codec, models):
+  for bad in (0, 5, True, 1.5, "2"):
+    with pytest.raises(base.CodecError, match=r"downscale must be an integer in 1..4"):
+      neural.NeuralCollageCodec(model=models, downscale=bad)
+  small = neural.NeuralCollageCodec(model=models, downscale=2)
+  img = _image(20, 30, 3)
+  data = small.compress(img, 50)
+  header, params, payload = container.unpack(data)
+  for d in (1, 9):
+    with pytest.raises(base.CodecError, match=f"downscale {d} is not in 2..4"):
+      small.decompress(container.pack(2, 20, 30, 3, params[:1] + bytes([d]) + params[2:],
+                                      payload))
+  nested = params[:2] + params
+  with pytest.raises(base.CodecError, match="unsupported neural codec parameter version 5"):
+    small.decompress(container.pack(2, 20, 30, 3, nested, payload))
+  # The same payload declared as a full-size code has too few tiles for the image.
+  with pytest.raises(base.CodecError, match="corrupt neural payload"):
+    small.decompress(container.pack(2, 20, 30, 3, params[2:], payload))
+  # A full-size code is not written as a downscaled one.
+  code = codec.encode_code(_image(40, 60, 3), 50)
+  with pytest.raises(base.CodecError, match="does not cover"):
+    codec.write_code(neural.TileCode(code.models, code.choice, code.codes, code.qualities, 2),
+                     40, 60, 3)
+  # A downscaled decode's memory counts its tiles at scale * downscale.
+  assert small.decode_bytes(100, 100, 3, 4, 2) > small.decode_bytes(100, 100, 3, 4)
+
+
+def test_cli_downscale_flag(models, tmp_path, capsys):
+  from PIL import Image
+  from collage.codec import cli
+  src = tmp_path / "in.png"
+  Image.fromarray(_image(33, 47, 3)).save(src)
+  assert cli.main(["compress", "--codec", "neural", "--model", models, "--downscale", "2",
+                   "-q", "60", str(src), str(tmp_path / "d.clg")]) == 0
+  assert cli.main(["decompress", "--model", models, str(tmp_path / "d.clg"),
+                   str(tmp_path / "d.png")]) == 0
+  codec = neural.NeuralCollageCodec(model=models, downscale=2)
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "d.png")),
+                                codec.decompress(codec.compress(_image(33, 47, 3), 60)))
+  assert cli.main(["info", "--model", models, str(tmp_path / "d.clg")]) == 0
+  assert "downscale" in capsys.readouterr().out
+  for flags, message in ((["--codec", "neural", "--downscale", "7"], "--downscale must be"),
+                         (["--codec", "pifs", "--downscale", "2"],
+                          "--downscale applies only to learned codecs")):
+    assert cli.main(["compress", *flags, str(src), str(tmp_path / "x.clg")]) == 2
+    assert message in capsys.readouterr().err
