@@ -4,7 +4,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
         [--models DIR1,DIR2,...] [--baselines DIR,...] [--pifs 20,50,80] [--jpeg 5,10,20,40]
         [--webp 5,20,50]
         [--refine STEPS] [--mix 30,45,60 [--skip_single]] [--qualities 1,50,100]
-        [--downscale D]
+        [--downscale 1,2]
     python benchmarks/neural_codec.py speed --image ../shared/data/kodak/kodim23.png
     python benchmarks/neural_codec.py sr --images ../shared/data/kodak [--models DIR]
     python benchmarks/neural_codec.py sweep --image ../shared/data/kodak/kodim23.png
@@ -18,7 +18,8 @@ model / quality, for the neural models (``--models``; default: the shipped ones;
 variable-rate model at each of ``--qualities``), the
 per-tile model choice at the qualities ``--mix``, L2 + bit packing baselines
 (``--baselines``), PIFS, JPEG and WebP (via the codec registry). ``--out`` JSON rows also hold
-the per-image figures. ``--downscale D``: the neural rows code at 1/D resolution.
+the per-image figures. ``--downscale 1,2``: a curve of the neural rows per D, coding at 1/D
+resolution.
 ``speed``: encode time of the neural codec and the PIFS encoder on the same image, and the
 neural encoder's batch throughput (megapixels/s, tiles per forward pass = ``--batch``,
 default neural_models.ENCODE_BATCH).
@@ -104,29 +105,30 @@ def cmd_rd(args) -> list[dict]:
   print("| codec | setting | bpp | PSNR (dB) | encode (s) | decode (s) |")
   print("| --- | --- | ---: | ---: | ---: | ---: |")
   suffix = f", refine {args.refine}" if args.refine else ""
-  suffix += f", downscale {args.downscale}" if args.downscale > 1 else ""
+  scales = [int(v) for v in args.downscale.split(",")]
+  down = lambda d: f", downscale {d}" if d > 1 else ""  # noqa: E731
+  stem = args.label or "neural"
   groups = [] if args.skip_single else [
-      ("neural" + suffix, m, args.refine) for m in (args.models.split(",") if args.models
-                                                    else [None])]
-  groups += [("neural-l2-bitpack", m, 0) for m in args.baselines.split(",") if m]
-  if args.mix:
+      (stem + suffix + down(d), m, args.refine, d)
+      for d in scales for m in (args.models.split(",") if args.models else [None])]
+  groups += [("neural-l2-bitpack", m, 0, 1) for m in args.baselines.split(",") if m]
+  for d in scales if args.mix else ():
     path = args.models or None
-    codec = neural.NeuralCollageCodec(model=path, refine=args.refine, mix=True,
-                                      downscale=args.downscale)
+    codec = neural.NeuralCollageCodec(model=path, refine=args.refine, mix=True, downscale=d)
     qs = [int(v) for v in args.mix.split(",")]
     _warm(codec, images, qs[0])
     for q in qs:
-      emit({"codec": "neural, per-tile model" + suffix,
+      emit({"codec": "neural, per-tile model" + suffix + down(d),
             "setting": f"quality {q} (lam={codec.mix_lam(q):.5f})", **_rd_row(codec, images, q)})
-  for label, path, refine in groups:
-    codec = neural.NeuralCollageCodec(model=path, refine=refine, downscale=args.downscale)
+  for label, path, refine, d in groups:
+    codec = neural.NeuralCollageCodec(model=path, refine=refine, downscale=d)
     n = len(codec.models)
     if codec.models[0].levels:  # one variable-rate model: a row per quality
       m = codec.models[0]
       qs = [int(v) for v in args.qualities.split(",")]
       _warm(codec, images, qs[0])
       for q in qs:
-        emit({"codec": label + ", variable rate", "setting": f"{os.path.relpath(m.directory)} "
+        emit({"codec": label if args.label else label + ", variable rate", "setting": f"{os.path.relpath(m.directory)} "
               f"quality {q} (lam={m.level_lam(q):.5f})", **_rd_row(codec, images, q)})
       continue
     for i, m in enumerate(codec.models):
@@ -450,8 +452,10 @@ def cmd_plot(args) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   curves: dict[str, set[tuple[float, float]]] = {}
+  exclude = set(args.exclude.split(",")) if args.exclude else set()
   for row in _rows(args.inputs):
-    curves.setdefault(row["codec"], set()).add((row["bpp"], row["psnr"]))
+    if row["codec"] not in exclude:
+      curves.setdefault(row["codec"], set()).add((row["bpp"], row["psnr"]))
   fig, ax = plt.subplots(figsize=(6, 4.5))
   for label, pts in curves.items():
     pts = sorted(pts)
@@ -489,8 +493,12 @@ def main(argv=None):
                   help="qualities of a variable-rate model given by --models")
   rd.add_argument("--skip_single", action="store_true",
                   help="no one-row-per-model rows (e.g. with --mix only)")
-  rd.add_argument("--downscale", type=int, default=1,
-                  help="the neural rows code at 1/D resolution (neural.MAX_DOWNSCALE at most)")
+  rd.add_argument("--label", default="",
+                  help="the neural rows' codec label (default: 'neural', '..., variable "
+                       "rate'), so that curves of different models in several files differ")
+  rd.add_argument("--downscale", default="1",
+                  help="comma-separated D: the neural rows code at 1/D resolution, a curve "
+                       "per D (1: every pixel; neural.MAX_DOWNSCALE at most)")
   sp = sub.add_parser("speed")
   sp.add_argument("--image", default="../shared/data/kodak/kodim23.png")
   sp.add_argument("--model", default=None)
@@ -539,6 +547,9 @@ def main(argv=None):
   pl.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
   pl.add_argument("--title", default="Kodak (24 images)")
   pl.add_argument("--out", default="neural_codec_rd.png")
+  pl.add_argument("--exclude", default="",
+                  help="comma-separated codec labels to leave out (e.g. a curve that another "
+                       "file holds under another label)")
   args = p.parse_args(argv)
   if getattr(args, "batch", None) is not None:
     if args.batch < 1 or args.batch & (args.batch - 1):

@@ -97,3 +97,16 @@ def test_bad_config_is_rejected():
     hn.ModelConfig(coding="zip")
   with pytest.raises(ValueError, match="unknown model config keys"):
     hn.ModelConfig.from_dict({"tile": 32, "colour": 1})
+
+
+@pytest.mark.parametrize("cin,kernel,stride,size", [(3, 4, 2, 32), (3, 3, 1, 17), (2, 5, 3, 20),
+                                                     (3, 4, 2, 33)])
+def test_conv_as_matmul_is_the_conv(cin, kernel, stride, size):
+  """The RGB stem's patches-times-kernel form equals nnx.Conv with SAME padding (odd sizes
+  and strides that do not divide them included)."""
+  from collage.nn import layers  # pylint: disable=import-outside-toplevel
+  conv = nnx.Conv(cin, 8, (kernel, kernel), strides=(stride, stride), padding="SAME",
+                  rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size + 3, cin))
+  np.testing.assert_allclose(np.asarray(layers.conv_as_matmul(conv, x)), np.asarray(conv(x)),
+                             rtol=1e-5, atol=1e-5)
