@@ -70,17 +70,24 @@ def decode_slots(coder, n_tiles: int, slots: np.ndarray, tables: np.ndarray) -> 
   return q
 
 
-_CHUNK = 1 << 21  # flags per encode call (bounds the probability array: 32 MB)
+# Flags per encode call: their [n, 2] float64 probabilities (1 MB) are gathered into one
+# buffer that stays in cache (a whole block's, 20 MB, cost more to write than to code).
+_CHUNK = 1 << 16
+
+
+def _prob_table(zero_table: np.ndarray) -> np.ndarray:
+  """[S * CONTEXTS, 2] coder probabilities (zero, nonzero) of a flag, row slot * CONTEXTS +
+  context: the integer counts over their power-of-two total (exact in float64, as is 1 minus
+  it)."""
+  p0 = zero_table[..., 0].reshape(-1) / float(zero_table[0, 0].sum())
+  return np.stack([p0, 1.0 - p0], axis=-1)
 
 
 def _flag_probs(zero_table: np.ndarray, slot: np.ndarray, ctx: np.ndarray) -> np.ndarray:
-  """[n, 2] coder probabilities (zero, nonzero) of n flags at slot(s) and contexts: the integer
-  counts over their power-of-two total (exact in float64, as is 1 minus it)."""
-  s, c, _ = zero_table.shape
-  p0 = zero_table[..., 0].reshape(-1) / float(zero_table[0, 0].sum())
-  table = np.stack([p0, 1.0 - p0], axis=-1)
+  """[n, 2] coder probabilities of n flags at slot(s) and contexts."""
+  rows = (np.asarray(slot, np.int32) * zero_table.shape[1] + ctx).reshape(-1)
   # np.take, not fancy indexing: the same rows, gathered several times faster.
-  return np.take(table, (np.asarray(slot, np.int32) * c + ctx).reshape(-1), axis=0)
+  return np.take(_prob_table(zero_table), rows, axis=0)
 
 
 # Activity (nonzero weights of the left and upper ranges, at most 2 * 255) -> its bucket.
@@ -88,10 +95,10 @@ _BUCKET = np.searchsorted(np.asarray(em.ACTIVITY_EDGES), np.arange(512),
                           side="right").astype(np.uint8)
 
 
-def _block_flags(sig: np.ndarray, slot: np.ndarray,
-                 zero_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """A weight block's flags and their coder probabilities, in decoding order (range,
-  candidate, tile). sig: bool [n_tiles, gh, gw, k]; slot: int [k], the candidates' slots.
+def _block_flags(sig: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """A weight block's flags and their rows of :func:`_prob_table` (slot * CONTEXTS +
+  context), in decoding order (range, candidate, tile), both int32.
+  sig: bool [n_tiles, gh, gw, k]; slot: int [k], the candidates' slots.
 
   The contexts are those of :func:`collage.nn.entropy_model.weight_contexts` (tested equal),
   computed with the tiles as the last axis in 8-bit integers: the order the coder takes them
@@ -107,7 +114,8 @@ def _block_flags(sig: np.ndarray, slot: np.ndarray,
   act = left.sum(axis=2, dtype=np.uint16) + up.sum(axis=2, dtype=np.uint16)
   prev = np.minimum(np.cumsum(t, axis=2, dtype=np.uint8) - t, em.PREV_CAP)
   ctx = (_BUCKET[act][:, :, None] * 4 + left + 2 * up) * (em.PREV_CAP + 1) + prev
-  return t.reshape(-1).astype(np.int32), _flag_probs(zero_table, slot[:, None], ctx)
+  rows = np.asarray(slot, np.int32)[:, None] * em.CONTEXTS + ctx
+  return t.reshape(-1).astype(np.int32), rows.reshape(-1)
 
 
 def _decode_values(coder, q: np.ndarray, slots: np.ndarray, is_weight: np.ndarray,
@@ -162,15 +170,20 @@ def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
   n_tiles, n = q.shape
   slots = layout.slots[:n]
   nonzero = []
+  table, probs = _prob_table(tables["zero"]), np.empty((_CHUNK, 2))
+  if table.shape[0] != tables["zero"].shape[0] * em.CONTEXTS:
+    raise CodecError(f"significance tables of {tables['zero'].shape[1]} contexts, expected "
+                     f"{em.CONTEXTS}")
   for off, gh, gw, k, _ in layout.weight_blocks(n):
     sig = q[:, off:off + gh * gw * k] != 0
     tile, pos = np.nonzero(sig)
     nonzero.append((tile, pos + off))
-    flags, probs = _block_flags(sig.reshape(n_tiles, gh, gw, k), slots[off:off + k],
-                                tables["zero"])
+    flags, rows = _block_flags(sig.reshape(n_tiles, gh, gw, k), slots[off:off + k])
     for start in range(0, flags.size, _CHUNK):
       part = slice(start, start + _CHUNK)
-      coder.encode(flags[part], _family(), probs[part])
+      m_ = len(flags[part])
+      np.take(table, rows[part], axis=0, out=probs[:m_])
+      coder.encode(flags[part], _family(), probs[:m_])
   _encode_values(coder, q, slots, layout.is_weight[:n], tables, nonzero)
 
 

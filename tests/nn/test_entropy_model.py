@@ -191,7 +191,8 @@ def test_the_coders_flag_contexts_are_the_models(density):
   slots = m.layout.slots
   for off, gh, gw, k, _ in m.layout.weight_blocks(q.shape[1]):
     sig = (q[:, off:off + gh * gw * k] != 0).reshape(9, gh, gw, k)
-    flags, probs = neural_coding._block_flags(sig, slots[off:off + k], tables["zero"])
+    flags, rows = neural_coding._block_flags(sig, slots[off:off + k])
+    probs = neural_coding._prob_table(tables["zero"])[rows]
     ctx = em.weight_contexts(sig).reshape(9, gh * gw, k).transpose(1, 2, 0)
     slot = np.broadcast_to(slots[off:off + k][None, :, None], ctx.shape)
     zero = tables["zero"][slot, ctx, 0] / 2.0 ** neural_models.TABLE_PRECISION
