@@ -11,6 +11,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
     python benchmarks/neural_codec.py diagnose --image ../shared/data/kodak/kodim05.png
     python benchmarks/neural_codec.py compare --inputs rd.json[,more.json] [--reference pifs]
     python benchmarks/neural_codec.py speedup --inputs sweep.json[,more.json] [--reference pifs]
+    python benchmarks/neural_codec.py coding --against OLD_neural_coding.py
     python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
 
 ``rd``: average bpp (from the real file bytes) and RGB PSNR over the images, one row per
@@ -35,6 +36,11 @@ from ``sweep`` or ``rd`` JSON files (rows of one run: the times are only compara
 ``compare``: PSNR of every curve in ``rd`` JSON files at the target rates, and its gap to a
 reference codec (default PIFS) at every measured point of either curve, both interpolated
 linearly in bpp and never extrapolated: the minimum gap is the "above it at every rate" check.
+``coding``: host range-coding time of the default model's codes of a few Kodak images at a
+few qualities, this checkout's ``collage.codec.neural_coding.encode_context`` against the
+same function of another version's file (``--against``, e.g. ``git show
+REV:collage/codec/neural_coding.py > /tmp/old_coding.py``), alternating, min of
+``--repeats``; the two must write the same bytes.
 ``diagnose``: where a model's distortion comes from: PSNR per YCbCr channel, RGB PSNR with
 the true luma or the true chroma put back, and test-time refinement of the code (Adam on the
 model's own rate-distortion loss, or on distortion alone with ``--rate_weight 0``: the best
@@ -446,6 +452,44 @@ def cmd_speedup(args) -> list[dict]:
   return out
 
 
+def cmd_coding(args) -> list[dict]:
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import constriction  # pylint: disable=import-outside-toplevel
+  from collage.codec import neural_coding  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location("other_neural_coding", args.against)
+  other = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(other)
+  codec = neural.NeuralCollageCodec(model=args.model)
+  m = codec.model_for_quality(1)
+  if not m.cfg.context_model:
+    raise SystemExit(f"{m.name} is not a context model")
+  rows = []
+  for name in args.images.split(","):
+    img = load_image(os.path.join(args.folder, name))
+    tiles = neural.image_tiles(img, m.cfg.tile)
+    for q in [int(v) for v in args.qualities.split(",")]:
+      code, tables = m.analyse(tiles, quality=q), m.tables(q)
+
+      def run(fn):
+        coder = constriction.stream.queue.RangeEncoder()
+        fn(coder, code, m.layout, tables)
+        return coder.get_compressed().tobytes()
+
+      if run(other.encode_context) != run(neural_coding.encode_context):
+        raise SystemExit(f"{name} quality {q}: the two coders wrote different bytes")
+      times = {"other": [], "this": []}
+      for _ in range(args.repeats):
+        for key, fn in (("other", other.encode_context), ("this", neural_coding.encode_context)):
+          t = time.perf_counter()
+          run(fn)
+          times[key].append(time.perf_counter() - t)
+      row = {"image": name, "quality": q, "bytes": len(run(neural_coding.encode_context)),
+             "other_s": min(times["other"]), "this_s": min(times["this"])}
+      print(json.dumps(row), flush=True)
+      rows.append(row)
+  return rows
+
+
 def cmd_plot(args) -> None:
   """RD curves (bpp, PSNR) of every codec label in the ``rd`` JSON files, one PNG."""
   import matplotlib  # pylint: disable=import-outside-toplevel
@@ -538,6 +582,14 @@ def main(argv=None):
   cp.add_argument("--reference", default="pifs", help="codec label to compare against")
   cp.add_argument("--targets", default="0.25,0.5,1.0", help="rates to read PSNR at")
   cp.add_argument("--out", default="")
+  co = sub.add_parser("coding")
+  co.add_argument("--against", required=True, help="another version's neural_coding.py")
+  co.add_argument("--folder", default="../shared/data/kodak")
+  co.add_argument("--images", default="kodim23.png,kodim01.png,kodim13.png")
+  co.add_argument("--qualities", default="1,30,75,100")
+  co.add_argument("--model", default=None)
+  co.add_argument("--repeats", type=int, default=5)
+  co.add_argument("--out", default="")
   su = sub.add_parser("speedup")
   su.add_argument("--inputs", required=True,
                   help="comma-separated JSON files from sweep --out or rd --out (one run)")
@@ -557,6 +609,7 @@ def main(argv=None):
     neural_models.ENCODE_BATCH = args.batch
   res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "sweep": cmd_sweep,
          "diagnose": cmd_diagnose, "compare": cmd_compare, "speedup": cmd_speedup,
+         "coding": cmd_coding,
          "plot": cmd_plot}[args.cmd](args)
   if args.out and args.cmd != "plot":
     with open(args.out, "w") as f:

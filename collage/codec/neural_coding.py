@@ -95,6 +95,16 @@ _BUCKET = np.searchsorted(np.asarray(em.ACTIVITY_EDGES), np.arange(512),
                           side="right").astype(np.uint8)
 
 
+def flag_rows(q: np.ndarray, layout) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Per weight block of codes q [n_tiles, n], the significance flags and their rows of the
+  probability table (slot * CONTEXTS + context) in decoding order, int32: the coder's input.
+  (The same computed by XLA in jitted chunks of tiles was slower: 9.5 against 6.3 ms for
+  kodim23's code.)"""
+  n_tiles, n = q.shape
+  return [_block_flags((q[:, off:off + gh * gw * k] != 0).reshape(n_tiles, gh, gw, k),
+                       layout.slots[off:off + k]) for off, gh, gw, k, _ in layout.weight_blocks(n)]
+
+
 def _block_flags(sig: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """A weight block's flags and their rows of :func:`_prob_table` (slot * CONTEXTS +
   context), in decoding order (range, candidate, tile), both int32.
@@ -167,23 +177,22 @@ def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
   tables (:func:`collage.nn.entropy_model.context_tables`) to a range coder."""
   m = (tables["full"].shape[1] - 1) // 2
   q = _check_range(q, m)
-  n_tiles, n = q.shape
+  n = q.shape[1]
   slots = layout.slots[:n]
-  nonzero = []
   table, probs = _prob_table(tables["zero"]), np.empty((_CHUNK, 2))
   if table.shape[0] != tables["zero"].shape[0] * em.CONTEXTS:
     raise CodecError(f"significance tables of {tables['zero'].shape[1]} contexts, expected "
                      f"{em.CONTEXTS}")
-  for off, gh, gw, k, _ in layout.weight_blocks(n):
-    sig = q[:, off:off + gh * gw * k] != 0
-    tile, pos = np.nonzero(sig)
-    nonzero.append((tile, pos + off))
-    flags, rows = _block_flags(sig.reshape(n_tiles, gh, gw, k), slots[off:off + k])
-    for start in range(0, flags.size, _CHUNK):
+  for block_flags, rows in flag_rows(q, layout):
+    for start in range(0, block_flags.size, _CHUNK):
       part = slice(start, start + _CHUNK)
-      m_ = len(flags[part])
+      m_ = len(block_flags[part])
       np.take(table, rows[part], axis=0, out=probs[:m_])
-      coder.encode(flags[part], _family(), probs[:m_])
+      coder.encode(block_flags[part], _family(), probs[:m_])
+  nonzero = []
+  for off, gh, gw, k, _ in layout.weight_blocks(n):
+    tile, pos = np.nonzero(q[:, off:off + gh * gw * k] != 0)
+    nonzero.append((tile, pos + off))
   _encode_values(coder, q, slots, layout.is_weight[:n], tables, nonzero)
 
 
