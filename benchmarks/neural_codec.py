@@ -70,6 +70,10 @@ from collage.metrics.rd import rd_cost, value_at_rate  # noqa: E402
 
 
 def _images(folder: str, max_images: int) -> list[tuple[str, np.ndarray]]:
+  if folder == "embedded":  # the photographs that scikit-image and PyWavelets ship
+    from collage.data.embedded import embedded_images  # pylint: disable=import-outside-toplevel
+    images = [(n, im) for n, im in embedded_images(3) if min(im.shape[:2]) >= 64]
+    return images[:max_images] if max_images else images
   paths = image_paths(folder)
   if max_images:
     paths = paths[:max_images]
@@ -521,7 +525,8 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   sub = p.add_subparsers(dest="cmd", required=True)
   rd = sub.add_parser("rd")
-  rd.add_argument("--images", default="../shared/data/kodak")
+  rd.add_argument("--images", default="../shared/data/kodak",
+                  help="a folder of images, or 'embedded' (the packages' own photographs)")
   rd.add_argument("--max_images", type=int, default=0)
   rd.add_argument("--models", default="")
   rd.add_argument("--baselines", default="")
