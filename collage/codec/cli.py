@@ -74,8 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       "slower encode; decoding is unchanged")
   c.add_argument("--downscale", default=None,
                  help="learned codecs (neural): code the image at 1/D of its resolution, "
-                      "D in 1..4, and decode it at D times (default 1: every pixel); about "
-                      "D^2 times faster to encode, for low rates")
+                      "D in 1..4, and decode it at D times (default 1: every pixel); a "
+                      "smaller file and a faster encode (2.5x at D=2), for low rates")
   c.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
   c.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...; gray or RGB)")
   c.add_argument("output", metavar="OUT", help="compressed file to write")

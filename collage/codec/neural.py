@@ -22,9 +22,10 @@ Compression of an ``H x W`` image (1 or 3 channels):
 Coding at a lower resolution (``downscale=D``, 2..MAX_DOWNSCALE): the encoder codes the
 image averaged over D x D pixel blocks (edge-padded to a multiple of D), and the decoder
 decodes the code at D times the resolution (every tile at ``D * scale``; the collage operator
-has no native resolution) and crops to ``H x W``. D^2 times fewer tiles: the encode is about
-D^2 times faster and the file smaller; at low rates (below about 0.1 bpp on photographs)
-the trade-off is better than coding every pixel (``benchmarks/neural_codec.md``, session 9).
+has no native resolution) and crops to ``H x W``. D^2 times fewer tiles: a smaller file and
+a faster encode (2.5 times at D = 2 on Kodak: the fixed costs remain); at low rates (below
+about 0.2 bpp on Kodak, 0.3 bpp on larger photographs) the trade-off is better than coding
+every pixel (``benchmarks/neural_codec.md``, session 9).
 
 Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
 a different model (with a variable-rate model: a different quality of the one model, among
@@ -304,8 +305,8 @@ class NeuralCollageCodec(Codec):
       one forward pass and one decode per model (or quality) at encode time; decoding costs
       the same as with one model.
     downscale: D in 1..MAX_DOWNSCALE: code the image at 1/D of its resolution and decode it
-      at D times (see the module docstring): about D^2 times faster encoding and fewer
-      bits, for low rates. 1 (the default) codes every pixel.
+      at D times (see the module docstring): a faster encode and fewer bits, for low rates.
+      1 (the default) codes every pixel.
   """
 
   name = "neural"
@@ -628,7 +629,7 @@ class NeuralCollageCodec(Codec):
     output as 8-bit pixels: the memory is the output image plus one chunk's working set,
     whatever the image size (:meth:`decode_bytes`). A downscaled code's tiles are decoded
     at ``downscale * scale`` and the image cropped to the output size."""
-    coded_h, coded_w = coded_size(height, width, code.downscale)
+    _, coded_w = coded_size(height, width, code.downscale)
     t = code.models[0].cfg.tile * scale * code.downscale
     nw = -(-coded_w // code.models[0].cfg.tile)
     h_out, w_out = height * scale, width * scale
