@@ -78,31 +78,17 @@ _CHUNK = 1 << 16
 def _prob_table(zero_table: np.ndarray) -> np.ndarray:
   """[S * CONTEXTS, 2] coder probabilities (zero, nonzero) of a flag, row slot * CONTEXTS +
   context: the integer counts over their power-of-two total (exact in float64, as is 1 minus
-  it)."""
+  it). Built once per code by the encoder and the decoder."""
+  if zero_table.shape[1] != em.CONTEXTS:
+    raise CodecError(f"significance tables of {zero_table.shape[1]} contexts, expected "
+                     f"{em.CONTEXTS}")
   p0 = zero_table[..., 0].reshape(-1) / float(zero_table[0, 0].sum())
   return np.stack([p0, 1.0 - p0], axis=-1)
-
-
-def _flag_probs(zero_table: np.ndarray, slot: np.ndarray, ctx: np.ndarray) -> np.ndarray:
-  """[n, 2] coder probabilities of n flags at slot(s) and contexts."""
-  rows = (np.asarray(slot, np.int32) * zero_table.shape[1] + ctx).reshape(-1)
-  # np.take, not fancy indexing: the same rows, gathered several times faster.
-  return np.take(_prob_table(zero_table), rows, axis=0)
 
 
 # Activity (nonzero weights of the left and upper ranges, at most 2 * 255) -> its bucket.
 _BUCKET = np.searchsorted(np.asarray(em.ACTIVITY_EDGES), np.arange(512),
                           side="right").astype(np.uint8)
-
-
-def flag_rows(q: np.ndarray, layout) -> list[tuple[np.ndarray, np.ndarray]]:
-  """Per weight block of codes q [n_tiles, n], the significance flags and their rows of the
-  probability table (slot * CONTEXTS + context) in decoding order, int32: the coder's input.
-  (The same computed by XLA in jitted chunks of tiles was slower: 9.5 against 6.3 ms for
-  kodim23's code.)"""
-  n_tiles, n = q.shape
-  return [_block_flags((q[:, off:off + gh * gw * k] != 0).reshape(n_tiles, gh, gw, k),
-                       layout.slots[off:off + k]) for off, gh, gw, k, _ in layout.weight_blocks(n)]
 
 
 def _block_flags(sig: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +99,8 @@ def _block_flags(sig: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndar
   The contexts are those of :func:`collage.nn.entropy_model.weight_contexts` (tested equal),
   computed with the tiles as the last axis in 8-bit integers: the order the coder takes them
   in, without the int32 arrays and the transposes of the whole code that dominated the host
-  coding."""
+  coding. (The same computed by XLA in jitted chunks of tiles was slower: 9.5 against 6.3 ms
+  for kodim23's code.)"""
   if sig.shape[-1] > 255:  # 8-bit sums would wrap
     raise CodecError(f"a weight block of {sig.shape[-1]} candidates is too large for the coder")
   t = np.ascontiguousarray(np.moveaxis(sig.view(np.uint8), 0, -1))   # [gh, gw, k, n]
@@ -177,22 +164,21 @@ def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
   tables (:func:`collage.nn.entropy_model.context_tables`) to a range coder."""
   m = (tables["full"].shape[1] - 1) // 2
   q = _check_range(q, m)
-  n = q.shape[1]
+  n_tiles, n = q.shape
   slots = layout.slots[:n]
   table, probs = _prob_table(tables["zero"]), np.empty((_CHUNK, 2))
-  if table.shape[0] != tables["zero"].shape[0] * em.CONTEXTS:
-    raise CodecError(f"significance tables of {tables['zero'].shape[1]} contexts, expected "
-                     f"{em.CONTEXTS}")
-  for block_flags, rows in flag_rows(q, layout):
-    for start in range(0, block_flags.size, _CHUNK):
-      part = slice(start, start + _CHUNK)
-      m_ = len(block_flags[part])
-      np.take(table, rows[part], axis=0, out=probs[:m_])
-      coder.encode(block_flags[part], _family(), probs[:m_])
   nonzero = []
   for off, gh, gw, k, _ in layout.weight_blocks(n):
-    tile, pos = np.nonzero(q[:, off:off + gh * gw * k] != 0)
+    sig = q[:, off:off + gh * gw * k] != 0
+    tile, pos = np.nonzero(sig)
     nonzero.append((tile, pos + off))
+    flags, rows = _block_flags(sig.reshape(n_tiles, gh, gw, k), slots[off:off + k])
+    for start in range(0, flags.size, _CHUNK):
+      part = slice(start, start + _CHUNK)
+      m_ = len(flags[part])
+      # np.take, not fancy indexing: the same rows, gathered several times faster.
+      np.take(table, rows[part], axis=0, out=probs[:m_])
+      coder.encode(flags[part], _family(), probs[:m_])
   _encode_values(coder, q, slots, layout.is_weight[:n], tables, nonzero)
 
 
@@ -200,6 +186,7 @@ def decode_context(coder, n_tiles: int, n: int, layout, tables: dict) -> np.ndar
   """Inverse of :func:`encode_context` -> int64 [n_tiles, n]."""
   q = np.zeros((n_tiles, n), np.int64)
   slots = layout.slots[:n]
+  table = _prob_table(tables["zero"])
   for off, gh, gw, k, _ in layout.weight_blocks(n):
     sig = np.zeros((n_tiles, gh, gw, k), np.int32)
     slot = slots[off:off + k]
@@ -212,8 +199,8 @@ def decode_context(coder, n_tiles: int, n: int, layout, tables: dict) -> np.ndar
       prev = np.zeros(n_tiles, np.int64)
       for c in range(k):
         ctx = base[:, c] + np.minimum(prev, em.PREV_CAP)
-        flags = np.asarray(coder.decode(_family(), _flag_probs(tables["zero"], slot[c], ctx)),
-                           np.int32)
+        probs = np.take(table, slot[c] * em.CONTEXTS + ctx, axis=0)
+        flags = np.asarray(coder.decode(_family(), probs), np.int32)
         sig[:, i, j, c] = flags
         prev += flags
     q[:, off:off + gh * gw * k] = sig.reshape(n_tiles, -1)          # 1 marks a nonzero
