@@ -72,9 +72,7 @@ def main(argv=None) -> None:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  from collage.nn import entropy_model as em  # pylint: disable=import-outside-toplevel
   from collage.nn import hypernet_io  # pylint: disable=import-outside-toplevel
-  from collage.ops import color  # pylint: disable=import-outside-toplevel
 
   teacher, meta = hypernet_io.load_model(args.teacher)
   cfg = teacher.cfg
@@ -89,22 +87,19 @@ def main(argv=None) -> None:
       student, {k: v for k, v in flat.items() if not any(d in k for d in dropped)})
 
   levels = len(cfg.rate_lams)
-  log_step = jnp.asarray(teacher.log_step[...])
-  slots = jnp.asarray(teacher.layout.slots)
+  t_graph, t_state = nnx.split(teacher)
+  # The student's encoder is what trains; the rest of it (the teacher's) stays as it is.
+  s_graph, s_state, s_rest = nnx.split(student, nnx.PathContains("encoder"), ...)
 
-  def gain(level):  # NeuralCollage.analyse's gain units
-    return jnp.exp(jnp.mean(log_step, axis=0) - em.interpolate_levels(log_step, level))[:, slots]
-
-  t_graph, t_state = nnx.split(teacher.encoder)
-  s_graph, s_state = nnx.split(student.encoder)
+  def student_code(state, x, level):
+    return nnx.merge(s_graph, state, s_rest).analyse(x, level)
 
   @jax.jit
   def target(x, level):
-    return nnx.merge(t_graph, t_state)(color.rgb_to_ycbcr(x) - 0.5, level) * gain(level)
+    return nnx.merge(t_graph, t_state).analyse(x, level)
 
   def loss_fn(state, x, level, y):
-    ys = nnx.merge(s_graph, state)(color.rgb_to_ycbcr(x) - 0.5, level) * gain(level)
-    return jnp.mean((ys - y) ** 2)
+    return jnp.mean((student_code(state, x, level) - y) ** 2)
 
   tx = optax.chain(optax.clip_by_global_norm(1.0),
                    optax.adamw(optax.cosine_decay_schedule(args.lr, args.steps, 0.05), 0.0))
@@ -127,7 +122,7 @@ def main(argv=None) -> None:
   held_y = target(held, held_level)
 
   def held_out(state):
-    ys = nnx.merge(s_graph, state)(color.rgb_to_ycbcr(held) - 0.5, held_level) * gain(held_level)
+    ys = student_code(state, held, held_level)
     diff = np.asarray(jnp.round(ys) != jnp.round(held_y))
     return round(float(jnp.mean((ys - held_y) ** 2)), 6), round(float(diff.mean()), 6)
 
@@ -142,7 +137,7 @@ def main(argv=None) -> None:
       el = time.time() - start
       print(f"step {i} loss {float(loss):.5f} held-out {held_out(s_state)} "
             f"{i / el:.1f} steps/s, eta {(args.steps - i) * el / i:.0f} s", flush=True)
-  nnx.update(student.encoder, s_state)
+  nnx.update(student, s_state)
   meta = {"init_from": os.path.basename(os.path.normpath(args.teacher)),
           "distilled": (f"launch/distill_codec_encoder.py: encoder with {args.depth} residual "
                         f"block(s) distilled from {os.path.basename(os.path.normpath(args.teacher))}"
