@@ -74,8 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       "slower encode; decoding is unchanged")
   c.add_argument("--downscale", default=None,
                  help="learned codecs (neural): code the image at 1/D of its resolution, "
-                      "D in 1..4, and decode it at D times (default 1: every pixel); a "
-                      "smaller file and a faster encode (2.5x at D=2), for low rates")
+                      "D in 1..4 in steps of 1/4 (1.5 or 3/2, 2, ...), and decode it at D "
+                      "times (default 1: every pixel); a smaller file and a faster encode "
+                      "(1.5x at D=1.5, 2.5x at D=2), for low rates")
   c.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
   c.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...; gray or RGB)")
   c.add_argument("output", metavar="OUT", help="compressed file to write")
@@ -178,7 +179,7 @@ LEARNED_CODECS = ("neural",)  # codecs that take a trained model (--model)
 
 
 def _make_codec(name: str, model: str | None, refine: int | None = None,
-                mix: bool | None = None, downscale: int | None = None):
+                mix: bool | None = None, downscale=None):
   """A codec instance; ``model``, ``refine``, ``mix`` and ``downscale`` only for learned
   codecs, else a clear error."""
   kwargs = {}
@@ -255,7 +256,10 @@ def _compress(args) -> None:
   downscale = None
   if args.downscale is not None:
     from collage.codec import neural  # pylint: disable=import-outside-toplevel
-    downscale = _int_option(args.downscale, "downscale", neural.check_downscale)
+    try:
+      downscale = neural.check_downscale(args.downscale)
+    except CodecError as e:
+      raise UsageError(str(e).replace("downscale", "--downscale", 1)) from None
   _check_output(args.output, args.force)
   codec = _make_codec(args.codec, args.model, refine, True if args.mix else None, downscale)
   image = _load_image(args.input)

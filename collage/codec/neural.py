@@ -19,13 +19,16 @@ Compression of an ``H x W`` image (1 or 3 channels):
    encoder's reconstruction bit-exactly; ``scale=K`` decodes every tile at ``K`` times the
    resolution (resolution-agnostic decoding of the collage operator).
 
-Coding at a lower resolution (``downscale=D``, 2..MAX_DOWNSCALE): the encoder codes the
-image averaged over D x D pixel blocks (edge-padded to a multiple of D), and the decoder
-decodes the code at D times the resolution (every tile at ``D * scale``; the collage operator
-has no native resolution) and crops to ``H x W``. D^2 times fewer tiles: a smaller file and
-a faster encode (2.5 times at D = 2 on Kodak: the fixed costs remain); at low rates (below
-about 0.2 bpp on Kodak, 0.3 bpp on larger photographs) the trade-off is better than coding
-every pixel (``benchmarks/neural_codec.md``, session 9).
+Coding at a lower resolution (``downscale=D``, 1 < D <= MAX_DOWNSCALE in steps of 1/4):
+the encoder codes the image resampled to 1/D of its size by area averaging (for D = p/q: each
+pixel repeated q x q times, the result edge-padded to a multiple of p and averaged over p x p
+blocks; for a whole D, the mean of every D x D block), and the decoder decodes every tile at
+``p * scale`` (the collage operator has no native resolution), averages q x q pixel blocks of
+it and crops to ``H x W``. D^2 times fewer tiles: a smaller file and a faster encode (2.5
+times at D = 2 on Kodak: the fixed costs remain); at low rates (below about 0.2 bpp on Kodak,
+0.3 bpp on larger photographs at D = 2) the trade-off is better than coding every pixel, and
+a fractional D (1.5) sits between the two in speed and quality (``benchmarks/neural_codec.md``,
+sessions 9 and 10).
 
 Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
 a different model (with a variable-rate model: a different quality of the one model, among
@@ -57,6 +60,10 @@ File (inside :mod:`collage.codec.container`, codec id 2):
     1/D resolution)       one of the versions 1-4
   payload v5            = that version's payload for the image downscaled D times, of
                           ceil(H / D) x ceil(W / D) pixels (the container keeps H x W)
+  params v6 (coded at   = u8 version (6) | u8 p | u8 q | the params of one of the versions
+    q/p resolution)       1-4; D = p/q in lowest terms, q in 2 or 4 (a whole D is version 5)
+  payload v6            = that version's payload for the image resampled to ceil(H q / p) x
+                          ceil(W q / p) pixels
 
 The fingerprint (SHA-256 of the model's architecture and weights) selects the model when
 decoding: the shipped models (``collage/assets/neural/*``, the variable-rate
@@ -83,6 +90,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from fractions import Fraction
 
 import numpy as np
 from einops import rearrange
@@ -104,7 +112,9 @@ RATE_MIXED_VERSION = 4  # a variable-rate model at a quality per tile (``mix=Tru
 MIX_QUALITIES = (1, 8, 15, 22, 29, 36, 43, 50, 57, 64, 71, 78, 85, 92, 100)
 MAX_MIX_MODELS = 64
 DOWNSCALED_VERSION = 5  # any of the above, coded at 1/D resolution (``downscale=D``)
+FRACTIONAL_VERSION = 6  # any of the above, coded at q/p resolution (``downscale=p/q``)
 MAX_DOWNSCALE = 4
+DOWNSCALE_DENOMINATORS = (1, 2, 4)  # D in steps of 1/4 (a model's tile is a multiple of q)
 MIX_LAM_TOP = 3.0   # mix mode: quality 100 is lam = MIX_LAM_TOP * the largest model lam
 _CODING_IDS = {"entropy": 0, "bitpack": 1}
 MAX_REFINE = 10_000  # bound on test-time refinement steps (``refine``)
@@ -191,31 +201,64 @@ def _valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
   return _cut_tiles(mask, tile)
 
 
-def check_downscale(downscale) -> int:
-  """Validates ``downscale``: an integer in 1..MAX_DOWNSCALE -> int."""
-  if isinstance(downscale, bool) or not isinstance(downscale, (int, np.integer)) or not (
-      1 <= int(downscale) <= MAX_DOWNSCALE):
-    raise CodecError(f"downscale must be an integer in 1..{MAX_DOWNSCALE} (1: code every "
-                     f"pixel), got {downscale!r}")
-  return int(downscale)
+def check_downscale(downscale) -> Fraction:
+  """Validates ``downscale``: a number in 1..MAX_DOWNSCALE in steps of 1/4 (an int, a float,
+  a Fraction, or text such as "1.5" or "3/2") -> Fraction."""
+  value = None
+  try:
+    if isinstance(downscale, (int, np.integer)) and not isinstance(downscale, bool):
+      value = Fraction(int(downscale))
+    elif isinstance(downscale, (float, np.floating, Fraction)):
+      value = Fraction(float(downscale)) if not isinstance(downscale, Fraction) else downscale
+    elif isinstance(downscale, str):
+      value = Fraction(downscale.strip())
+  except (ValueError, ZeroDivisionError, OverflowError):
+    value = None
+  if (value is None or value.denominator not in DOWNSCALE_DENOMINATORS
+      or not 1 <= value <= MAX_DOWNSCALE):
+    raise CodecError(f"downscale must be a number in 1..{MAX_DOWNSCALE} in steps of 1/4 "
+                     f"(1: code every pixel; e.g. 1.5 or 3/2, 2), got {downscale!r}")
+  return value
 
 
-def coded_size(height: int, width: int, downscale: int) -> tuple[int, int]:
-  """The size of the image that a file of ``height x width`` at ``downscale`` codes."""
-  return -(-height // downscale), -(-width // downscale)
+def coded_size(height: int, width: int, downscale) -> tuple[int, int]:
+  """The size of the image that a file of ``height x width`` at ``downscale`` D = p/q codes:
+  ceil(height * q / p) x ceil(width * q / p)."""
+  p, q = Fraction(downscale).numerator, Fraction(downscale).denominator
+  return -(-height * q // p), -(-width * q // p)
 
 
-def downscale_image(image: np.ndarray, downscale: int) -> np.ndarray:
-  """uint8 [H, W, C] -> uint8 [ceil(H / D), ceil(W / D), C]: the mean of every D x D block
-  (rounded), the image edge-padded to a multiple of D."""
-  d = downscale
+def _block_sums(x: np.ndarray, p: int, q: int, axis: int) -> np.ndarray:
+  """Along ``axis``: every element repeated q times, the result edge-padded to a multiple of
+  p and summed over blocks of p; int32. Computed without the repeat: output i is the sum of
+  the few input rows that its block overlaps, each weighted by the overlap (in repeats)."""
+  x = np.moveaxis(x, axis, 0)
+  n = x.shape[0]
+  i = np.arange(-(-n * q // p))
+  start = i * p // q
+  taps = -(-p // q) + 1  # input rows one block can overlap
+  if int(start[-1]) + taps > n:  # the edge padding
+    x = np.concatenate([x, np.repeat(x[-1:], int(start[-1]) + taps - n, axis=0)])
+  out = np.zeros((len(i), *x.shape[1:]), np.int32)
+  for t in range(taps):
+    r = start + t
+    w = np.clip(np.minimum((i + 1) * p, (r + 1) * q) - np.maximum(i * p, r * q), 0, None)
+    if w.any():
+      out += w.reshape(-1, *(1,) * (x.ndim - 1)).astype(np.int32) * x[r]
+  return np.moveaxis(out, 0, axis)
+
+
+def downscale_image(image: np.ndarray, downscale) -> np.ndarray:
+  """uint8 [H, W, C] -> uint8 :func:`coded_size` [H', W', C]: the image resampled to 1/D of
+  its size by area averaging, rounded. For D = p/q: every pixel repeated q x q times, the
+  result edge-padded to a multiple of p and averaged over p x p blocks (a whole D: the mean of
+  every D x D block), in exact integer sums."""
+  d = Fraction(downscale)
   if d == 1:
     return image
-  h, w, c = image.shape
-  x = np.pad(image, ((0, -h % d), (0, -w % d), (0, 0)), mode="edge").astype(np.float32)
-  hs, ws = coded_size(h, w, d)
-  x = x.reshape(hs, d, ws, d, c).mean(axis=(1, 3))
-  return np.round(x).astype(np.uint8)
+  p, q = d.numerator, d.denominator
+  sums = _block_sums(_block_sums(image.astype(np.int32), p, q, 0), p, q, 1)
+  return np.round(sums.astype(np.float32) / np.float32(p * p)).astype(np.uint8)
 
 
 def _decode_payload(models, version: int, payload: bytes, n_tiles: int, c: int,
@@ -254,20 +297,27 @@ class TileCode:
       order (N_k: the model's code length for the image's channel count).
     qualities: per entry, the quality 1..100 of a variable-rate model's code; None for a
       fixed-rate model (default: all None).
-    downscale: D, the tiles cover the image downscaled D times (1: at full resolution).
+    downscale: D (a Fraction), the tiles cover the image downscaled D times (1: at full
+      resolution); its denominator divides the model's tile.
   """
   models: tuple[LoadedModel, ...]
   choice: np.ndarray
   codes: tuple[np.ndarray, ...]
   qualities: tuple[int | None, ...] = ()
-  downscale: int = 1
+  downscale: Fraction = Fraction(1)
 
   def __post_init__(self):
     if not self.qualities:
       object.__setattr__(self, "qualities", (None,) * len(self.models))
     if len(self.qualities) != len(self.models):
       raise ValueError(f"{len(self.models)} models but {len(self.qualities)} qualities")
-    check_downscale(self.downscale)
+    d = check_downscale(self.downscale)
+    object.__setattr__(self, "downscale", d)
+    tile = self.models[0].cfg.tile
+    if tile % d.denominator:
+      raise CodecError(f"downscale {d} needs a tile that is a multiple of {d.denominator} (its "
+                       f"decoded tiles are averaged over {d.denominator} x {d.denominator} "
+                       f"pixels); model {self.models[0].name} has tiles of {tile}")
 
   @classmethod
   def single(cls, model: LoadedModel, q: np.ndarray, quality: int | None = None) -> "TileCode":
@@ -304,16 +354,16 @@ class NeuralCollageCodec(Codec):
       of one model per quality band; with a variable-rate model, its quality per tile. Costs
       one forward pass and one decode per model (or quality) at encode time; decoding costs
       the same as with one model.
-    downscale: D in 1..MAX_DOWNSCALE: code the image at 1/D of its resolution and decode it
-      at D times (see the module docstring): a faster encode and fewer bits, for low rates.
-      1 (the default) codes every pixel.
+    downscale: D in 1..MAX_DOWNSCALE in steps of 1/4 (1.5, "3/2", 2, ...): code the image at
+      1/D of its resolution and decode it at D times (see the module docstring): a faster
+      encode and fewer bits, for low rates. 1 (the default) codes every pixel.
   """
 
   name = "neural"
   codec_id = 2
 
   def __init__(self, model: str | None = None, refine: int = 0, mix: bool = False,
-               downscale: int = 1):
+               downscale: int | float | str | Fraction = 1):
     self.model_path = neural_models.resolve(model, mix is True)
     if isinstance(refine, bool) or int(refine) != refine or not 0 <= int(refine) <= MAX_REFINE:
       raise CodecError(f"refine must be an integer number of steps in 0..{MAX_REFINE}, "
@@ -459,7 +509,8 @@ class NeuralCollageCodec(Codec):
   def write_code(self, code: TileCode, height: int, width: int, channels: int) -> bytes:
     """A :class:`TileCode` of an image of that size -> container bytes (version-1 params for
     one model, version 2 for several, version 3 for a variable-rate model, version 4 for its
-    qualities per tile; inside version 5 for a downscaled code)."""
+    qualities per tile; inside version 5 for a code downscaled by a whole D, version 6 for a
+    fractional one)."""
     h, w, c = height, width, channels
     hs, ws = coded_size(h, w, code.downscale)
     tile = code.models[0].cfg.tile
@@ -467,8 +518,12 @@ class NeuralCollageCodec(Codec):
       raise CodecError(f"a code of {len(code.choice)} tiles does not cover a {w}x{h} image "
                        f"coded at 1/{code.downscale} ({ws}x{hs}, tiles of {tile})")
     params, payload = self._params_payload(code, c)
-    if code.downscale > 1:
-      params = ByteWriter().u8(DOWNSCALED_VERSION).u8(code.downscale).getvalue() + params
+    d = code.downscale
+    if d.denominator > 1:
+      params = (ByteWriter().u8(FRACTIONAL_VERSION).u8(d.numerator).u8(d.denominator)
+                .getvalue() + params)
+    elif d > 1:
+      params = ByteWriter().u8(DOWNSCALED_VERSION).u8(int(d)).getvalue() + params
     return container.pack(self.codec_id, h, w, c, params, payload)
 
   def _params_payload(self, code: TileCode, c: int) -> tuple[bytes, bytes]:
@@ -521,23 +576,33 @@ class NeuralCollageCodec(Codec):
     return matches[0]
 
   @staticmethod
-  def _read_params(params: bytes) -> tuple[int, list[bytes], int, int, tuple, int]:
+  def _read_params(params: bytes) -> tuple[int, list[bytes], int, int, tuple, Fraction]:
     """A file's codec parameters -> (version 1-4 of the code, the entries' model
     fingerprints, tile, coding id, the entries' qualities: None for fixed-rate entries,
-    downscale: 1 unless the code is inside version 5)."""
+    downscale: 1 unless the code is inside version 5 or 6)."""
     r = ByteReader(params, "neural codec parameters")
-    version, downscale = r.u8(), 1
+    version, downscale = r.u8(), Fraction(1)
+    outer = version
     if version == DOWNSCALED_VERSION:
-      downscale = r.u8()
-      if not 2 <= downscale <= MAX_DOWNSCALE:
-        raise CodecError(f"corrupt neural codec parameters: downscale {downscale} is not in "
+      d = r.u8()
+      if not 2 <= d <= MAX_DOWNSCALE:
+        raise CodecError(f"corrupt neural codec parameters: downscale {d} is not in "
                          f"2..{MAX_DOWNSCALE}")
-      version = r.u8()
+      downscale, version = Fraction(d), r.u8()
+    elif version == FRACTIONAL_VERSION:
+      p, q = r.u8(), r.u8()
+      if (q not in DOWNSCALE_DENOMINATORS[1:] or np.gcd(p, q) != 1
+          or not 1 < p / q <= MAX_DOWNSCALE):
+        raise CodecError(f"corrupt neural codec parameters: downscale {p}/{q} is not a "
+                         f"fraction in lowest terms in 1..{MAX_DOWNSCALE} with denominator "
+                         f"{' or '.join(map(str, DOWNSCALE_DENOMINATORS[1:]))}")
+      downscale, version = Fraction(p, q), r.u8()
     versions = (PARAMS_VERSION, MIXED_VERSION, RATE_VERSION, RATE_MIXED_VERSION)
     if version not in versions:
       raise CodecError(f"unsupported neural codec parameter version {version}; this build "
                        f"reads versions {', '.join(map(str, versions))}"
-                       f"{' inside' if downscale > 1 else ' and'} {DOWNSCALED_VERSION}")
+                       + (f" inside {outer}" if downscale > 1 else
+                          f", {DOWNSCALED_VERSION} and {FRACTIONAL_VERSION}"))
     k = 1
     if version in (MIXED_VERSION, RATE_MIXED_VERSION):
       k = r.varint(max_value=MAX_MIX_MODELS)
@@ -582,7 +647,9 @@ class NeuralCollageCodec(Codec):
     out = {"model": ", ".join(names), "tile": f"{tile} x {tile}"}
     if downscale > 1:
       hs, ws = coded_size(header.height, header.width, downscale)
-      out["downscale"] = f"{downscale} (coded at {ws}x{hs}, decoded at {downscale}x)"
+      p, q = downscale.numerator, downscale.denominator
+      out["downscale"] = (f"{downscale} (coded at {ws}x{hs}, decoded at {p}x"
+                          + (f" and averaged over {q}x{q} pixels)" if q > 1 else ")"))
     if version == RATE_VERSION:
       out["quality"] = str(qualities[0])
     elif version == RATE_MIXED_VERSION:
@@ -628,17 +695,22 @@ class NeuralCollageCodec(Codec):
     A chunk of tiles at a time (``LoadedModel.synthesise_chunks``), each written into the
     output as 8-bit pixels: the memory is the output image plus one chunk's working set,
     whatever the image size (:meth:`decode_bytes`). A downscaled code's tiles are decoded
-    at ``downscale * scale`` and the image cropped to the output size."""
+    at ``p * scale`` for D = p/q, averaged over q x q pixel blocks, and the image cropped to
+    the output size."""
     _, coded_w = coded_size(height, width, code.downscale)
-    t = code.models[0].cfg.tile * scale * code.downscale
-    nw = -(-coded_w // code.models[0].cfg.tile)
+    up, down = code.downscale.numerator, code.downscale.denominator
+    tile = code.models[0].cfg.tile
+    t = tile * scale * up // down  # an output tile (tile % down == 0: TileCode checks it)
+    nw = -(-coded_w // tile)
     h_out, w_out = height * scale, width * scale
     out = np.empty((h_out, w_out, channels), np.uint8)
     for k, (m, q) in enumerate(zip(code.models, code.codes)):
       where = np.flatnonzero(code.choice == k)  # entry k's tiles, in raster order
-      for start, tiles in m.synthesise_chunks(q, channels, scale * code.downscale,
-                                              code.qualities[k]):
-        pixels = np.round(np.clip(tiles, 0.0, 1.0) * 255.0).astype(np.uint8)
+      for start, tiles in m.synthesise_chunks(q, channels, scale * up, code.qualities[k]):
+        tiles = np.clip(tiles, 0.0, 1.0)
+        if down > 1:
+          tiles = tiles.reshape(len(tiles), t, down, t, down, channels).mean(axis=(2, 4))
+        pixels = np.round(tiles * 255.0).astype(np.uint8)
         for i, tile in zip(where[start:start + len(tiles)], pixels):
           y, x = (int(i) // nw) * t, (int(i) % nw) * t
           out[y:y + t, x:x + t] = tile[:h_out - y, :w_out - x]
@@ -654,11 +726,11 @@ class NeuralCollageCodec(Codec):
     return self.reconstruct(code, header.height, header.width, header.channels, int(scale))
 
   def decode_bytes(self, height: int, width: int, channels: int, scale: int,
-                   downscale: int = 1) -> int:
+                   downscale=1) -> int:
     """:meth:`reconstruct` holds the 8-bit output and one chunk of tiles in float32 with the
     synthesis's own arrays (about 3 chunk-sized arrays were measured at scale 16); add the
-    caller's copy of the output. ``downscale``: a downscaled file's (its tiles are decoded at
-    ``scale * downscale``)."""
-    tile = max(m.cfg.tile for m in self.models) * scale * downscale
+    caller's copy of the output. ``downscale``: a downscaled file's D = p/q (its tiles are
+    decoded at ``scale * p``)."""
+    tile = max(m.cfg.tile for m in self.models) * scale * Fraction(downscale).numerator
     chunk = neural_models.ENCODE_BATCH * tile * tile * channels * 4
     return FIXED_BYTES + 2 * height * width * scale * scale * channels + 3 * chunk

@@ -3,6 +3,8 @@ any image size, resolution-agnostic decoding, model selection and clear errors."
 
 import json
 import os
+import types
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -426,6 +428,31 @@ def test_tile_subsets_of_any_size_compile_a_bounded_number_of_shapes(codec):
   assert m._analyse._cache_size() <= 8  # pylint: disable=protected-access
 
 
+def test_chunks_pad_little_and_keep_every_tile_in_place(codec):
+  """Tiles run ENCODE_BATCH at a time, the rest in power-of-two chunks (few shapes, at most 7
+  padded rows); a chunked synthesis returns every tile where it belongs."""
+  assert neural_models.ENCODE_BATCH == 64
+  assert neural_models.chunk_sizes(96) == [64, 32]
+  assert neural_models.chunk_sizes(176) == [64, 64, 32, 16]
+  assert neural_models.chunk_sizes(100) == [64, 32, 8]   # 36 rounded up to 40
+  assert neural_models.chunk_sizes(6) == [8] and neural_models.chunk_sizes(1) == [1]
+  assert neural_models.chunk_sizes(0) == []
+  shapes = set()
+  for n in range(1, 400):
+    sizes = neural_models.chunk_sizes(n)
+    assert n <= sum(sizes) <= n + 7 and sizes == sorted(sizes, reverse=True)
+    shapes.update(sizes)
+  assert shapes == {1, 2, 4, 8, 16, 32, 64}
+  m = codec.models[0]
+  tiles = neural.image_tiles(_image(16 * 10, 16 * 10, 3, seed=4), 16)  # 100 tiles
+  q = m.analyse(tiles)
+  out = m.synthesise(q, 3)
+  assert out.shape == (100, 16, 16, 3)
+  for i in (0, 63, 64, 95, 96, 99):  # first / last of each chunk
+    np.testing.assert_array_equal(q[i], m.analyse(tiles[i:i + 1])[0])
+    np.testing.assert_allclose(out[i], m.synthesise(q[i:i + 1], 3)[0], atol=1e-6)
+
+
 # -- variable-rate models (file version 3) ----------------------------------------------------
 @pytest.fixture(scope="module")
 def vmodel(tmp_path_factory):
@@ -652,7 +679,7 @@ def test_version_4_files_are_written_and_checked(vmodel, models):
                      16, 32, 3)
 
 
-# -- coding at a lower resolution (downscale, file version 5) ---------------------------------
+# -- coding at a lower resolution (downscale, file versions 5 and 6) --------------------------
 def test_downscale_image_is_the_mean_of_edge_padded_blocks():
   img = np.arange(3 * 5, dtype=np.uint8).reshape(3, 5, 1) * 10 + 1
   img[0, 0, 0] = 2
@@ -662,6 +689,22 @@ def test_downscale_image_is_the_mean_of_edge_padded_blocks():
   assert small[1, 2, 0] == 141                          # the corner pixel, padded to 2 x 2
   assert small[0, 2, 0] == 66                           # (41 + 41 + 91 + 91) / 4
   assert neural.downscale_image(img, 1) is img
+
+
+def test_fractional_downscale_image_is_an_area_average():
+  """D = 3/2: every output pixel averages a 1.5 x 1.5 pixel area (weights 4, 2, 2, 1 / 9 of
+  the four pixels it overlaps), the image edge-padded."""
+  img = np.arange(3 * 5, dtype=np.uint8).reshape(3, 5, 1) * 10 + 1
+  small = neural.downscale_image(img, Fraction(3, 2))
+  assert small.shape == (2, 4, 1) == (*neural.coded_size(3, 5, Fraction(3, 2)), 1)
+  assert small[0, 0, 0] == 21         # (4 * 1 + 2 * 11 + 2 * 51 + 61) / 9
+  assert small[1, 1, 0] == 101        # (61 + 2 * 71 + 2 * 111 + 4 * 121) / 9
+  assert small[0, 3, 0] == 58         # (6 * 41 + 3 * 91) / 9 = 57.7: the right edge, padded
+  flat = np.full((7, 9, 3), 77, np.uint8)
+  for d in (Fraction(5, 4), Fraction(3, 2), Fraction(7, 4), Fraction(5, 2)):
+    out = neural.downscale_image(flat, d)
+    assert out.shape[:2] == neural.coded_size(7, 9, d) and np.all(out == 77)
+  assert neural.coded_size(512, 768, Fraction(3, 2)) == (342, 512)
 
 
 @pytest.mark.parametrize("which", ["cmodel", "vmodel", "fixed"])
@@ -700,10 +743,55 @@ def test_downscaled_files_decode_bit_exactly_at_full_size(which, request, tmp_pa
                                 mixer.reconstruct(mixer.encode_code(img, 50), 32, 64, 3))
 
 
+@pytest.mark.parametrize("which", ["cmodel", "fixed"])
+def test_fractional_downscale_files_decode_bit_exactly_at_full_size(which, request):
+  """A downscale-p/q file (version 6) holds the code of the image resampled to q/p of its size
+  (the same payload as coding that small image); it decodes every tile at p times, averages
+  q x q pixels and crops: bit-exactly as the encoder reconstructs it, and within one grey level
+  of the small image's decode at p times averaged over q x q."""
+  path = request.getfixturevalue("models" if which == "fixed" else which)
+  full = neural.NeuralCollageCodec(model=path)
+  for d, img in ((Fraction(3, 2), _image(37, 21, 3, seed=8)),
+                 (Fraction(5, 4), _image(40, 50, 1, seed=9))):
+    p, q = d.numerator, d.denominator
+    codec = neural.NeuralCollageCodec(model=path, downscale=str(d))
+    data = codec.compress(img, 60)
+    params, payload = container.unpack(data)[1:]
+    assert params[:3] == bytes([neural.FRACTIONAL_VERSION, p, q])
+    small = neural.downscale_image(img, d)
+    small_params, small_payload = container.unpack(full.compress(small, 60))[1:]
+    assert params[3:] == small_params and payload == small_payload
+    code, header = codec.decode_code(data)
+    assert code.downscale == d and (header.height, header.width) == img.shape[:2]
+    out = codec.decompress(data)
+    assert out.shape == img.shape
+    np.testing.assert_array_equal(out, codec.reconstruct(codec.encode_code(img, 60),
+                                                         *img.shape))
+    big = full.decompress(full.compress(small, 60), scale=p).astype(np.float64)
+    hb, wb = big.shape[0] // q * q, big.shape[1] // q * q
+    ref = big[:hb, :wb].reshape(hb // q, q, wb // q, q, -1).mean(axis=(1, 3))
+    assert np.max(np.abs(out - ref[:img.shape[0], :img.shape[1]])) <= 1.0
+    assert full.decompress(data, scale=2).shape == (2 * img.shape[0], 2 * img.shape[1],
+                                                    img.shape[2])
+    hs, ws = small.shape[:2]
+    assert codec.describe(data)["downscale"] == (
+        f"{p}/{q} (coded at {ws}x{hs}, decoded at {p}x and averaged over {q}x{q} pixels)")
+  mixer = neural.NeuralCollageCodec(model=path, mix=True, downscale=1.5)
+  img = _halves(32, 64, 3)
+  data = mixer.compress(img, 50)
+  assert container.unpack(data)[1][:3] == bytes([neural.FRACTIONAL_VERSION, 3, 2])
+  np.testing.assert_array_equal(mixer.decompress(data),
+                                mixer.reconstruct(mixer.encode_code(img, 50), 32, 64, 3))
+
+
 def test_downscale_is_checked(codec, models):
-  for bad in (0, 5, True, 1.5, "2"):
-    with pytest.raises(base.CodecError, match=r"downscale must be an integer in 1..4"):
+  for bad in (0, 5, True, 1.3, 4.25, "2.1", "3/0", "x", None, [2]):
+    with pytest.raises(base.CodecError, match=r"downscale must be a number in 1..4 in steps "
+                                              r"of 1/4"):
       neural.NeuralCollageCodec(model=models, downscale=bad)
+  for good, value in ((1.5, Fraction(3, 2)), ("3/2", Fraction(3, 2)), (" 1.25", Fraction(5, 4)),
+                      (np.int64(2), 2), (Fraction(7, 4), Fraction(7, 4)), ("4", 4)):
+    assert neural.NeuralCollageCodec(model=models, downscale=good).downscale == value
   small = neural.NeuralCollageCodec(model=models, downscale=2)
   img = _image(20, 30, 3)
   data = small.compress(img, 50)
@@ -725,6 +813,35 @@ def test_downscale_is_checked(codec, models):
                      40, 60, 3)
   # A downscaled decode's memory counts its tiles at scale * downscale.
   assert small.decode_bytes(100, 100, 3, 4, 2) > small.decode_bytes(100, 100, 3, 4)
+  assert small.decode_bytes(100, 100, 3, 4, 1.5) == small.decode_bytes(100, 100, 3, 4, 3)
+
+
+def test_fractional_downscale_is_checked(models):
+  small = neural.NeuralCollageCodec(model=models, downscale=1.5)
+  data = small.compress(_image(40, 60, 3), 50)  # coded at 27 x 40: 2 x 3 tiles of 16
+  _, params, payload = container.unpack(data)
+  assert params[:3] == bytes([neural.FRACTIONAL_VERSION, 3, 2])
+  # Not in lowest terms, a whole number (version 5's), a denominator the format does not
+  # have, at or under 1, over 4.
+  for p, q in ((6, 4), (4, 2), (2, 1), (4, 3), (3, 4), (2, 2), (17, 4), (9, 2), (0, 2)):
+    with pytest.raises(base.CodecError, match=f"downscale {p}/{q} is not a fraction"):
+      small.decompress(container.pack(2, 40, 60, 3, params[:1] + bytes([p, q]) + params[3:],
+                                      payload))
+  with pytest.raises(base.CodecError, match="unsupported neural codec parameter version 6; "
+                                            "this build reads versions 1, 2, 3, 4 inside 6"):
+    small.decompress(container.pack(2, 40, 60, 3, params[:3] + params, payload))
+  # Another fraction with the same payload declares another coded size (7/2: 12 x 18, 1 x 2
+  # tiles): refused.
+  with pytest.raises(base.CodecError, match="corrupt neural payload"):
+    small.decompress(container.pack(2, 40, 60, 3, params[:1] + bytes([7, 2]) + params[3:],
+                                    payload))
+  # The decoder averages q x q blocks of decoded tiles: the model's tile must be a multiple
+  # of q.
+  odd = types.SimpleNamespace(cfg=types.SimpleNamespace(tile=6), name="odd")
+  code = small.encode_code(_image(40, 60, 3), 50)
+  with pytest.raises(base.CodecError, match="downscale 5/4 needs a tile that is a multiple "
+                                            "of 4"):
+    neural.TileCode((odd,), code.choice, code.codes, code.qualities, Fraction(5, 4))
 
 
 def test_cli_downscale_flag(models, tmp_path, capsys):
@@ -741,7 +858,13 @@ def test_cli_downscale_flag(models, tmp_path, capsys):
                                 codec.decompress(codec.compress(_image(33, 47, 3), 60)))
   assert cli.main(["info", "--model", models, str(tmp_path / "d.clg")]) == 0
   assert "downscale" in capsys.readouterr().out
+  assert cli.main(["compress", "--codec", "neural", "--model", models, "--downscale", "1.5",
+                   "-q", "60", str(src), str(tmp_path / "f.clg")]) == 0
+  assert cli.main(["info", "--model", models, str(tmp_path / "f.clg")]) == 0
+  assert "3/2 (coded at 32x22, decoded at 3x and averaged over 2x2" in capsys.readouterr().out
   for flags, message in ((["--codec", "neural", "--downscale", "7"], "--downscale must be"),
+                         (["--codec", "neural", "--downscale", "1.1"],
+                          "--downscale must be a number in 1..4 in steps of 1/4"),
                          (["--codec", "pifs", "--downscale", "2"],
                           "--downscale applies only to learned codecs")):
     assert cli.main(["compress", *flags, str(src), str(tmp_path / "x.clg")]) == 2

@@ -5,7 +5,8 @@ One fixed crop of an embedded photograph (coffee, 60 x 90, so the tiles need pad
 coded by every shipped fixed-rate model (``collage/assets/neural``), every retired one (whose
 files must keep decoding), the per-tile model choice, test-time refinement, a gray crop, the
 default variable-rate model (``collage/assets/neural_variable``, the context model since
-session 8) and its retired predecessor ``r4_var8`` at a few qualities, and the PIFS codec.
+session 8; also coded at 1/2 and 2/3 resolution) and its retired predecessor ``r4_var8`` at a
+few qualities, and the PIFS codec.
 For each case the test compares the SHA-256 of the file, the SHA-256 of the decoded pixels
 and the decoded PSNR with the numbers below.
 
@@ -103,6 +104,13 @@ EXPECTED = {
     "variable refine10 q60": (
         "73cc15f0c9e7c9c0036063d323855e302d759f24aea684eeb25ce4a12feb6d29",
         "54965ac2902bb70f3167b518537b231b433a698a5cf4e765095869afbdee9c21", 31.7334),
+    # The default model coded at 1/2 and 2/3 resolution (file versions 5 and 6, session 10).
+    "variable downscale2 q60": (
+        "af1171e99f705fe7908b532bb073a46a309a754ad7cc096b1e66178efe10e828",
+        "9e83d3272ed695bc665d4ca4ae91c205355ee421d54409ec5ffac38911a335bf", 28.7219),
+    "variable downscale1.5 q75": (
+        "f95790d0a689508c7cbd6fbee767aa1424365c2efbad74b5e7b5f0b171107f2b",
+        "47db25442705209162164881aae3dd6825155459b00f69a66a320277ad63febf", 30.9763),
     "model r4_var8": (
         "c4a5d837e5ed4b43c568a7b0a7a38790d0d4761dd60354ba316d38f1729955d6",
         "4c4d86d1e72774656620207c3525437a0688b35655d24e4ecec20292ee0ae57e", 29.9573),
@@ -139,6 +147,10 @@ def _case(name: str):
       "variable q75": lambda: (neural.NeuralCollageCodec(), _colour(), 75),
       "variable gray q40": lambda: (neural.NeuralCollageCodec(), _gray(), 40),
       "variable refine10 q60": lambda: (neural.NeuralCollageCodec(refine=10), _colour(), 60),
+      # Coded at a lower resolution: file versions 5 (a whole D) and 6 (a fraction).
+      "variable downscale2 q60": lambda: (neural.NeuralCollageCodec(downscale=2), _colour(), 60),
+      "variable downscale1.5 q75": lambda: (neural.NeuralCollageCodec(downscale=1.5), _colour(),
+                                            75),
       # The default of session 7, retired in session 8: its files and decodes are unchanged.
       "var8 q10": lambda: (neural.NeuralCollageCodec(_VAR8), _colour(), 10),
       "var8 q75": lambda: (neural.NeuralCollageCodec(_VAR8), _colour(), 75),
@@ -151,7 +163,8 @@ def _case(name: str):
 CASES = ([f"model {m}" for m in SHIPPED + RETIRED]
          + ["mix q90", "refine30 q50", "gray q30", "pifs q50"]
          + [f"{m} {case}" for m in ("variable", "var8")
-            for case in ("q10", "q75", "gray q40", "refine10 q60")])
+            for case in ("q10", "q75", "gray q40", "refine10 q60")]
+         + ["variable downscale2 q60", "variable downscale1.5 q75"])
 
 
 def _measure(name: str) -> tuple[str, str, float]:
