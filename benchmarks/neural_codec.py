@@ -11,6 +11,7 @@ r"""Measurements of the neural collage codec (results in benchmarks/neural_codec
     python benchmarks/neural_codec.py diagnose --image ../shared/data/kodak/kodim05.png
     python benchmarks/neural_codec.py compare --inputs rd.json[,more.json] [--reference pifs]
     python benchmarks/neural_codec.py speedup --inputs sweep.json[,more.json] [--reference pifs]
+    python benchmarks/neural_codec.py coverage --inputs rd.json[,more.json] [--reference pifs]
     python benchmarks/neural_codec.py coding --against OLD_neural_coding.py
     python benchmarks/neural_codec.py plot --inputs rd.json[,more.json] --out rd.png
 
@@ -29,10 +30,13 @@ upsampling of the same downsampled image.
 ``sweep``: encode / decode seconds, bpp and PSNR of the neural (one model; per-tile choice
 with ``--mix_q``) and PIFS codecs over their quality settings on one image, in one process
 (speed at equal rate or equal PSNR); ``--downscale_q`` adds rows of the neural codec coding
-at 1/``--downscale`` resolution.
+at 1/D resolution for every D of ``--downscale`` (e.g. ``1.5,2``).
 ``speedup``: every row's encode time against the reference codec's (default PIFS) at the
 same PSNR, interpolated linearly in PSNR between the reference's rows and never extrapolated,
 from ``sweep`` or ``rd`` JSON files (rows of one run: the times are only comparable there).
+``coverage``: the worst speed-up over the reference across its PSNR span, taking at each PSNR
+the fastest other row (any codec label, or those starting with ``--codecs``) that reaches at
+least that PSNR; on the averages, and per image for ``rd`` files (which hold per-image times).
 ``compare``: PSNR of every curve in ``rd`` JSON files at the target rates, and its gap to a
 reference codec (default PIFS) at every measured point of either curve, both interpolated
 linearly in bpp and never extrapolated: the minimum gap is the "above it at every rate" check.
@@ -81,11 +85,11 @@ def _images(folder: str, max_images: int) -> list[tuple[str, np.ndarray]]:
 
 
 def _rd_row(codec, images, quality) -> dict:
-  bpps, psnrs, enc, dec = [], [], 0.0, 0.0
+  bpps, psnrs, encs, dec = [], [], [], 0.0
   for _, img in images:
     t = time.perf_counter()
     data = codec.compress(img, quality)
-    enc += time.perf_counter() - t
+    encs.append(time.perf_counter() - t)
     t = time.perf_counter()
     out = codec.decompress(data)
     dec += time.perf_counter() - t
@@ -93,8 +97,9 @@ def _rd_row(codec, images, quality) -> dict:
     psnrs.append(psnr(out, img, peak=255.0))
   n = len(images)
   return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
-          "encode_s": enc / n, "decode_s": dec / n,
-          "per_image": {"bpp": [float(v) for v in bpps], "psnr": [float(v) for v in psnrs]}}
+          "encode_s": float(np.sum(encs)) / n, "decode_s": dec / n,
+          "per_image": {"bpp": [float(v) for v in bpps], "psnr": [float(v) for v in psnrs],
+                        "encode_s": [float(v) for v in encs]}}
 
 
 def _warm(codec, images, quality):
@@ -115,8 +120,8 @@ def cmd_rd(args) -> list[dict]:
   print("| codec | setting | bpp | PSNR (dB) | encode (s) | decode (s) |")
   print("| --- | --- | ---: | ---: | ---: | ---: |")
   suffix = f", refine {args.refine}" if args.refine else ""
-  scales = [int(v) for v in args.downscale.split(",")]
-  down = lambda d: f", downscale {d}" if d > 1 else ""  # noqa: E731
+  scales = _downscales(args.downscale)
+  down = lambda d: f", downscale {_number(d)}" if d > 1 else ""  # noqa: E731
   stem = args.label or "neural"
   groups = [] if args.skip_single else [
       (stem + suffix + down(d), m, args.refine, d)
@@ -255,6 +260,16 @@ def cmd_sr(args) -> list[dict]:
   return rows
 
 
+def _downscales(text: str) -> list:
+  """'1,1.5,2' -> the downscale factors (Fractions; neural.check_downscale's errors)."""
+  return [neural.check_downscale(v) for v in text.split(",")]
+
+
+def _number(d) -> str:
+  """A downscale factor as a label: 2, 1.5, 1.25."""
+  return str(int(d)) if d == int(d) else str(float(d))
+
+
 def cmd_sweep(args) -> list[dict]:
   img = load_image(args.image)
   h, w = img.shape[:2]
@@ -263,8 +278,8 @@ def cmd_sweep(args) -> list[dict]:
   rows = []
   model = {"model": args.model} if args.model else {}
   runs = (("neural", model, args.neural_q), ("neural-mix", {"mix": True}, args.mix_q),
-          (f"neural-downscale{args.downscale}", {**model, "downscale": args.downscale},
-           args.downscale_q),
+          *((f"neural-downscale{_number(d)}", {**model, "downscale": d}, args.downscale_q)
+            for d in _downscales(args.downscale)),
           ("pifs", {}, args.pifs_q))
   for name, kwargs, qualities in runs:
     if not qualities:
@@ -423,11 +438,64 @@ def cmd_compare(args) -> dict:
   return out
 
 
-def cmd_speedup(args) -> list[dict]:
+def _load_rows(inputs: str) -> list[dict]:
   rows = []
-  for path in args.inputs.split(","):
+  for path in inputs.split(","):
     with open(path) as f:
       rows += json.load(f)
+  return rows
+
+
+def _worst_speedup(ref: list[tuple[float, float]], rows: list[tuple[float, float, str]],
+                   points: int = 400) -> dict:
+  """The lowest ratio, over the reference's PSNR span, of the reference's encode time
+  (interpolated linearly in PSNR between its (psnr, seconds) points) to the fastest of
+  ``rows`` (psnr, seconds, name) that reaches at least that PSNR."""
+  ref = sorted(ref)
+  ps, ts = np.array([r[0] for r in ref]), np.array([r[1] for r in ref])
+  grid = np.unique(np.concatenate([np.linspace(ps[0], ps[-1], points), ps,
+                                   [r[0] for r in rows if ps[0] <= r[0] <= ps[-1]]]))
+  worst = {"speedup": np.inf}
+  for p in grid:
+    reach = [r for r in rows if r[0] >= p]
+    if not reach:
+      return {"speedup": 0.0, "psnr": float(p), "by": "nothing reaches it"}
+    best = min(reach, key=lambda r: r[1])
+    ratio = float(np.interp(p, ps, ts)) / best[1]
+    if ratio < worst["speedup"]:
+      worst = {"speedup": ratio, "psnr": float(p), "by": best[2], "encode_s": best[1],
+               "reference_encode_s": float(np.interp(p, ps, ts))}
+  return worst
+
+
+def cmd_coverage(args) -> list[dict]:
+  """The speed-up over the reference at every PSNR of its span, taking at each PSNR the
+  fastest other row that reaches it: the worst case, on the averages and per image."""
+  rows = _load_rows(args.inputs)
+  ref = [r for r in rows if r["codec"] == args.reference]
+  cands = [r for r in rows if r["codec"] != args.reference
+           and (not args.codecs or r["codec"].startswith(args.codecs))]
+  if len(ref) < 2 or not cands:
+    raise SystemExit(f"coverage needs two {args.reference!r} rows and others in {args.inputs}")
+  name = lambda r: f"{r['codec']}, {r.get('setting', r.get('quality'))}"  # noqa: E731
+  out = [{"image": "average",
+          **_worst_speedup([(r["psnr"], r["encode_s"]) for r in ref],
+                           [(r["psnr"], r["encode_s"], name(r)) for r in cands])}]
+  if all("encode_s" in r.get("per_image", {}) for r in ref + cands):
+    for i in range(len(ref[0]["per_image"]["psnr"])):
+      at = lambda r, k, i=i: r["per_image"][k][i]  # noqa: E731
+      out.append({"image": i, **_worst_speedup(
+          [(at(r, "psnr"), at(r, "encode_s")) for r in ref],
+          [(at(r, "psnr"), at(r, "encode_s"), name(r)) for r in cands])})
+  print(f"| image | worst speed-up over {args.reference}'s PSNR span | at PSNR | by |")
+  print("| --- | ---: | ---: | --- |")
+  for o in out:
+    print(f"| {o['image']} | {o['speedup']:.1f}x | {o['psnr']:.2f} | {o['by']} |")
+  return out
+
+
+def cmd_speedup(args) -> list[dict]:
+  rows = _load_rows(args.inputs)
   ref = sorted((r for r in rows if r["codec"] == args.reference), key=lambda r: r["psnr"])
   if len(ref) < 2:
     raise SystemExit(f"speedup needs at least two {args.reference!r} rows in {args.inputs}")
@@ -547,7 +615,7 @@ def main(argv=None):
                        "rate'), so that curves of different models in several files differ")
   rd.add_argument("--downscale", default="1",
                   help="comma-separated D: the neural rows code at 1/D resolution, a curve "
-                       "per D (1: every pixel; neural.MAX_DOWNSCALE at most)")
+                       "per D (1: every pixel; steps of 1/4 up to neural.MAX_DOWNSCALE)")
   sp = sub.add_parser("speed")
   sp.add_argument("--image", default="../shared/data/kodak/kodim23.png")
   sp.add_argument("--model", default=None)
@@ -566,8 +634,10 @@ def main(argv=None):
   sw.add_argument("--mix_q", default="", help="qualities of the per-tile model choice (mix)")
   sw.add_argument("--pifs_q", default="15,30,45,60,70,80")
   sw.add_argument("--downscale_q", default="",
-                  help="qualities of the neural codec coding at 1/--downscale resolution")
-  sw.add_argument("--downscale", type=int, default=2)
+                  help="qualities of the neural codec coding at 1/D resolution, for each D "
+                       "of --downscale")
+  sw.add_argument("--downscale", default="2",
+                  help="comma-separated D for --downscale_q (e.g. 1.5,2)")
   sw.add_argument("--repeats", type=int, default=3)
   dg = sub.add_parser("diagnose")
   dg.add_argument("--image", default="../shared/data/kodak/kodim05.png")
@@ -595,6 +665,12 @@ def main(argv=None):
   co.add_argument("--model", default=None)
   co.add_argument("--repeats", type=int, default=5)
   co.add_argument("--out", default="")
+  cv = sub.add_parser("coverage")
+  cv.add_argument("--inputs", required=True, help="comma-separated rd or sweep JSON files")
+  cv.add_argument("--reference", default="pifs")
+  cv.add_argument("--codecs", default="",
+                  help="only rows whose codec label starts with this (default: every other)")
+  cv.add_argument("--out", default="")
   su = sub.add_parser("speedup")
   su.add_argument("--inputs", required=True,
                   help="comma-separated JSON files from sweep --out or rd --out (one run)")
@@ -614,6 +690,7 @@ def main(argv=None):
     neural_models.ENCODE_BATCH = args.batch
   res = {"rd": cmd_rd, "speed": cmd_speed, "sr": cmd_sr, "sweep": cmd_sweep,
          "diagnose": cmd_diagnose, "compare": cmd_compare, "speedup": cmd_speedup,
+         "coverage": cmd_coverage,
          "coding": cmd_coding,
          "plot": cmd_plot}[args.cmd](args)
   if args.out and args.cmd != "plot":

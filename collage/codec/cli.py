@@ -76,7 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
                  help="learned codecs (neural): code the image at 1/D of its resolution, "
                       "D in 1..4 in steps of 1/4 (1.5 or 3/2, 2, ...), and decode it at D "
                       "times (default 1: every pixel); a smaller file and a faster encode "
-                      "(1.5x at D=1.5, 2.5x at D=2), for low rates")
+                      "(1.7x at D=1.5, 2.6x at D=2), for low rates")
   c.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
   c.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...; gray or RGB)")
   c.add_argument("output", metavar="OUT", help="compressed file to write")

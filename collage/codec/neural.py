@@ -24,11 +24,11 @@ the encoder codes the image resampled to 1/D of its size by area averaging (for 
 pixel repeated q x q times, the result edge-padded to a multiple of p and averaged over p x p
 blocks; for a whole D, the mean of every D x D block), and the decoder decodes every tile at
 ``p * scale`` (the collage operator has no native resolution), averages q x q pixel blocks of
-it and crops to ``H x W``. D^2 times fewer tiles: a smaller file and a faster encode (2.5
-times at D = 2 on Kodak: the fixed costs remain); at low rates (below about 0.2 bpp on Kodak,
-0.3 bpp on larger photographs at D = 2) the trade-off is better than coding every pixel, and
-a fractional D (1.5) sits between the two in speed and quality (``benchmarks/neural_codec.md``,
-sessions 9 and 10).
+it and crops to ``H x W``. D^2 times fewer tiles: a smaller file and a faster encode (on
+Kodak 1.7 times at D = 1.5, 2.6 times at D = 2: the fixed costs remain); at low rates the
+trade-off is better than coding every pixel (on Kodak D = 2 below about 0.15 bpp, D = 1.5 up
+to 0.25 bpp; on larger photographs up to 0.45 bpp; ``benchmarks/neural_codec.md``, sessions
+9 and 10).
 
 Per-tile model choice (``mix=True``): tiles are decoded independently, so every tile may use
 a different model (with a variable-rate model: a different quality of the one model, among
@@ -516,7 +516,7 @@ class NeuralCollageCodec(Codec):
     tile = code.models[0].cfg.tile
     if len(code.choice) != -(-hs // tile) * -(-ws // tile):
       raise CodecError(f"a code of {len(code.choice)} tiles does not cover a {w}x{h} image "
-                       f"coded at 1/{code.downscale} ({ws}x{hs}, tiles of {tile})")
+                       f"coded at {ws}x{hs} (downscale {code.downscale}, tiles of {tile})")
     params, payload = self._params_payload(code, c)
     d = code.downscale
     if d.denominator > 1:
