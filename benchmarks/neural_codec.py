@@ -568,7 +568,10 @@ def cmd_plot(args) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   curves: dict[str, set[tuple[float, float]]] = {}
-  exclude = set(args.exclude.split(",")) if args.exclude else set()
+  exclude = set(args.exclude)
+  unknown = exclude - {row["codec"] for row in _rows(args.inputs)}
+  if unknown:
+    raise SystemExit(f"--exclude {sorted(unknown)}: no such codec label in {args.inputs}")
   for row in _rows(args.inputs):
     if row["codec"] not in exclude:
       curves.setdefault(row["codec"], set()).add((row["bpp"], row["psnr"]))
@@ -680,9 +683,9 @@ def main(argv=None):
   pl.add_argument("--inputs", required=True, help="comma-separated JSON files from rd --out")
   pl.add_argument("--title", default="Kodak (24 images)")
   pl.add_argument("--out", default="neural_codec_rd.png")
-  pl.add_argument("--exclude", default="",
-                  help="comma-separated codec labels to leave out (e.g. a curve that another "
-                       "file holds under another label)")
+  pl.add_argument("--exclude", action="append", default=[],
+                  help="a codec label to leave out (repeat for several; labels hold commas), "
+                       "e.g. a curve that another file holds under another label")
   args = p.parse_args(argv)
   if getattr(args, "batch", None) is not None:
     if args.batch < 1 or args.batch & (args.batch - 1):
