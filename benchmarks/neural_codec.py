@@ -98,7 +98,8 @@ def _rd_row(codec, images, quality) -> dict:
   n = len(images)
   return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
           "encode_s": float(np.sum(encs)) / n, "decode_s": dec / n,
-          "per_image": {"bpp": [float(v) for v in bpps], "psnr": [float(v) for v in psnrs],
+          "per_image": {"image": [name for name, _ in images],
+                        "bpp": [float(v) for v in bpps], "psnr": [float(v) for v in psnrs],
                         "encode_s": [float(v) for v in encs]}}
 
 
@@ -484,7 +485,8 @@ def cmd_coverage(args) -> list[dict]:
   if all("encode_s" in r.get("per_image", {}) for r in ref + cands):
     for i in range(len(ref[0]["per_image"]["psnr"])):
       at = lambda r, k, i=i: r["per_image"][k][i]  # noqa: E731
-      out.append({"image": i, **_worst_speedup(
+      names = ref[0]["per_image"].get("image")
+      out.append({"image": names[i] if names else i, **_worst_speedup(
           [(at(r, "psnr"), at(r, "encode_s")) for r in ref],
           [(at(r, "psnr"), at(r, "encode_s"), name(r)) for r in cands])})
   print(f"| image | worst speed-up over {args.reference}'s PSNR span | at PSNR | by |")
