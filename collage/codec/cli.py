@@ -256,10 +256,7 @@ def _compress(args) -> None:
   downscale = None
   if args.downscale is not None:
     from collage.codec import neural  # pylint: disable=import-outside-toplevel
-    try:
-      downscale = neural.check_downscale(args.downscale)
-    except CodecError as e:
-      raise UsageError(str(e).replace("downscale", "--downscale", 1)) from None
+    downscale = _int_option(args.downscale, "downscale", neural.check_downscale)
   _check_output(args.output, args.force)
   codec = _make_codec(args.codec, args.model, refine, True if args.mix else None, downscale)
   image = _load_image(args.input)

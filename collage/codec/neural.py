@@ -206,10 +206,14 @@ def check_downscale(downscale) -> Fraction:
   a Fraction, or text such as "1.5" or "3/2") -> Fraction."""
   value = None
   try:
-    if isinstance(downscale, (int, np.integer)) and not isinstance(downscale, bool):
+    if isinstance(downscale, bool):
+      pass
+    elif isinstance(downscale, (int, np.integer)):
       value = Fraction(int(downscale))
-    elif isinstance(downscale, (float, np.floating, Fraction)):
-      value = Fraction(float(downscale)) if not isinstance(downscale, Fraction) else downscale
+    elif isinstance(downscale, Fraction):
+      value = downscale
+    elif isinstance(downscale, (float, np.floating)):
+      value = Fraction(float(downscale))
     elif isinstance(downscale, str):
       value = Fraction(downscale.strip())
   except (ValueError, ZeroDivisionError, OverflowError):
@@ -224,8 +228,15 @@ def check_downscale(downscale) -> Fraction:
 def coded_size(height: int, width: int, downscale) -> tuple[int, int]:
   """The size of the image that a file of ``height x width`` at ``downscale`` D = p/q codes:
   ceil(height * q / p) x ceil(width * q / p)."""
-  p, q = Fraction(downscale).numerator, Fraction(downscale).denominator
-  return -(-height * q // p), -(-width * q // p)
+  d = Fraction(downscale)
+  return -(-height * d.denominator // d.numerator), -(-width * d.denominator // d.numerator)
+
+
+def tile_grid(height: int, width: int, downscale, tile: int) -> tuple[int, int]:
+  """The rows and columns of ``tile`` x ``tile`` tiles that code an image of ``height x
+  width`` at ``downscale`` (those of its :func:`coded_size`, the edges padded)."""
+  hs, ws = coded_size(height, width, downscale)
+  return -(-hs // tile), -(-ws // tile)
 
 
 def _block_sums(x: np.ndarray, p: int, q: int, axis: int) -> np.ndarray:
@@ -514,7 +525,7 @@ class NeuralCollageCodec(Codec):
     h, w, c = height, width, channels
     hs, ws = coded_size(h, w, code.downscale)
     tile = code.models[0].cfg.tile
-    if len(code.choice) != -(-hs // tile) * -(-ws // tile):
+    if len(code.choice) != np.prod(tile_grid(h, w, code.downscale, tile)):
       raise CodecError(f"a code of {len(code.choice)} tiles does not cover a {w}x{h} image "
                        f"coded at {ws}x{hs} (downscale {code.downscale}, tiles of {tile})")
     params, payload = self._params_payload(code, c)
@@ -678,8 +689,7 @@ class NeuralCollageCodec(Codec):
         raise CodecError(f"corrupt neural codec parameters: a version-{version} file names "
                          f"{'variable' if m.levels else 'fixed'}-rate model {m.name}")
     c = header.channels
-    hs, ws = coded_size(header.height, header.width, downscale)
-    n_tiles = -(-hs // tile) * -(-ws // tile)
+    n_tiles = int(np.prod(tile_grid(header.height, header.width, downscale, tile)))
     what = f"the codes of the {n_tiles} tiles of the {c}-channel image that the header declares"
     try:
       code, recoded = _decode_payload(models, version, payload, n_tiles, c, qualities)
@@ -697,11 +707,10 @@ class NeuralCollageCodec(Codec):
     whatever the image size (:meth:`decode_bytes`). A downscaled code's tiles are decoded
     at ``p * scale`` for D = p/q, averaged over q x q pixel blocks, and the image cropped to
     the output size."""
-    _, coded_w = coded_size(height, width, code.downscale)
     up, down = code.downscale.numerator, code.downscale.denominator
     tile = code.models[0].cfg.tile
     t = tile * scale * up // down  # an output tile (tile % down == 0: TileCode checks it)
-    nw = -(-coded_w // tile)
+    nw = tile_grid(height, width, code.downscale, tile)[1]
     h_out, w_out = height * scale, width * scale
     out = np.empty((h_out, w_out, channels), np.uint8)
     for k, (m, q) in enumerate(zip(code.models, code.codes)):

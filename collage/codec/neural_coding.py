@@ -175,10 +175,10 @@ def encode_context(coder, q: np.ndarray, layout, tables: dict) -> None:
     flags, rows = _block_flags(sig.reshape(n_tiles, gh, gw, k), slots[off:off + k])
     for start in range(0, flags.size, _CHUNK):
       part = slice(start, start + _CHUNK)
-      m_ = len(flags[part])
+      count = len(flags[part])
       # np.take, not fancy indexing: the same rows, gathered several times faster.
-      np.take(table, rows[part], axis=0, out=probs[:m_])
-      coder.encode(flags[part], _family(), probs[:m_])
+      np.take(table, rows[part], axis=0, out=probs[:count])
+      coder.encode(flags[part], _family(), probs[:count])
   _encode_values(coder, q, slots, layout.is_weight[:n], tables, nonzero)
 
 
