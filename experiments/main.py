@@ -1,8 +1,12 @@
 r"""The only entrypoint: trains or evaluates the experiment a config names.
 
     python -m experiments.main --config experiments/configs/NAME.py[:ARG] --workdir DIR \
-        [--config.key=value ...] [--mode train|eval|sample]
+        [--config.key=value ...] [--mode train|eval|sample|plan]
 
+``--mode plan`` compiles the config's train and sample steps from shapes alone, for
+``config.plan.devices`` devices (fake CPU devices when this machine has fewer), and prints and
+writes ``DIR/plan.json``: parameters, FLOPs, peak memory per device and whether it fits
+``config.plan.device_memory_gb``. Nothing is allocated, trained or read (collage/train/plan.py).
 The config is locked: an unknown or ill-typed ``--config.key=value`` stops with a message that
 names the key and lists the valid ones. The resolved config is written to ``DIR/config.json``.
 ``config.task`` names a module ``experiments/tasks/<task>.py`` (or, for tests and out-of-tree
@@ -24,6 +28,7 @@ import sys
 from typing import Any, Sequence
 
 from absl import app, flags, logging
+import jax
 import ml_collections
 from ml_collections import config_flags
 
@@ -37,11 +42,13 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: config.json, metrics.jsonl, checkpoints/, artifacts/.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "eval", "sample"],
+    "mode", "train", ["train", "eval", "sample", "plan"],
     "train: resume from the latest checkpoint in --workdir if any and train; "
     "eval: restore the latest checkpoint, run the evaluators and write artifacts only; "
     "sample: restore the latest checkpoint and write config.sample.num samples to "
-    "DIR/samples/STEP/.")
+    "DIR/samples/STEP/; plan: compile the train and sample steps from shapes only for "
+    "config.plan.devices devices and write DIR/plan.json (parameters, FLOPs, peak memory per "
+    "device, the fit against config.plan.device_memory_gb).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for an explicit multi-process launch.")
 _NUM_PROCESSES = flags.DEFINE_integer(
@@ -53,7 +60,7 @@ _TRACEBACK = flags.DEFINE_bool(
 
 _OVERRIDE = "--config."
 _USAGE = ("Usage: python -m experiments.main --config experiments/configs/NAME.py[:ARG] "
-          "--workdir DIR [--config.key=value ...] [--mode train|eval|sample]; "
+          "--workdir DIR [--config.key=value ...] [--mode train|eval|sample|plan]; "
           "--helpfull lists every flag.")
 # Errors that mean the user asked for something impossible: one line on stderr, exit status 2.
 _USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError, FileExistsError,
@@ -250,6 +257,15 @@ def _check_workdir(path: str) -> str:
   return path
 
 
+def _request_cpu_devices(config: ml_collections.ConfigDict) -> None:
+  """``--mode plan`` for N devices on a machine with fewer: N fake CPU devices, asked for
+  before anything starts JAX's backends (the CPU backend is only used when the default one has
+  too few devices)."""
+  plan = config.get("plan", None)
+  if plan is not None and not plan.target and int(plan.devices) > 1:
+    jax.config.update("jax_num_cpu_devices", int(plan.devices))
+
+
 def main(argv: Sequence[str]) -> None:
   _quiet_library_info()
   if len(argv) > 1:
@@ -258,9 +274,11 @@ def main(argv: Sequence[str]) -> None:
     _die(f"--config is required; the experiments are: {_config_names()} (append :VARIANT to "
          "choose a variant).")
   workdir = _check_workdir(_WORKDIR.value)
+  config = _CONFIG.value
+  if _MODE.value == "plan":
+    _request_cpu_devices(config)
   distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
-  config = _CONFIG.value
   try:
     module = load_task(config.task)
   except LookupError as e:

@@ -53,10 +53,24 @@ def training_defaults(networks: tuple[str, ...] | None = None) -> ml_collections
   else:
     c.optimizer = optimizer_block()  # the one network's optimizer
 
+  c.plan = plan_defaults()       # --mode plan: the devices a config is compiled and judged for
+
   c.evals = ml_collections.ConfigDict()  # evaluators by name; each logs NAME/metric
   c.evals.eval = ml_collections.ConfigDict()
   c.evals.eval.type = "loss"     # the task's eval metrics, exact means over the eval split
   return c
+
+
+def plan_defaults() -> ml_collections.ConfigDict:
+  """``config.plan``: what ``--mode plan`` compiles for (:mod:`collage.train.plan`). Every field
+  is documented on its line; a paper-sized config sets the paper's devices here."""
+  p = ml_collections.ConfigDict()
+  p.devices = 0                # devices of the mesh to compile for (0: every device here); the global batch is split over them
+  p.device_memory_gb = 32.0    # memory of one device in GB (1e9 bytes), the verdict's capacity
+  p.target = ""                # "" (this machine's devices, else fake CPU ones) | tpu:v5e-8 | tpu:v4-8 | tpu:TOPOLOGY (needs libtpu)
+  p.mfu = 0.4                  # fraction of a device's dense peak the implied step times assume
+  p.sample = True              # also compile the sample step, for tasks with a sampler
+  return p
 
 
 def sample_defaults(num: int = 16, seed: int = 0) -> ml_collections.ConfigDict:
@@ -92,6 +106,8 @@ _RANGES = {
     "keep_checkpoints": (1, None, True, True),
     "max_steps_ahead": (1, None, True, True),
 }
+_PLAN_RANGES = {"devices": (0, None, True, True), "device_memory_gb": (0.0, None, False, True),
+                "mfu": (0.0, 1.0, False, True)}
 _OPTIMIZER_RANGES = {
     "learning_rate": (0.0, None, False, True),
     "warmup_steps": (0, None, True, True),
@@ -140,6 +156,10 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
     for name, bounds in _OPTIMIZER_RANGES.items():
       if name in block:
         _check(f"{prefix}.{name}", block[name], bounds)
+  if "plan" in config:
+    for name, bounds in _PLAN_RANGES.items():
+      if name in config.plan:
+        _check(f"plan.{name}", config.plan[name], bounds)
   if "sample" in config:
     for name, bounds in _SAMPLE_RANGES.items():
       if name in config.sample:

@@ -21,27 +21,20 @@ import numpy as np
 from absl import logging
 
 from collage.train import mesh as mesh_lib
+from collage.train import plan as plan_lib
 from collage.train.checkpoint import Checkpointer
 from collage.train.config import check_ranges
 from collage.train.errors import CheckpointError, ConfigError
 from collage.train.evaluators import make_evaluators
 from collage.train.interrupt import Interrupted, Interruption
-from collage.train.optimizer import learning_rate_schedule, make_optimizer, network_blocks
 from collage.train.sampling import Sampler, check_sample_config, task_options, write_samples
-from collage.train.state import TrainState, create_state
-from collage.train.step import NetworkUpdate, make_train_step
+from collage.train.setup import StateSetup
+from collage.train.state import TrainState
+from collage.train.step import make_train_step
 from collage.train.task import Task
 from collage.train.writer import MetricWriter, Progress, write_config
 
-MODES = ("train", "eval", "sample")
-_EVAL_SALT = 0x6576616C  # "eval": separates the eval key stream from the training one
-
-
-def _keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(init key, step key, eval key) from the run's seed; raw uint32 keys, checkpointable."""
-  root = jax.random.PRNGKey(seed)
-  init_key, step_key = jax.random.split(root)
-  return init_key, step_key, jax.random.fold_in(root, _EVAL_SALT)
+MODES = ("train", "eval", "sample", "plan")
 
 
 def _average(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -74,29 +67,11 @@ class _Runtime:
     # Sampling reads no batches: any device count may draw (the keys are padded instead).
     self.local_batch = (mesh_lib.check_batch_size(int(config.batch_size), self.mesh)
                         if mode != "sample" else None)
-    total = int(config.total_steps)
-    networks = tuple(task.networks)
-    blocks = network_blocks(config, networks)
-    self.optimizers = {n: make_optimizer(b, total) for n, b in blocks.items()}
-    self.schedules = {n: learning_rate_schedule(b, total) for n, b in blocks.items()}
-    ema_decays = {n: float(b.ema_decay) for n, b in blocks.items() if float(b.ema_decay) > 0}
-    self.update = NetworkUpdate(self.optimizers, ema_decays)
-    self.init_key, self.step_key, self.eval_key = _keys(int(config.seed))
-
-    def init() -> TrainState:
-      params, model_state = task.init(self.init_key)
-      if sorted(params) != sorted(networks):
-        raise ValueError(f"{type(task).__name__}.init returned parameters for "
-                         f"{sorted(params)}, but its networks are {list(networks)}")
-      return create_state(params, model_state, self.optimizers, self.step_key,
-                          tuple(ema_decays))
-
-    rep = mesh_lib.replicated(self.mesh)
-    shapes = jax.eval_shape(init)
-    self.state_sharding = jax.tree.map(lambda _: rep, shapes)
-    self.abstract_state = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes)
-    self.init_state = jax.jit(init, out_shardings=self.state_sharding)
+    setup = StateSetup(task, config, self.mesh)
+    self.optimizers, self.schedules, self.update = setup.optimizers, setup.schedules, setup.update
+    self.init_key, self.step_key, self.eval_key = setup.init_key, setup.step_key, setup.eval_key
+    self.state_sharding, self.abstract_state = setup.state_sharding, setup.abstract_state
+    self.init_state = setup.init_state
     self.evaluators = make_evaluators(config.get("evals", None), self)
     self._sampler: Sampler | None = None
     self.train_iter = None
@@ -176,13 +151,14 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, mode: str =
     workdir: the run directory (``checkpoints/``, ``metrics.jsonl``, TensorBoard events,
       ``artifacts/``, ``samples/``).
     mode: "train" (resume automatically, train to ``config.total_steps``, evaluate), "eval"
-      (restore the latest checkpoint; run the evaluators and write artifacts only) or "sample"
+      (restore the latest checkpoint; run the evaluators and write artifacts only), "sample"
       (restore the latest checkpoint; write ``config.sample.num`` samples to
-      ``workdir/samples/STEP/``).
+      ``workdir/samples/STEP/``) or "plan" (compile from shapes only, write
+      ``workdir/plan.json``: :mod:`collage.train.plan`).
     devices: the devices of the mesh (default: all devices of all processes).
 
   Returns:
-    The final :class:`TrainState` (replicated global arrays).
+    The final :class:`TrainState` (replicated global arrays); the plan's dict for "plan".
 
   Raises:
     ConfigError: unknown mode, a batch size the device count does not divide, optimizer blocks
@@ -192,6 +168,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, mode: str =
   if mode not in MODES:
     raise ConfigError(f"mode={mode!r} is unknown; valid: {', '.join(MODES)}.")
   check_ranges(config)
+  if mode == "plan":  # shapes only: nothing is read, trained or written but plan.json
+    return plan_lib.run_plan(task, config, workdir)
   if mode == "sample":
     check_sample_config(task, config)
   rt = _Runtime(task, config, workdir, devices, mode)

@@ -76,10 +76,18 @@ class Sampler:
     def draw(params, model_state, keys):
       return task.sample(task.task_params(params), model_state, keys, options)
 
+    self.draw_fn = draw  # (params, model state, keys [chunk, 2]) -> samples, unjitted
     self._draw = jax.jit(draw, in_shardings=(rep, rep, shard), out_shardings=shard)
     self._keys = jax.jit(
         lambda key, start: jax.vmap(lambda i: jax.random.fold_in(key, i))(
             start + jnp.arange(self.chunk)), out_shardings=shard)
+
+  def lower(self, params: Any, model_state: Any) -> tuple[Any, jax.ShapeDtypeStruct]:
+    """(the sample step lowered for one chunk of keys, the keys' shape): ``params`` and
+    ``model_state`` may be ``jax.ShapeDtypeStruct`` trees (``--mode plan``)."""
+    keys = jax.ShapeDtypeStruct((self.chunk, 2), jnp.uint32,
+                                sharding=mesh_lib.batch_sharding(self.mesh))
+    return self._draw.lower(params, model_state, keys), keys
 
   def __call__(self, params: Mapping[str, Any], model_state: Any, num: int, seed: int,
                start: int = 0) -> dict[str, np.ndarray]:

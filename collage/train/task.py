@@ -95,6 +95,14 @@ class Task:
     """
     raise NotImplementedError(f"{type(self).__name__} has no dataset()")
 
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes and dtypes of one global train batch of ``batch_size`` rows, as
+    ``dataset("train", ...)`` yields them, from the config alone (no data is read): what
+    ``--mode plan`` compiles the train step for."""
+    raise NotImplementedError(
+        f"{type(self).__name__} does not declare its batch shapes (Task.batch_spec), so its "
+        "train step cannot be planned without reading data")
+
   # -- parameters and model state -------------------------------------------------------------
   def init_params(self, rng: jax.Array) -> Params:
     """The initial parameters: one network's pytree, or ``{name: pytree}`` for several."""

@@ -17,6 +17,7 @@ range of mean bpp is reported as "n/a", never extrapolated.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -232,9 +233,24 @@ class Eta:
 
 # -- the task -----------------------------------------------------------------------------------
 
+def write_plan(config, workdir: str) -> dict:
+  """``DIR/plan.json`` of a benchmark: no train or sample step, nothing compiled ahead."""
+  result = {"task": config.task, "train": None, "sample": None, "fits": True,
+            "note": "codec_benchmark trains nothing and has no sampler: each codec compiles "
+                    "its own encoder for each image size as it runs; plan the codec trainer "
+                    "(experiments/configs/compress.py) instead"}
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "plan.json"), "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=1, sort_keys=True)
+  print(f"plan of codec_benchmark: {result['note']}", flush=True)
+  return result
+
+
 def run(config, workdir: str, mode: str = "train") -> dict:
-  """Runs the benchmark (``mode`` is ignored: there is nothing to train) -> the averages."""
-  del mode
+  """Runs the benchmark -> the averages; ``--mode plan`` writes a plan with no steps (there
+  is nothing to train or sample: the codecs run image by image), other modes run it."""
+  if mode == "plan":
+    return write_plan(config, workdir)
   targets = _parse_list(config.target_bpps, float, "config.target_bpps")
   codecs, skipped = select_codecs(config)
   for message in skipped:

@@ -114,6 +114,9 @@ class FractalizeTask(Task):
       return iter(ds.batch(batch_size).repeat().to_iter_dataset())
     return [{"image": np.repeat(self.target[None], batch_size, axis=0)}]
 
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    return {"image": jax.ShapeDtypeStruct((batch_size, *self.target.shape), jnp.float32)}
+
   def init_params(self, rng: jax.Array) -> Params:
     w, b = co.init_raw(self.spec, rng, 1, stddev=float(self.config.init_stddev))
     return {"raw_weight": w, "raw_bias": b}

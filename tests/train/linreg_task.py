@@ -59,6 +59,10 @@ class LinRegTask(Task):
     ds = ds.map(share)
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)))
 
+  def batch_spec(self, batch_size):
+    return {"x": jax.ShapeDtypeStruct((batch_size, DIM), jnp.float32),
+            "y": jax.ShapeDtypeStruct((batch_size, 1), jnp.float32)}
+
   def init_params(self, rng):
     return {"w": 0.1 * jax.random.normal(rng, (DIM, 1)), "b": jnp.zeros((1,))}
 
@@ -78,6 +82,8 @@ class LinRegTask(Task):
 def run(config, workdir: str, mode: str):
   """Trains / evaluates; every process also saves its copy of the final params for the tests."""
   state = loop.run(LinRegTask(config), config, workdir, mode)
+  if mode == "plan":
+    return state
   params = to_host(state.params["model"])
   np.savez(os.path.join(workdir, f"final_params_p{jax.process_index()}.npz"), **params)
   return state
