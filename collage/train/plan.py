@@ -178,9 +178,8 @@ def _count(tree: Any) -> int:
   return int(sum(math.prod(x.shape) for x in jax.tree.leaves(tree)))
 
 
-def _compiled_figures(lowered: Any, jaxpr_flops: float, whiles: int, devices: int,
+def _compiled_figures(compiled: Any, jaxpr_flops: float, whiles: int, devices: int,
                       seconds: float) -> dict[str, Any]:
-  compiled = lowered.compile()
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
@@ -203,27 +202,32 @@ def _compiled_figures(lowered: Any, jaxpr_flops: float, whiles: int, devices: in
   return out
 
 
-def _step_times(flops_per_device: float, dtype: str, mfu: float) -> dict[str, float]:
+def step_times(flops_per_device: float, dtype: str, mfu: float) -> dict[str, float]:
   key = "bfloat16" if dtype == "bfloat16" else "float32"
   return {name: flops_per_device / (mfu * peak[key]) for name, peak in PEAKS.items()}
 
 
-def _train_figures(task: Task, config: ml_collections.ConfigDict, mesh: Any,
-                   setup: StateSetup) -> dict[str, Any]:
-  batch_size = int(config.batch_size)
+def abstract_batch(task: Task, batch_size: int, mesh: Any) -> dict[str, jax.ShapeDtypeStruct]:
+  """``task.batch_spec(batch_size)`` with the batch sharding of ``mesh``."""
   mesh_lib.check_batch_size(batch_size, mesh)
   shard = mesh_lib.batch_sharding(mesh)
-  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shard)
-           for k, v in task.batch_spec(batch_size).items()}
+  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shard)
+          for k, v in task.batch_spec(batch_size).items()}
+
+
+def compile_train_step(task: Task, config: ml_collections.ConfigDict, mesh: Any,
+                       setup: StateSetup) -> tuple[Any, dict[str, Any]]:
+  """(the train step compiled from shapes, exactly as the loop jits it; its figures)."""
+  batch = abstract_batch(task, int(config.batch_size), mesh)
   step = make_train_step(task, setup.update)
   start = time.perf_counter()
-  jaxpr = jax.make_jaxpr(step)(setup.abstract_state, batch)
-  flops, whiles = matmul_flops(jaxpr)
-  lowered = jax.jit(step, in_shardings=(setup.state_sharding, shard),
-                    out_shardings=(setup.state_sharding, mesh_lib.replicated(mesh)),
-                    donate_argnums=(0,)).lower(setup.abstract_state, batch)
-  return {"batch_per_device": batch_size // mesh.devices.size,
-          **_compiled_figures(lowered, flops, whiles, mesh.devices.size, start)}
+  flops, whiles = matmul_flops(jax.make_jaxpr(step)(setup.abstract_state, batch))
+  compiled = jax.jit(step, in_shardings=(setup.state_sharding, mesh_lib.batch_sharding(mesh)),
+                     out_shardings=(setup.state_sharding, mesh_lib.replicated(mesh)),
+                     donate_argnums=(0,)).lower(setup.abstract_state, batch).compile()
+  figures = {"batch_per_device": int(config.batch_size) // mesh.devices.size,
+             **_compiled_figures(compiled, flops, whiles, mesh.devices.size, start)}
+  return compiled, figures
 
 
 def _sample_figures(task: Task, config: ml_collections.ConfigDict, mesh: Any,
@@ -236,7 +240,7 @@ def _sample_figures(task: Task, config: ml_collections.ConfigDict, mesh: Any,
   jaxpr = jax.make_jaxpr(sampler.draw_fn)(state.eval_params, state.model_state, keys)
   flops, whiles = matmul_flops(jaxpr)
   return {"samples_per_call": sampler.chunk,
-          **_compiled_figures(lowered, flops, whiles, mesh.devices.size, start)}
+          **_compiled_figures(lowered.compile(), flops, whiles, mesh.devices.size, start)}
 
 
 def plan(task: Task, config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -271,13 +275,13 @@ def plan(task: Task, config: ml_collections.ConfigDict) -> dict[str, Any]:
                       "ema": _nbytes(state.ema_params),
                       "model_state": _nbytes(state.model_state)},
   }
-  result["train"] = _train_figures(task, config, mesh, setup)
+  result["train"] = compile_train_step(task, config, mesh, setup)[1]
   steps = {"train": result["train"]}
   if bool(config.plan.sample) and task.can_sample() and "sample" in config:
     result["sample"] = steps["sample"] = _sample_figures(task, config, mesh, setup)
   capacity = float(config.plan.device_memory_gb) * GB
   for figures in steps.values():
-    figures["step_seconds_at_mfu"] = _step_times(figures["matmul_flops_per_device"], dtype,
+    figures["step_seconds_at_mfu"] = step_times(figures["matmul_flops_per_device"], dtype,
                                                  float(config.plan.mfu))
     figures["fits"] = figures["peak_bytes"] <= capacity
     figures["margin_gb"] = (capacity - figures["peak_bytes"]) / GB

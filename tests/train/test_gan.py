@@ -9,6 +9,7 @@ import pytest
 
 from collage.train import loop, mesh, sampling
 from collage.train.errors import CheckpointError, ConfigError
+from collage.train.setup import run_keys
 from tests.train import gan_config, helpers
 from tests.train.gan_task import GanTask
 
@@ -111,7 +112,7 @@ def test_eval_mean_is_exact_over_a_padded_last_batch(tmp_path):
   values = []
   for i, b in enumerate(task.dataset("eval", seed=0, process_index=0, process_count=1,
                                      batch_size=int(cfg.batch_size))):
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), loop._EVAL_SALT)  # pylint: disable=protected-access
+    eval_key = run_keys(int(cfg.seed))[2]
     m = task.eval_fn(params, model_state, b, jax.random.fold_in(eval_key, i))
     values.append(np.asarray(m["d_real"])[np.asarray(b["mask"]) > 0])
   values = np.concatenate(values)
