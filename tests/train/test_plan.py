@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -163,3 +164,15 @@ def test_the_loop_dispatches_plan_without_opening_data_or_checkpoints(tmp_path):
   assert result["train"]["peak_bytes"] > 0
   assert os.listdir(tmp_path) == ["plan.json"]
   np.testing.assert_equal(result["networks"]["model"]["parameters"], 3)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                    reason="libtpu is not installed (pip install -e '.[tpu]')")
+def test_plan_for_a_tpu_slice_compiles_with_libtpus_compiler(tmp_path):
+  done = helpers.run_main(str(tmp_path / "run"), "--mode", "plan", "--config.batch_size=8",
+                          "--config.plan.target=tpu:v5e-8", devices=1)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with open(tmp_path / "run" / "plan.json") as f:
+    result = json.load(f)
+  assert result["devices"] == 8 and "TPU v5" in result["device"]
+  assert result["train"]["batch_per_device"] == 1 and result["train"]["peak_bytes"] > 0
