@@ -77,3 +77,26 @@ def test_mistake_is_one_clear_line(tmp_path, name, args, expected):
   if name in ("mistyped flag", "bad mode"):
     assert "total_steps (int)" not in lines[0], "the config keys belong to config-key mistakes"
   assert _snapshot(tmp_path) == before, "the mistake created or changed files"
+
+
+def test_resuming_with_a_config_of_another_structure_is_one_line_and_touches_nothing(tmp_path):
+  workdir = tmp_path / "run"
+  done = helpers.run_main(str(workdir), "--config.total_steps=10")
+  assert done.returncode == 0, done.stderr[-2000:]
+  before = _snapshot(tmp_path)
+  recorded = (workdir / "config.json").read_text()
+  done = helpers.run_main(str(workdir), "--config.total_steps=20", "--config.optimizer.name=sgd",
+                          "--config.optimizer.ema_decay=0")
+  lines = [l for l in done.stderr.splitlines() if l.strip()]
+  assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+  for text in ('optimizer.name "adam" -> "sgd"', 'optimizer.ema_decay 0.9 -> 0', "intact",
+               "config.json", "new --workdir"):
+    assert text in lines[0], lines[0]
+  assert "total_steps" not in lines[0]  # a resume may change it: not a reason to refuse
+  assert "delete" not in lines[0].lower()
+  assert _snapshot(tmp_path) == before and (workdir / "config.json").read_text() == recorded
+  # A schedule and a decay of the same EMA may change on resume: allowed, and logged.
+  done = helpers.run_main(str(workdir), "--config.total_steps=20",
+                          "--config.optimizer.ema_decay=0.8")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "total_steps 10 -> 20" in done.stderr and "optimizer.ema_decay 0.9 -> 0.8" in done.stderr

@@ -160,9 +160,10 @@ class Checkpointer:
       if len(msg) > 600:
         msg = msg[:600] + " ..."
       raise CheckpointError(
-          f"cannot restore checkpoint {path}: {type(e).__name__}: {msg}. The checkpoint is corrupt, "
-          "truncated, or was written by a config with a different model/optimizer structure. "
-          "Delete that step directory to resume from an earlier one, or use a new --workdir."
+          f"cannot restore checkpoint {path}: {type(e).__name__}: {msg}. Either it is damaged "
+          "(truncated or corrupted: then delete that step directory to resume from an earlier "
+          "one), or it was written by a config of another model/optimizer structure (then run "
+          "with the run's recorded config.json, or use a new --workdir)."
       ) from e
     return restored["state"], restored["data"]
 

@@ -27,6 +27,7 @@ from collage.train.config import check_ranges
 from collage.train.errors import CheckpointError, ConfigError
 from collage.train.evaluators import make_evaluators
 from collage.train.interrupt import Interrupted, Interruption
+from collage.train.run_config import check_against_run
 from collage.train.sampling import Sampler, check_sample_config, task_options, write_samples
 from collage.train.setup import StateSetup
 from collage.train.state import TrainState
@@ -79,10 +80,16 @@ class _Runtime:
       self.train_iter = self.dataset("train")
       _check_iterator(self.train_iter, task)
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    if mode != "train" and not _has_step_dirs(ckpt_dir):
+    has_checkpoints = _has_step_dirs(ckpt_dir)
+    if mode != "train" and not has_checkpoints:
       raise CheckpointError(
           f"--mode {mode} needs a checkpoint, but {ckpt_dir} has none; train first with "
           "--mode train (same --workdir).")
+    if has_checkpoints:  # before anything is written or restored
+      changed = check_against_run(config, workdir, mode)
+      if changed and jax.process_index() == 0:
+        logging.info("the run's recorded config differs in settings a resume may change: %s",
+                     "; ".join(changed))
 
     # Everything is checked: from here on the run writes into the workdir. The config of the
     # training run stays as it was when evaluating or sampling from it.
