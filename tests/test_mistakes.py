@@ -10,6 +10,7 @@ from tests.train import helpers
 LINREG = os.path.join("tests", "train", "linreg_config.py")
 FRACTALIZE = os.path.join("experiments", "configs", "fractalize.py")
 COMPRESS = os.path.join("experiments", "configs", "compress.py")
+BENCHMARK = os.path.join("experiments", "configs", "codec_benchmark.py")
 
 # (name, command line after `python -m experiments.main` with WORKDIR substituted, what stderr names)
 MISTAKES = [
@@ -43,6 +44,10 @@ MISTAKES = [
      ["has no sampler"]),
     ("batch not divisible", ["--config", LINREG, "--workdir", "WORKDIR", "--config.batch_size=12"],
      ["batch_size=12", "(8)"]),
+    ("unknown benchmark codec", ["--config", BENCHMARK, "--workdir", "WORKDIR",
+                                 "--config.codecs=jpeg,avif"], ["'avif'", "valid:", "webp"]),
+    ("sample a benchmark", ["--config", BENCHMARK, "--workdir", "WORKDIR", "--mode", "sample"],
+     ["codec_benchmark", "train (run the benchmark) and plan"]),
     ("stray argument", ["--config", LINREG, "--workdir", "WORKDIR", "total_steps=3"],
      ["unexpected arguments"]),
 ]

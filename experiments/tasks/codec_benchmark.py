@@ -78,21 +78,24 @@ def load_images(config) -> list[tuple[str, np.ndarray]]:
   return [(name, _crop(np.asarray(img), config.crop)) for name, img in out]
 
 
-def select_codecs(config) -> tuple[list[tuple[str, list[int]]], list[str]]:
-  """([(codec name, qualities)], [messages about codecs that are skipped])."""
+def select_codecs(config) -> list[tuple[str, list[int]]]:
+  """[(codec name, qualities)] of ``config.codecs``.
+
+  Raises:
+    ValueError: an unknown codec (listing the registered ones) or a codec with no sweep.
+  """
   available = codec_names()
-  chosen, skipped = [], []
+  chosen = []
   sweeps = dict(config.qualities.items())
   for name in _parse_list(config.codecs, str, "config.codecs"):
     if name not in available:
-      skipped.append(f"codec {name!r} is not available in this build (registered codecs: "
-                     f"{', '.join(available)}); skipped")
-      continue
+      raise ValueError(f"config.codecs names an unknown codec {name!r}; valid: "
+                       f"{', '.join(available)}")
     if name not in sweeps:
       raise ValueError(f"config.qualities has no sweep for codec {name!r}; it has: "
                        f"{', '.join(sorted(sweeps))}")
     chosen.append((name, _parse_list(sweeps[name], int, f"config.qualities.{name}")))
-  return chosen, skipped
+  return chosen
 
 
 # -- measurement --------------------------------------------------------------------------------
@@ -158,10 +161,9 @@ def write_csv(path: str, rows: list[dict], fields) -> None:
       writer.writerow({k: _fmt(r[k], 6) for k in fields})
 
 
-def summary_markdown(averages: list[dict], targets: list[float], skipped: list[str],
+def summary_markdown(averages: list[dict], targets: list[float],
                      n_images: int, source: str) -> str:
   lines = [f"# Codec benchmark: {n_images} images ({source})", ""]
-  lines += [f"- {s}" for s in skipped] + ([""] if skipped else [])
   codecs = list(dict.fromkeys(a["codec"] for a in averages))
   header = " | ".join(f"{t:g} bpp" for t in targets)
   lines += ["## PSNR (dB) at target rates (curve of per-quality averages, linear in bpp)", "",
@@ -251,10 +253,11 @@ def run(config, workdir: str, mode: str = "train") -> dict:
   is nothing to train or sample: the codecs run image by image), other modes run it."""
   if mode == "plan":
     return write_plan(config, workdir)
+  if mode != "train":
+    raise ValueError(f"--mode {mode}: codec_benchmark has no checkpoint to evaluate or sample "
+                     "from; its modes are train (run the benchmark) and plan")
   targets = _parse_list(config.target_bpps, float, "config.target_bpps")
-  codecs, skipped = select_codecs(config)
-  for message in skipped:
-    print(f"codec_benchmark: {message}", flush=True)
+  codecs = select_codecs(config)
   images = load_images(config)
   if not images:
     raise ValueError("no images selected (check config.images / config.max_images)")
@@ -293,11 +296,11 @@ def run(config, workdir: str, mode: str = "train") -> dict:
   source = config.images or f"embedded:{config.embedded_split}"
   if config.crop:
     source += f", centre crop {config.crop}x{config.crop}"
-  text = summary_markdown(averages, targets, skipped, len(images), source)
+  text = summary_markdown(averages, targets, len(images), source)
   with open(os.path.join(folder, "summary.md"), "w") as f:
     f.write(text)
   if averages:
     plot_curves(averages, folder)
   print(text, flush=True)
   print(f"codec_benchmark: artifacts in {folder}", flush=True)
-  return {"averages": averages, "rows": rows, "skipped": skipped}
+  return {"averages": averages, "rows": rows}
