@@ -26,6 +26,15 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
   return rows
 
 
+def logged_metrics(sweep: Sweep) -> list[str]:
+  """Every metric any run of ``sweep`` has logged so far, sorted."""
+  names = set()
+  for run in sweep.runs:
+    for row in read_metrics(run.workdir):
+      names.update(k for k in row if k != "step")
+  return sorted(names)
+
+
 def total_steps(workdir: str) -> int | None:
   """``total_steps`` from the run's ``config.json`` (None before the run wrote it)."""
   path = os.path.join(workdir, "config.json")

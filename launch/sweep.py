@@ -241,8 +241,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
   except ValueError as e:
     raise SweepError(str(e)) from None
   if not any("best" in row for row in table):
-    raise SweepError(f"no run logged {args.metric!r} yet; metrics are in RUN/metrics.jsonl "
-                     "(e.g. eval/loss, loss)")
+    logged = summary.logged_metrics(sweep)
+    raise SweepError(f"no run logged {args.metric!r} yet; the runs have logged: "
+                     f"{', '.join(logged) if logged else 'nothing yet (no RUN/metrics.jsonl)'}")
   paths = summary.write_summary(sweep, table, args.metric)
   with open(paths[1], encoding="utf-8") as f:
     print(f.read())

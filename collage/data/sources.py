@@ -178,8 +178,10 @@ class TfdsSource:
       else:
         raise FileNotFoundError(
             f"tfds dataset {name!r} is not prepared in data_dir {builder.data_dir_root!r}; "
-            f"prepare it with `tfds build {name} --file_format=array_record "
-            f"--data_dir=DIR` or pass download=True")
+            f"prepare it once with `tfds build {name} --file_format=array_record "
+            "--data_dir=DIR` (or tensorflow_datasets.builder(NAME, data_dir=DIR)"
+            ".download_and_prepare(file_format='array_record')), then run with "
+            "TFDS_DATA_DIR=DIR (or --config.data.data_dir=DIR where the config has that field)")
     split = split or _tfds_split(list(builder.info.splits.keys()), role, name)
     self.image_key = image_key or _image_feature(builder.info.features, name)
     self._source = builder.as_data_source(split=split)

@@ -33,3 +33,12 @@ def test_collage_embedded_builder_prepares_and_reads_through_tfds_source(tmp_pat
   assert first["image"].shape == (4, 32, 32, 1) and first["image"].dtype == np.float32
   it.set_state(state)
   np.testing.assert_array_equal(next(it)["image"], first["image"])
+
+
+def test_an_unprepared_dataset_says_how_to_prepare_it(tmp_path):
+  import pytest
+  with pytest.raises(FileNotFoundError) as e:
+    open_source("tfds:mnist", split="train", data_dir=str(tmp_path))
+  message = str(e.value)
+  assert "tfds build mnist" in message and "TFDS_DATA_DIR" in message
+  assert "download=True" not in message  # no config field takes it

@@ -51,6 +51,10 @@ def test_local_sweep_status_and_summary(tmp_path):
     assert float(row["best"]) == pytest.approx(best)
   bests = [float(r["best"]) for r in rows]
   assert bests == sorted(bests), "summary is sorted best first"
+  # A metric the sweep never logged: the error lists the ones it did log.
+  wrong = _cli("summary", str(d), "--metric", "eval/loss")
+  assert wrong.returncode != 0 and "eval/loss" in wrong.stderr
+  assert "eval/mse" in wrong.stderr and "mse" in wrong.stderr.split("logged:")[1]
 
 
 def test_killed_run_shows_failed_and_resume_finishes_it_exactly(tmp_path):
