@@ -19,11 +19,14 @@ touches a device; see ``launch/README.md``.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import importlib
-import logging as std_logging
 import importlib.util
+import logging as std_logging
 import os
 import pkgutil
+import re
 import sys
 from typing import Any, Sequence
 
@@ -55,9 +58,19 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     "num_processes", None, "Processes in an explicit multi-process launch.")
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's rank in an explicit multi-process launch.")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config, each field with its one-line comment, "
+    "and exit (nothing runs, nothing is written).")
 _TRACEBACK = flags.DEFINE_bool(
     "traceback", False, "Show the full Python traceback of an error instead of one line.")
 
+_MODES = {
+    "train": "resume from the latest checkpoint in --workdir if any, and train",
+    "eval": "restore the latest checkpoint, run the evaluators, write artifacts",
+    "sample": "restore the latest checkpoint, write config.sample.num samples to DIR/samples/",
+    "plan": "compile the train and sample steps from shapes only; DIR/plan.json: parameters, "
+            "FLOPs, peak memory per device, the fit (nothing is allocated or read)",
+}
 _OVERRIDE = "--config."
 _USAGE = ("Usage: python -m experiments.main --config experiments/configs/NAME.py[:ARG] "
           "--workdir DIR [--config.key=value ...] [--mode train|eval|sample|plan]; "
@@ -154,8 +167,8 @@ def check_overrides(config: ml_collections.ConfigDict,
   keys = config_keys(config)
   for key, text in overrides:
     if key not in keys:
-      raise ValueError(f"unknown config key {key!r}; this config's valid keys are: "
-                       f"{_valid_list(keys)}.")
+      raise ValueError(f"unknown config key {key!r}{_closest(key, list(keys))}; this config's "
+                       f"valid keys are: {_valid_list(keys)}.")
     kind = keys[key]
     try:
       if kind == "int":
@@ -168,8 +181,88 @@ def check_overrides(config: ml_collections.ConfigDict,
       raise ValueError(f"config key {key!r} takes a {kind}, got {text!r}") from None
 
 
+def _closest(word: str, choices: Sequence[str]) -> str:
+  """`` (did you mean X?)`` for the closest of ``choices`` to ``word``, or ``""``."""
+  close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _configs_dir() -> str:
+  return os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def config_catalogue() -> list[tuple[str, str, tuple[str, ...]]]:
+  """``[(experiments/configs/NAME.py, its docstring's first line, its variants)]``."""
+  out = []
+  for f in sorted(os.listdir(_configs_dir())):
+    if not f.endswith(".py") or f.startswith("_"):
+      continue
+    with open(os.path.join(_configs_dir(), f), encoding="utf-8") as fh:
+      tree = ast.parse(fh.read())
+    doc = (ast.get_docstring(tree) or "").strip().splitlines()
+    variants: tuple[str, ...] = ()
+    for node in tree.body:
+      if (isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "VARIANTS"
+                                               for t in node.targets)):
+        variants = tuple(ast.literal_eval(node.value))
+    out.append((f"experiments/configs/{f}", doc[0] if doc else "", variants))
+  return out
+
+
+def help_text() -> str:
+  """What ``--help`` prints before the flags: usage, the modes, every config and variant."""
+  lines = [_USAGE, "", "Modes (--mode):"]
+  lines += [f"  {m:<7} {text}" for m, text in _MODES.items()]
+  lines += ["", "Configs (--config PATH[:VARIANT]; the first variant is the default):"]
+  for path, doc, variants in config_catalogue():
+    lines.append(f"  {path}  {doc}")
+    if variants:
+      lines.append(f"      variants: {', '.join(variants)}")
+  lines += ["", "--config PATH[:VARIANT] --print_config prints a config's fields with their "
+            "comments.", ""]
+  return "\n".join(lines)
+
+
+def _field_comments(config_path: str) -> dict[str, str]:
+  """``{dotted field: its one-line comment}`` from the assignments in the config file and in
+  the runtime's shared defaults (``c.model.width = 48  # comment``; a block's fields are keyed
+  by their path inside the block, e.g. ``learning_rate`` for every optimizer block)."""
+  import collage.train.config as shared  # pylint: disable=g-import-not-at-top
+  pattern = re.compile(r"^\s*[A-Za-z_]\w*((?:\.\w+|\[\w+\])+)\s*=[^=].*?#\s*(.+)$")
+  comments: dict[str, str] = {}
+  for path in (config_path, shared.__file__):  # the first comment of a field is its own
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        m = pattern.match(line)
+        if m:
+          key = re.sub(r"\[(\w+)\]", r".\1", m.group(1)).lstrip(".")
+          comments.setdefault(key, m.group(2).strip())
+  return comments
+
+
+def describe_config(config: ml_collections.ConfigDict, config_path: str) -> str:
+  """Every field of ``config``, its value and its comment, one a line."""
+  comments = _field_comments(config_path)
+  lines = []
+  for key in config_keys(config):
+    value = config
+    for part in key.split("."):
+      value = value[part]
+    parts = key.split(".")
+    comment = next((comments[".".join(parts[i:])] for i in range(len(parts))
+                    if ".".join(parts[i:]) in comments), "")
+    lines.append(f"{key} = {value!r}" + (f"  # {comment}" if comment else ""))
+  return "\n".join(lines)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parser that turns config errors into one clear paragraph and exit code 2."""
+  """absl flag parser that turns config errors into one clear paragraph and exit code 2;
+  ``--help`` lists the modes, the configs and their variants, then the flags (exit 0)."""
+  if any(a in ("--help", "-h", "-?", "--helpshort", "--helpfull") for a in argv[1:]):
+    every = "--helpfull" in argv[1:]
+    sys.stdout.write(help_text() + "\n" + (flags.FLAGS.get_help() if every else
+                                            flags.FLAGS.main_module_help()) + "\n")
+    sys.exit(0)
   _, override_keys = _override_keys(argv)
   path, keys = _config_path(argv), {}
   if path:  # load the config once up front to check override keys against it
@@ -180,8 +273,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     for key in override_keys:
       bare = key[2:] if key.startswith("no") and key[2:] in keys else key
       if bare not in keys:
-        _die(f"unknown config key {key!r} in {_OVERRIDE}{key}; this config's valid keys are: "
-             f"{_valid_list(keys)}.")
+        _die(f"unknown config key {key!r} in {_OVERRIDE}{key}{_closest(bare, list(keys))}; "
+             f"this config's valid keys are: {_valid_list(keys)}.")
   try:
     rest = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
@@ -273,8 +366,11 @@ def main(argv: Sequence[str]) -> None:
   if _CONFIG.value is None:
     _die(f"--config is required; the experiments are: {_config_names()} (append :VARIANT to "
          "choose a variant).")
-  workdir = _check_workdir(_WORKDIR.value)
   config = _CONFIG.value
+  if _PRINT_CONFIG.value:
+    sys.stdout.write(describe_config(config, _config_path(sys.argv).partition(":")[0]) + "\n")
+    return
+  workdir = _check_workdir(_WORKDIR.value)
   if _MODE.value == "plan":
     _request_cpu_devices(config)
   distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

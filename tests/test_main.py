@@ -1,6 +1,7 @@
 """The entrypoint: config overrides, clear errors, task dispatch, config.json."""
 
 import json
+import os
 
 import pytest
 
@@ -81,3 +82,31 @@ def test_unknown_config_variant_lists_valid_ones(tmp_path):
   assert done.returncode == 2
   assert "Traceback" not in done.stderr
   assert "unknown fractalize variant 'nope'; valid: quick, tiny, full" in done.stderr
+
+
+def test_help_lists_the_modes_and_every_config_with_its_variants():
+  done = helpers.subprocess.run([helpers.sys.executable, "-m", "experiments.main", "--help"],
+                                cwd=helpers.REPO, env=helpers.env(1), capture_output=True,
+                                text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  configs = sorted(f for f in os.listdir(os.path.join(helpers.REPO, "experiments", "configs"))
+                   if f.endswith(".py") and not f.startswith("_"))
+  for f in configs:
+    assert f"experiments/configs/{f}" in done.stdout
+  for word in ("guided_quick", "collage_mnist_quick", "digits_quick", "plan ", "--print_config",
+               "MAGIC: set-transformer GAN"):
+    assert word in done.stdout, word
+
+
+def test_print_config_shows_each_field_with_its_comment_and_writes_nothing(tmp_path):
+  done = helpers.subprocess.run(
+      [helpers.sys.executable, "-m", "experiments.main", "--config",
+       "experiments/configs/magic.py:guided", "--print_config", "--workdir", str(tmp_path / "w"),
+       "--config.model.width=64"], cwd=helpers.REPO, env=helpers.env(1), capture_output=True,
+      text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  lines = dict(l.split(" = ", 1) for l in done.stdout.splitlines())
+  assert lines["model.width"].startswith("64  # ST-U-Net channels")
+  assert lines["optimizers.generator.learning_rate"].endswith("# peak learning rate")
+  assert lines["plan.devices"].split("  # ")[1].startswith("devices of the mesh")
+  assert not (tmp_path / "w").exists()

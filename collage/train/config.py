@@ -7,6 +7,8 @@ A config file starts from :func:`training_defaults` and sets what its experiment
     config.total_steps = 500
 """
 
+import difflib
+
 import ml_collections
 
 
@@ -90,7 +92,9 @@ def variant(arg: str | None, variants: tuple[str, ...], experiment: str) -> str:
   """
   arg = arg or variants[0]
   if arg not in variants:
-    raise ValueError(f"unknown {experiment} variant {arg!r}; valid: {', '.join(variants)}")
+    close = difflib.get_close_matches(arg, variants, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown {experiment} variant {arg!r}{hint}; valid: {', '.join(variants)}")
   return arg
 
 
