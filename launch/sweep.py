@@ -252,8 +252,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog=f"python -m launch.sweep {command}",
-                              description=__doc__.split("\n")[0])
+  p = argparse.ArgumentParser(
+      prog=f"python -m launch.sweep {command}", description=__doc__.split("\n")[0],
+      epilog=("subcommands: python -m launch.sweep [run] --config ... --workdir DIR (launch a "
+              "sweep; the default) | status DIR (each run's state and step) | resume DIR "
+              "(resubmit the runs that did not finish) | summary DIR --metric NAME (the best "
+              "value of a metric per run: csv, markdown, plot); each takes --help")
+      if command == "run" else None)
   if command == "run":
     p.add_argument("--config", required=True, help="experiments/configs/NAME.py[:ARG]")
     p.add_argument("--workdir", required=True, help="the sweep directory; one subdirectory per run")

@@ -194,3 +194,10 @@ def test_two_slurm_tasks_of_one_run_join_and_agree_with_one_process(tmp_path, ei
   got = helpers.final_params(str(workdir))
   for k in single:
     np.testing.assert_allclose(got[k], single[k], rtol=1e-5, atol=1e-6)
+
+
+def test_help_names_the_subcommands():
+  done = _cli("--help", timeout=60)
+  assert done.returncode == 0
+  for word in ("status DIR", "resume DIR", "summary DIR --metric"):
+    assert word in " ".join(done.stdout.split()), word
