@@ -19,6 +19,9 @@ def test_trains_and_writes_resolved_config(tmp_path):
   assert [r["step"] for r in rows if "loss" in r] == [2, 4]
   assert "steps/s" in done.stderr and "ETA" in done.stderr
   assert list(tmp_path.glob("events.out.tfevents.*"))
+  # The compilation has a name and a time, and is not in the first rate and ETA.
+  assert "compiling the train step" in done.stderr
+  assert "train step compiled and run once in" in done.stderr
 
 
 @pytest.mark.parametrize("override, key", [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -249,14 +250,25 @@ def _train(rt: _Runtime, latest: int | None) -> TrainState:
   ahead = max(1, int(config.get("max_steps_ahead", 4)))
   inflight: collections.deque[jax.Array] = collections.deque()
   progress = Progress(step, total)
+  start_step = step
   pending: list[dict[str, jax.Array]] = []
   skipped_seen = 0
   last_saved = latest
   with Interruption() as interruption:
     while step < total:
       batch = mesh_lib.global_batch(next(train_iter), rt.mesh)
+      first = step == start_step
+      if first and jax.process_index() == 0:
+        logging.info("compiling the train step (the first step waits for it)...")
+      compile_start = time.perf_counter()
       state, metrics = train_step(state, batch)  # dispatched asynchronously
       step += 1
+      if first:  # the rates and the ETA count the steps after the compiled first one only
+        jax.block_until_ready(metrics)
+        if jax.process_index() == 0:
+          logging.info("train step compiled and run once in %.1f s",
+                       time.perf_counter() - compile_start)
+        progress.restart(step)
       pending.append(metrics)
       inflight.append(jax.tree.leaves(metrics)[0])
       if len(inflight) > ahead:

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh
 
 from collage.data import images
 from collage.train import mesh as mesh_lib
 from collage.train.errors import ConfigError
 from collage.train.task import Task
+from collage.train.writer import Progress
 
 RUNTIME_FIELDS = ("num", "seed", "batch_size")  # config.sample fields the runtime reads
 
@@ -77,6 +80,7 @@ class Sampler:
       return task.sample(task.task_params(params), model_state, keys, options)
 
     self.draw_fn = draw  # (params, model state, keys [chunk, 2]) -> samples, unjitted
+    self._compiled = False
     self._draw = jax.jit(draw, in_shardings=(rep, rep, shard), out_shardings=shard)
     self._keys = jax.jit(
         lambda key, start: jax.vmap(lambda i: jax.random.fold_in(key, i))(
@@ -96,9 +100,20 @@ class Sampler:
     the same draw taken at once."""
     key = jax.random.PRNGKey(int(seed))
     parts: list[dict[str, np.ndarray]] = []
-    for first in range(int(start), int(start) + int(num), self.chunk):
-      out = self._draw(params, model_state, self._keys(key, first))
-      parts.append(mesh_lib.gather(out))
+    chunks = range(int(start), int(start) + int(num), self.chunk)
+    progress = Progress(0, int(num), label="samples")
+    for i, first in enumerate(chunks):
+      if not self._compiled and jax.process_index() == 0:
+        logging.info("compiling the sampler (%d samples per call)...", self.chunk)
+      began = time.perf_counter()
+      parts.append(mesh_lib.gather(self._draw(params, model_state, self._keys(key, first))))
+      if not self._compiled:  # the ETA counts the calls after the one that compiled
+        self._compiled = True
+        if jax.process_index() == 0:
+          logging.info("sampler compiled and run once in %.1f s", time.perf_counter() - began)
+        progress.restart(min(self.chunk, int(num)))
+      elif len(chunks) > 1:
+        progress.report(min((i + 1) * self.chunk, int(num)), {})
     return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
 
 

@@ -73,7 +73,11 @@ class Progress:
 
   def __init__(self, start_step: int, total_steps: int, label: str = "step"):
     self.total, self.label = total_steps, label
-    self._last_step = start_step
+    self.restart(start_step)
+
+  def restart(self, step: int) -> None:
+    """Measures the next rate from ``step`` and now (e.g. after a first step that compiled)."""
+    self._last_step = step
     self._last_time = time.perf_counter()
 
   def report(self, step: int, scalars: Mapping[str, float]) -> float:

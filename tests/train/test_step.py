@@ -172,3 +172,13 @@ def test_task_can_supply_its_own_train_step(tmp_path):
   assert int(half.step) == 3
   assert not np.allclose(np.asarray(half.params["model"]["w"]),
                          np.asarray(full.params["model"]["w"]))
+
+
+def test_progress_restart_measures_the_rate_from_the_restart():
+  import time as time_lib
+  from collage.train.writer import Progress
+  progress = Progress(0, 100)
+  time_lib.sleep(0.5)         # the slow first step: compilation
+  progress.restart(1)
+  rate = progress.report(51, {})
+  assert rate > 50 / 0.25     # counted from the restart; from the start it would be ~100/s
