@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import errno
 import importlib
 import importlib.util
 import logging as std_logging
@@ -384,11 +385,41 @@ def main(argv: Sequence[str]) -> None:
   except Interrupted as e:
     logging.warning("%s", e)
     sys.exit(e.exit_status)
-  except _USER_ERRORS as e:
-    if _TRACEBACK.value:
+  except Exception as e:  # pylint: disable=broad-except
+    disk = _disk_error(e)
+    if _TRACEBACK.value or (disk is None and not isinstance(e, _USER_ERRORS)):
       raise
+    if disk is not None:
+      _die(_disk_message(disk, workdir))
     _die(f"{e} (rerun with --traceback for the full trace)" if not isinstance(
         e, (ConfigError, CheckpointError, FileNotFoundError, FileExistsError)) else str(e))
+
+
+def _disk_error(e: BaseException) -> OSError | None:
+  """The read-only / permission / full-disk OSError behind ``e`` (its causes included)."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM,
+                                              errno.ENOSPC, errno.EDQUOT):
+      return e
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def _disk_message(e: OSError, workdir: str) -> str:
+  """One line for a disk that refuses a write: what, where, and what is safe on disk."""
+  where = e.filename or workdir
+  if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    ckpt = os.path.join(workdir, "checkpoints")
+    steps = sorted(int(p) for p in os.listdir(ckpt) if p.isdigit()) if os.path.isdir(ckpt) else []
+    last = (f"the last complete checkpoint is step {steps[-1]} in {ckpt}" if steps else
+            "no checkpoint was completed")
+    detail = "" if e.strerror == os.strerror(e.errno) else f" ({e.strerror})"
+    return (f"no space left on the device while writing {where}{detail}; {last}. Free space "
+            "(or give a --workdir on another disk) and rerun the same command to resume.")
+  return (f"cannot write {where}: {os.strerror(e.errno)}. Give a --workdir on a writable disk "
+          "(the run writes config.json, checkpoints/ and metrics there).")
 
 
 if __name__ == "__main__":

@@ -105,3 +105,38 @@ def test_resuming_with_a_config_of_another_structure_is_one_line_and_touches_not
                           "--config.optimizer.ema_decay=0.8")
   assert done.returncode == 0, done.stderr[-2000:]
   assert "total_steps 10 -> 20" in done.stderr and "optimizer.ema_decay 0.9 -> 0.8" in done.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """``mount(options)`` -> a tmpfs mounted at a fresh folder (unmounted after the test)."""
+  mounted = []
+
+  def mount(options: str):
+    point = tmp_path / f"disk{len(mounted)}"
+    point.mkdir()
+    done = helpers.subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                                  capture_output=True, text=True)
+    if done.returncode != 0:
+      pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    mounted.append(point)
+    return point
+
+  yield mount
+  for point in mounted:
+    helpers.subprocess.run(["umount", str(point)], capture_output=True)
+
+
+@pytest.mark.parametrize("options,expected", [
+    ("size=1m,ro", ["cannot write", "Read-only file system", "writable disk"]),
+    ("size=64k", ["no space left on the device while writing", "checkpoints/10",
+                  "no checkpoint was completed", "rerun the same command"]),
+], ids=["read-only", "full"])
+def test_a_disk_that_refuses_writes_is_one_line(small_disk, options, expected):
+  workdir = small_disk(options) / "run"
+  done = helpers.run_main(str(workdir))
+  errors = [l for l in done.stderr.splitlines() if l.startswith("error: ")]
+  assert done.returncode == 2, done.stderr[-3000:]
+  assert "Traceback" not in done.stderr and len(errors) == 1, done.stderr[-3000:]
+  for text in expected:
+    assert text in errors[0], errors[0]

@@ -12,7 +12,9 @@ checkpoint. ``--mode eval`` runs the evaluators on the latest checkpoint; ``--mo
 from __future__ import annotations
 
 import collections
+import errno
 import os
+import shutil
 import time
 from typing import Any, Iterator, Sequence
 
@@ -139,7 +141,18 @@ class _Runtime:
     return out
 
   def save(self, step: int, state: TrainState, train_iter: Any) -> None:
-    """Checkpoints ``state`` and the data position at ``step`` (written in the background)."""
+    """Checkpoints ``state`` and the data position at ``step`` (written in the background).
+
+    Raises:
+      OSError: ENOSPC, before anything is written, when the disk has less free space than
+        the state's bytes plus 1 MB (orbax's metadata): a full disk is one clear line, not a
+        background writer's traceback.
+    """
+    needed = sum(x.nbytes for x in jax.tree.leaves(state)) + (1 << 20)
+    free = shutil.disk_usage(self.checkpoints.directory).free
+    if free < needed:
+      raise OSError(errno.ENOSPC, f"checkpoint of step {step} needs about {needed / 1e6:.1f} MB, "
+                    f"{free / 1e6:.1f} MB free", str(self.checkpoints.directory / str(step)))
     self.checkpoints.save(step, state, train_iter.get_state(), force=True)
     if jax.process_index() == 0:
       logging.info("saving the checkpoint of step %d to %s", step, self.checkpoints.directory)
