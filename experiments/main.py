@@ -36,6 +36,7 @@ import jax
 import ml_collections
 from ml_collections import config_flags
 
+from collage import compilation_cache
 from collage.train import distributed
 from collage.train.errors import CheckpointError, ConfigError
 from collage.train.interrupt import Interrupted
@@ -374,6 +375,8 @@ def main(argv: Sequence[str]) -> None:
   workdir = _check_workdir(_WORKDIR.value)
   if _MODE.value == "plan":
     _request_cpu_devices(config)
+  else:  # a rerun or a resume loads its compiled steps from disk (collage/compilation_cache.py)
+    compilation_cache.enable()
   distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
   try:

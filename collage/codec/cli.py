@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from collage import compilation_cache
 from collage.codec import container
 from collage.codec.base import (CodecError, check_quality, check_scale, codec_class, codec_names,
                                  get_codec)
@@ -343,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       args = parser.parse_args(argv)
     except SystemExit as e:  # --help
       return int(e.code or 0)
+    compilation_cache.enable()  # a second run on an image size it has seen skips compiling
     {"compress": _compress, "decompress": _decompress, "info": _info,
      "codecs": _codecs}[args.command](args)
     return 0
