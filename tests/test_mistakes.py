@@ -48,6 +48,12 @@ MISTAKES = [
                                  "--config.codecs=jpeg,avif"], ["'avif'", "valid:", "webp"]),
     ("sample a benchmark", ["--config", BENCHMARK, "--workdir", "WORKDIR", "--mode", "sample"],
      ["codec_benchmark", "train (run the benchmark) and plan"]),
+    ("negative temperature", ["--config", os.path.join("experiments", "configs", "vdvae.py:tiny"),
+                              "--workdir", "WORKDIR", "--config.sample.temperature=-1"],
+     ["sample.temperature=-1", ">= 0.0"]),
+    ("top_p above 1", ["--config", os.path.join("experiments", "configs", "dctransformer.py"),
+                       "--workdir", "WORKDIR", "--config.sample.top_p=1.5"],
+     ["sample.top_p=1.5", "(0.0, 1.0]"]),
     ("stray argument", ["--config", LINREG, "--workdir", "WORKDIR", "total_steps=3"],
      ["unexpected arguments"]),
 ]

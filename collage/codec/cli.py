@@ -88,6 +88,9 @@ def _build_parser() -> argparse.ArgumentParser:
                  help="learned codecs (neural): the model directory the file was written with, "
                       "if it is not one of the shipped models")
   d.add_argument("--force", "-f", action="store_true", help="overwrite OUT if it exists")
+  d.add_argument("--lossy-output", action="store_true",
+                 help="allow a lossy output format (.jpg, .webp, ...): the decoded pixels are "
+                      "then compressed a second time")
   d.add_argument("input", metavar="IN", help="compressed file")
   d.add_argument("output", metavar="OUT", help="image file to write (.png, .bmp, .tif, ...)")
   i = sub.add_parser("info", help="describe a compressed file")
@@ -271,6 +274,10 @@ def _compress(args) -> None:
         f"{seconds:.2f} s)")
 
 
+# Pillow formats that lose pixels when written with their defaults.
+LOSSY_FORMATS = frozenset({"JPEG", "WEBP", "JPEG2000", "MPO", "GIF"})
+
+
 def _save_format(path: str) -> str:
   from PIL import Image  # pylint: disable=import-outside-toplevel
   ext = os.path.splitext(path)[1].lower()
@@ -285,6 +292,10 @@ def _decompress(args) -> None:
   scale = _int_option(args.scale, "scale", check_scale)
   _check_output(args.output, args.force)
   fmt = _save_format(args.output)
+  if fmt in LOSSY_FORMATS and not args.lossy_output:
+    raise UsageError(f"output {args.output!r} is {fmt}, a lossy format: the decoded image would "
+                     "be compressed a second time; write .png (or .bmp, .tif), or pass "
+                     "--lossy-output")
   data = _read_bytes(args.input)
   codec, name = _codec_for_file(data, args.input, args.model)
   start = time.perf_counter()

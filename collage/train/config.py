@@ -122,8 +122,16 @@ _OPTIMIZER_RANGES = {
     "skip_threshold": (0.0, None, True, True),
     "ema_decay": (0.0, 1.0, True, False),
 }
+# config.sample fields, the runtime's and the tasks' (checked where a config has them).
 _SAMPLE_RANGES = {"num": (1, None, True, True), "batch_size": (1, None, True, True),
-                  "seed": (0, 2 ** 32 - 1, True, True)}
+                  "seed": (0, 2 ** 32 - 1, True, True),
+                  "temperature": (0.0, None, True, True),   # 0: greedy / the prior's mean
+                  "top_p": (0.0, 1.0, False, True),
+                  "scale": (1, None, True, True),
+                  "k": (1, None, True, True), "pool": (1, None, True, True),
+                  "height": (0, None, True, True), "width": (0, None, True, True),
+                  "tile": (0, None, True, True), "window": (-1, None, True, True),
+                  "halo": (-1, None, True, True)}
 
 
 def _describe(low, high, low_in, high_in) -> str:

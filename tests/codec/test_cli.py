@@ -73,6 +73,18 @@ def test_round_trip_info_and_scale(tmp_path, image_file, capsys):
   assert Image.open(png).size == (90, 60)
 
 
+def test_a_lossy_output_format_needs_lossy_output(tmp_path, image_file, capsys):
+  src, _ = image_file
+  clg = tmp_path / "x.clg"
+  assert _run(capsys, "compress", "--codec", "rawtest", "-q", 60, src, clg)[0] == 0
+  for name in ("y.jpg", "y.webp"):
+    err = _error(capsys, "decompress", clg, tmp_path / name)
+    assert "lossy" in err and "--lossy-output" in err and ".png" in err
+    assert not (tmp_path / name).exists()
+  assert _run(capsys, "decompress", "--lossy-output", clg, tmp_path / "y.jpg")[0] == 0
+  assert Image.open(tmp_path / "y.jpg").format == "JPEG"
+
+
 def test_reference_codec_files(tmp_path, image_file, capsys):
   src, _ = image_file
   jpg = tmp_path / "x.jpg"
