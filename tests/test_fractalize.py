@@ -19,6 +19,9 @@ def test_config_variants_and_unknown_variant():
     c = fractalize_config.get_config(arg)
     assert c.task == "fractalize" and c.image_size % c.range_size == 0
   assert fractalize_config.get_config().image_size == 256  # "quick" is the default
+  # The point-cloud IFS demo (~10 min on 2 cores) is in the full variant, not the quick one.
+  assert fractalize_config.get_config("quick").ifs_demo == ""
+  assert fractalize_config.get_config("full").ifs_demo == "sierpinski"
   with pytest.raises(ValueError, match="valid: quick, tiny, full"):
     fractalize_config.get_config("huge")
 

@@ -12,12 +12,14 @@ the isometries of that thumbnail. Parameters are fitted by Adam on the collage o
 fixed-point gradient). Writes WORKDIR/artifacts/: fractal_1x.png, fractal_4x.png,
 fractal_8x.png, target.png, decoding.gif (the iterations from a grey start), fractalize.json
 and fractalize.md (PSNR of the 1x decode, collage error, contraction factor), and the
-point-cloud IFS demo: ifs_target.png / ifs_fit.png (a Sierpinski triangle recovered from points
-on its attractor by ``collage.ops.ifs``; the Chamfer distances go into fractalize.json).
+point-cloud IFS demo when ``ifs_demo`` is set: ifs_target.png / ifs_fit.png (a Sierpinski
+triangle recovered from points on its attractor by ``collage.ops.ifs``; the Chamfer distances
+go into fractalize.json).
 
-Variants: ``quick`` (default; 256x256: the fit takes seconds, the IFS demo about two minutes on
-a 2-core CPU), ``tiny`` (64x64, a few steps:
-the end-to-end test), ``full`` (512x512, longer).
+Variants: ``quick`` (default; 256x256, under a minute on a 2-core CPU, no IFS demo), ``tiny``
+(64x64, a few steps: the end-to-end test), ``full`` (512x512 and the IFS demo: about 10 minutes
+there, the demo 600 Adam steps on 1,024 points with 4 restarts). The demo in any variant:
+``--config.ifs_demo=sierpinski`` (or ``fern``); without it: ``--config.ifs_demo=''``.
 """
 
 import ml_collections
@@ -66,7 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.gif_frame_ms = 120           # milliseconds per GIF frame
 
   # -- point-cloud IFS demo (collage.ops.ifs), written next to the image artifacts -----------
-  c.ifs_demo = "" if arg == "tiny" else "sierpinski"  # "" (skip) | sierpinski | fern
+  c.ifs_demo = "sierpinski" if arg == "full" else ""  # "" (skip) | sierpinski | fern: ~10 min on 2 CPU cores
   c.ifs_points = 1024            # target points on the true attractor (chaos game); with 256 the
                                  # true maps' Chamfer loss (5.3e-4) is above misaligned fits'
   c.ifs_steps = 600              # Adam steps on the Chamfer collage loss (300 did not recover it)
