@@ -255,6 +255,34 @@ def image_grid(images, columns: int | None = None, pad: int = 2, pad_value: floa
   return grid
 
 
+def captioned(image, caption: str, min_width: int = 512, max_zoom: int = 8) -> np.ndarray:
+  """``image`` [H, W, C] enlarged for a person and labelled: nearest-neighbour upscaled by the
+  whole factor (at most ``max_zoom``) that makes it at least ``min_width`` wide (28-pixel digits
+  stay sharp squares), with ``caption`` in black on a white strip below, wrapped to the width.
+  Returns float [H', W', C] in [0, 1]."""
+  from PIL import ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+  image = np.asarray(image, np.float32)
+  h, w, c = image.shape
+  zoom = max(1, min(max_zoom, -(-min_width // w)))
+  image = np.repeat(np.repeat(image, zoom, axis=0), zoom, axis=1)
+  font = ImageFont.load_default()
+  probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+  width, lines = w * zoom, []
+  for word in caption.split():
+    trial = f"{lines[-1]} {word}" if lines else word
+    if lines and probe.textlength(trial, font=font) <= width - 8:
+      lines[-1] = trial
+    else:
+      lines.append(word)
+  line_height = 14
+  strip = Image.new("L", (width, 6 + line_height * len(lines)), 255)
+  draw = ImageDraw.Draw(strip)
+  for i, line in enumerate(lines):
+    draw.text((4, 3 + i * line_height), line, fill=0, font=font)
+  text = np.asarray(strip, np.float32)[..., None] / 255.0
+  return np.concatenate([image, np.repeat(text, c, axis=-1)], axis=0)
+
+
 def save_png(path: str | os.PathLike, image) -> None:
   """Writes float [H, W, C] in [0, 1] (C = 1 or 3) as an 8-bit PNG."""
   Image.fromarray(to_uint8(image)).save(path, format="PNG")

@@ -113,8 +113,10 @@ class SamplesEvaluator(Evaluator):
     if "image" in samples and jax.process_index() == 0:
       out = os.path.join(self.rt.workdir, "artifacts")
       os.makedirs(out, exist_ok=True)
+      caption = (f"{self.name} at step {step}: {len(samples['image'])} samples, seed "
+                 f"{self.options['seed']}")
       images.save_png(os.path.join(out, f"{self.name}_{step}.png"),
-                      images.image_grid(samples["image"]))
+                      images.captioned(images.image_grid(samples["image"]), caption))
     return {}
 
 

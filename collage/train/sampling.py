@@ -145,7 +145,11 @@ def write_samples(samples: Mapping[str, np.ndarray], directory: str,
       raise ValueError(f"sample 'image' must be [N, H, W, 1 or 3], got {imgs.shape}")
     for i, img in enumerate(imgs):
       images.save_png(os.path.join(directory, f"{i:05d}.png"), img)
-    images.save_png(os.path.join(directory, "grid.png"), images.image_grid(imgs))
+    options = ", ".join(f"{k}={v}" for k, v in sorted(meta.get("options", {}).items()))
+    caption = (f"step {meta.get('step')}: {len(imgs)} samples, seed {meta.get('seed')}"
+               + (f"; {options}" if options else ""))
+    images.save_png(os.path.join(directory, "grid.png"),
+                    images.captioned(images.image_grid(imgs), caption))
   np.savez(os.path.join(directory, "samples.npz"), **samples)
   with open(meta_path, "w", encoding="utf-8") as f:
     json.dump(meta, f, indent=1, sort_keys=True)

@@ -153,3 +153,17 @@ def test_to_channels_bt601_luma():
   assert back.shape == (1, 4, 3) and np.all(back == gray)
   with pytest.raises(ValueError, match="channels"):
     images.to_channels(rgb, 2)
+
+
+def test_captioned_enlarges_by_whole_pixels_and_writes_the_caption_below():
+  rng = np.random.default_rng(0)
+  grid = rng.random((100, 100, 1)).astype(np.float32)
+  out = images.captioned(grid, "step 7: 4 samples, seed 0; temperature=0.85")
+  assert out.shape[1] == 600 and out.shape[0] > 600  # 6x: the first whole zoom >= 512 px
+  np.testing.assert_array_equal(out[:600:6, ::6], grid)  # nearest neighbour
+  np.testing.assert_array_equal(out[6:12, 12:18], np.full((6, 6, 1), grid[1, 2, 0]))
+  assert images.captioned(grid[:28, :28], "x").shape[1] == 28 * 8  # at most 8x
+  strip = out[600:]
+  assert strip.min() < 0.1 and strip.max() == 1.0  # dark text on white
+  wide = images.captioned(np.ones((10, 800, 3), np.float32), "x")
+  assert wide.shape[1] == 800 and wide.shape[2] == 3  # already wide enough: not enlarged
