@@ -185,7 +185,8 @@ def summary_markdown(averages: list[dict], targets: list[float],
   return "\n".join(lines) + "\n"
 
 
-def plot_curves(averages: list[dict], folder: str) -> list[str]:
+def plot_curves(averages: list[dict], folder: str, title: str = "") -> list[str]:
+  """rd_psnr.png and rd_msssim.png: each codec's average curve; ``title`` says what was measured."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -200,6 +201,8 @@ def plot_curves(averages: list[dict], folder: str) -> list[str]:
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend()
+    if title:
+      ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = os.path.join(folder, name)
     fig.savefig(path)
@@ -300,7 +303,7 @@ def run(config, workdir: str, mode: str = "train") -> dict:
   with open(os.path.join(folder, "summary.md"), "w") as f:
     f.write(text)
   if averages:
-    plot_curves(averages, folder)
+    plot_curves(averages, folder, f"average of {len(images)} images: {source}")
   print(text, flush=True)
   print(f"codec_benchmark: artifacts in {folder}", flush=True)
   return {"averages": averages, "rows": rows}

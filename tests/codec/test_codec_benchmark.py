@@ -31,8 +31,16 @@ def test_config_variants():
     config_lib.get_config("huge")
 
 
-def test_run_writes_artifacts(tmp_path, capsys):
+def test_run_writes_artifacts(tmp_path, capsys, monkeypatch):
+  import matplotlib.axes
+  titles = []
+  original = matplotlib.axes.Axes.set_title
+  monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                      lambda ax, text, **kw: titles.append(text) or original(ax, text, **kw))
   result = task.run(_small_config(), str(tmp_path), "train")
+  # Each plot says what was measured: how many images, which, and the crop.
+  assert len(titles) == 2 and all("average of 2 images" in t and "centre crop 192x192" in t
+                                  for t in titles), titles
   out = capsys.readouterr().out
   assert "[6/6]" in out and "ETA" in out
   art = tmp_path / "artifacts"
