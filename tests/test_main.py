@@ -22,6 +22,15 @@ def test_trains_and_writes_resolved_config(tmp_path):
   # The compilation has a name and a time, and is not in the first rate and ETA.
   assert "compiling the train step" in done.stderr
   assert "train step compiled and run once in" in done.stderr
+  # The README's `tensorboard --logdir` works after the install: it reads the run's events.
+  tb = helpers.subprocess.run(["tensorboard", "--inspect", "--logdir", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+  assert tb.returncode == 0 and "loss" in tb.stdout, tb.stderr[-2000:]
+  # ... and without it, the curves as a PNG.
+  plot = helpers.subprocess.run([helpers.sys.executable, "-m", "collage.train.plots",
+                                 str(tmp_path)], cwd=helpers.REPO, env=helpers.env(1),
+                                capture_output=True, text=True, timeout=120)
+  assert plot.returncode == 0 and (tmp_path / "artifacts" / "metrics.png").is_file()
 
 
 @pytest.mark.parametrize("override, key", [
