@@ -107,3 +107,29 @@ def test_variable_rate_training_from_a_fixed_rate_model(tmp_path):
     data = codec.compress(img, quality)
     np.testing.assert_array_equal(codec.decompress(data),
                                   codec.reconstruct(codec.encode_code(img, quality), 20, 30, 3))
+
+
+def test_precision_fields_exist_and_only_float32_without_remat_is_accepted():
+  for arg in compress_config.VARIANTS:
+    m = compress_config.get_config(arg).model
+    assert (m.dtype, m.param_dtype, m.remat) == ("float32", "float32", "none"), arg
+  c = compress_config.get_config("quick")
+  c.model.dtype = "bfloat16"
+  with pytest.raises(ValueError, match="float32 only.*decode bit-exactly"):
+    compress_task.CompressTask(c)
+  c = compress_config.get_config("quick")
+  c.model.remat = "blocks"
+  with pytest.raises(ValueError, match="no recomputation.*valid: none"):
+    compress_task.CompressTask(c)
+  c.model.remat = "everything"
+  with pytest.raises(ValueError, match="valid: none, blocks"):
+    compress_task.CompressTask(c)
+
+
+def test_batch_spec_matches_a_real_train_batch():
+  task = compress_task.CompressTask(compress_config.get_config("quick"))
+  batch = next(task.dataset("train", seed=0, process_index=0, process_count=1, batch_size=4))
+  spec = task.batch_spec(4)
+  assert spec.keys() == batch.keys()
+  for k, v in batch.items():
+    assert (spec[k].shape, spec[k].dtype) == (np.shape(v), np.asarray(v).dtype), k

@@ -22,6 +22,13 @@ each element costs one token through each decoder against the key/value caches. 
 function forces a given prefix (conditional generation) and reports every element's
 log-probability, so the training path and the sampling path can be checked against each other.
 
+Precision (``DCTConfig.dtype``): matmuls, attention and the residual stream run in the compute
+dtype, parameters stay float32 (``param_dtype``); the final LayerNorms and the three output
+heads run in float32, and so do every log-softmax over the vocabularies, the masks and the
+log-likelihoods. ``DCTConfig.remat`` (``collage.nn.precision.REMAT``) recomputes each encoder and
+decoder layer of the teacher-forced pass in the backward pass ("blocks", or a checkpoint
+policy); the cached sampler never differentiates and is unaffected.
+
 Shapes: a batch of sequences is ``{"ranks", "positions", "values": int32 [B, L], "length":
 int32 [B]}`` (``collage.ops.sparse_dct``); C channels (rank C = end-of-sequence), P positions,
 values in [-V, V] (token ``value + V``).
@@ -36,7 +43,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from collage.nn.transformer import (DecoderBlock, EncoderBlock, causal_mask, empty_cache)
+from collage.nn import precision
+from collage.nn.precision import f32
+from collage.nn.transformer import DecoderBlock, EncoderBlock, empty_cache
 from collage.ops import sparse_dct
 
 Seq = dict[str, jax.Array]
@@ -54,6 +63,9 @@ class DCTConfig:
     dim, heads, mlp_ratio: width, attention heads and MLP expansion of every layer.
     encoder_layers: layers of the partial-image encoder.
     decoder_layers: layers of each of the three decoders.
+    dtype: compute dtype name ("float32" | "bfloat16", ``collage.nn.precision``).
+    param_dtype: parameter dtype name ("float32").
+    remat: recomputation of each layer in the backward pass (``precision.REMAT``).
   """
   channels: int
   positions: int
@@ -64,6 +76,9 @@ class DCTConfig:
   mlp_ratio: int = 4
   encoder_layers: int = 2
   decoder_layers: int = 2
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  remat: str = "none"
 
   @property
   def bos(self) -> int:
@@ -77,41 +92,48 @@ class DCTransformer(nnx.Module):
   def __init__(self, cfg: DCTConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     d, c, p = cfg.dim, cfg.channels, cfg.positions
+    self.dtype = precision.compute_dtype(cfg.dtype)
+    pdt = precision.param_dtype(cfg.param_dtype)
+    precision.check_remat(cfg.remat)
     init = nnx.initializers.normal(0.02)
-    block = lambda cls: cls(d, cfg.heads, cfg.mlp_ratio, rngs=rngs)  # noqa: E731
+    kw = dict(dtype=self.dtype, param_dtype=pdt, rngs=rngs)
+    out = dict(dtype=jnp.float32, param_dtype=pdt, rngs=rngs)  # final norms and heads: float32
+    block = lambda cls: cls(d, cfg.heads, cfg.mlp_ratio, **kw)  # noqa: E731
     # Encoder of the partial DCT image [P, C].
-    self.enc_in = nnx.Linear(2 * c, d, rngs=rngs)
-    self.enc_pos = nnx.Param(init(rngs.params(), (p, d)))
+    self.enc_in = nnx.Linear(2 * c, d, **kw)
+    self.enc_pos = nnx.Param(init(rngs.params(), (p, d), pdt))
     self.enc_blocks = nnx.List([block(EncoderBlock) for _ in range(cfg.encoder_layers)])
-    self.enc_norm = nnx.LayerNorm(d, rngs=rngs)
+    self.enc_norm = nnx.LayerNorm(d, **kw)
     # Embedding of the previous element and the step within the chunk.
-    self.prev_rank = nnx.Embed(c + 2, d, rngs=rngs)
-    self.prev_pos = nnx.Embed(p, d, rngs=rngs)
-    self.prev_val = nnx.Embed(2 * cfg.max_value + 1, d, rngs=rngs)
-    self.step_pos = nnx.Param(init(rngs.params(), (cfg.chunk, d)))
+    self.prev_rank = nnx.Embed(c + 2, d, **kw)
+    self.prev_pos = nnx.Embed(p, d, **kw)
+    self.prev_val = nnx.Embed(2 * cfg.max_value + 1, d, **kw)
+    self.step_pos = nnx.Param(init(rngs.params(), (cfg.chunk, d), pdt))
     # The three decoders.
     self.chan_blocks = nnx.List([block(DecoderBlock) for _ in range(cfg.decoder_layers)])
-    self.chan_norm = nnx.LayerNorm(d, rngs=rngs)
-    self.chan_head = nnx.Linear(d, c + 1, rngs=rngs)
-    self.pos_rank = nnx.Embed(c + 1, d, rngs=rngs)
+    self.chan_norm = nnx.LayerNorm(d, **out)
+    self.chan_head = nnx.Linear(d, c + 1, **out)
+    self.pos_rank = nnx.Embed(c + 1, d, **kw)
     self.pos_blocks = nnx.List([block(DecoderBlock) for _ in range(cfg.decoder_layers)])
-    self.pos_norm = nnx.LayerNorm(d, rngs=rngs)
-    self.pos_head = nnx.Linear(d, p, rngs=rngs)
-    self.val_pos = nnx.Embed(p, d, rngs=rngs)
-    self.val_enc = nnx.Linear(d, d, rngs=rngs)
+    self.pos_norm = nnx.LayerNorm(d, **out)
+    self.pos_head = nnx.Linear(d, p, **out)
+    self.val_pos = nnx.Embed(p, d, **kw)
+    self.val_enc = nnx.Linear(d, d, **kw)
     self.val_blocks = nnx.List([block(DecoderBlock) for _ in range(cfg.decoder_layers)])
-    self.val_norm = nnx.LayerNorm(d, rngs=rngs)
-    self.val_head = nnx.Linear(d, 2 * cfg.max_value + 1, rngs=rngs)
+    self.val_norm = nnx.LayerNorm(d, **out)
+    self.val_head = nnx.Linear(d, 2 * cfg.max_value + 1, **out)
 
   # -- pieces shared by the teacher-forced and the cached paths ------------------------------
   def encode(self, ranked: jax.Array) -> jax.Array:
-    """A partial DCT image, channels by rank: int [B, P, C] -> features [B, P, D]."""
+    """A partial DCT image, channels by rank: int [B, P, C] -> features [B, P, D] in the
+    compute dtype. Each layer is recomputed in the backward pass as ``cfg.remat`` says."""
     v = ranked.astype(jnp.float32)
     feats = jnp.concatenate([jnp.sign(v) * jnp.log1p(jnp.abs(v)), (v != 0).astype(jnp.float32)],
                             axis=-1)
-    x = self.enc_in(feats) + self.enc_pos[...]
+    x = self.enc_in(feats) + self.enc_pos[...].astype(self.dtype)
+    layer = precision.remat(lambda blk, h: blk(h), self.cfg.remat)
     for blk in self.enc_blocks:
-      x = blk(x)
+      x = layer(blk, x)
     return self.enc_norm(x)
 
   def contexts(self, enc: jax.Array) -> dict[str, list[tuple[jax.Array, jax.Array]]]:
@@ -123,9 +145,10 @@ class DCTransformer(nnx.Module):
 
   def embed_prev(self, prev_rank, prev_pos, prev_val, step) -> jax.Array:
     """The decoder input: previous triple ([B, T] each, rank ``bos`` at the start) and the step
-    within the chunk ([T] or [B, T]) -> [B, T, D]."""
+    within the chunk ([T] or [B, T]) -> [B, T, D] in the compute dtype."""
     return (self.prev_rank(prev_rank) + self.prev_pos(prev_pos)
-            + self.prev_val(self._value_token(prev_val)) + self.step_pos[...][step])
+            + self.prev_val(self._value_token(prev_val))
+            + self.step_pos[...].astype(self.dtype)[step])
 
   def _value_token(self, values: jax.Array) -> jax.Array:
     return jnp.clip(values + self.cfg.max_value, 0, 2 * self.cfg.max_value)
@@ -138,23 +161,24 @@ class DCTransformer(nnx.Module):
     return h_pos + self.val_pos(pos) + self.val_enc(at)
 
   # -- the teacher-forced pass over one chunk -------------------------------------------------
+  def decode(self, blocks, h: jax.Array, ctx: list[tuple[jax.Array, jax.Array]]) -> jax.Array:
+    """One decoder's causal teacher-forced pass: h [B, T, D] through ``blocks`` with their
+    cross-attention keys/values ``ctx``; each layer recomputed as ``cfg.remat`` says."""
+    layer = precision.remat(lambda blk, x, kv: blk(x, kv, is_causal=True), self.cfg.remat)
+    for blk, kv in zip(blocks, ctx):
+      h = layer(blk, h, kv)
+    return h
+
   def chunk_logits(self, enc: jax.Array, x: jax.Array, rank: jax.Array, pos: jax.Array
                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Logits of every chunk entry. enc: [B, P, D]; x: [B, T, D] (:meth:`embed_prev`); rank,
-    pos: the true entries [B, T] -> ([B, T, C+1], [B, T, P], [B, T, 2V+1]) unmasked."""
+    pos: the true entries [B, T] -> float32 ([B, T, C+1], [B, T, P], [B, T, 2V+1]) unmasked."""
     ctx = self.contexts(enc)
-    mask = causal_mask(x.shape[1])
-    h = x
-    for blk, kv in zip(self.chan_blocks, ctx["chan"]):
-      h = blk(h, kv, mask)
+    h = self.decode(self.chan_blocks, x, ctx["chan"])
     lc = self.chan_head(self.chan_norm(h))
-    h = self.pos_input(h, rank)
-    for blk, kv in zip(self.pos_blocks, ctx["pos"]):
-      h = blk(h, kv, mask)
+    h = self.decode(self.pos_blocks, self.pos_input(h, rank), ctx["pos"])
     lp = self.pos_head(self.pos_norm(h))
-    h = self.val_input(h, pos, enc)
-    for blk, kv in zip(self.val_blocks, ctx["val"]):
-      h = blk(h, kv, mask)
+    h = self.decode(self.val_blocks, self.val_input(h, pos, enc), ctx["val"])
     lv = self.val_head(self.val_norm(h))
     return lc, lp, lv
 
@@ -192,8 +216,8 @@ def _masked(logits: jax.Array, mask: jax.Array) -> jax.Array:
 
 def element_logprob(cfg: DCTConfig, logits, prev_rank, prev_pos, rank, pos, value) -> jax.Array:
   """log p(rank) + [rank != EOS] (log p(pos | rank) + log p(value | rank, pos)), masked as
-  above. logits: the three [..., K] arrays; the others [...] -> [...]."""
-  lc, lp, lv = logits
+  above. logits: the three [..., K] arrays; the others [...] -> float32 [...]."""
+  lc, lp, lv = (f32(l) for l in logits)
   lc = jax.nn.log_softmax(_masked(lc, rank_mask(cfg, prev_rank, prev_pos)))
   lp = jax.nn.log_softmax(_masked(lp, position_mask(cfg, prev_rank, prev_pos, rank)))
   lv = jax.nn.log_softmax(_masked(lv, value_mask(cfg)))
@@ -314,9 +338,9 @@ def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, c
           "positions": jnp.zeros((b, capacity), jnp.int32),
           "values": jnp.zeros((b, capacity), jnp.int32),
           "length": jnp.full((b,), capacity, jnp.int32)}
-  caches0 = {name: [empty_cache(b, t_chunk, heads, head_dim) for _ in blocks]
+  caches0 = {name: [empty_cache(b, t_chunk, heads, head_dim, model.dtype) for _ in blocks]
              for name, blocks in model._decoders()}  # pylint: disable=protected-access
-  enc0 = jnp.zeros((b, cfg.positions, cfg.dim), jnp.float32)
+  enc0 = jnp.zeros((b, cfg.positions, cfg.dim), model.dtype)
   carry0 = dict(t=jnp.int32(0), seq=seq0, done=jnp.zeros((b,), bool),
                 logprob=jnp.zeros((b, capacity), jnp.float32), enc=enc0,
                 ctx=model.contexts(enc0), caches=caches0)
@@ -352,9 +376,8 @@ def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, c
         caches[name] = new
         return h
       full = full_input_fn()                               # [B, T, D]
-      mask = causal_mask(t_chunk)
       for blk, kv in zip(blocks, c["ctx"][name]):
-        full = blk(full, kv, mask)
+        full = blk(full, kv, is_causal=True)
       return jax.lax.dynamic_slice_in_dim(full, j, 1, axis=1)
 
     start = t - j
@@ -374,7 +397,7 @@ def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, c
     def pos_full():
       h = chan_full()
       for blk, kv in zip(model.chan_blocks, c["ctx"]["chan"]):
-        h = blk(h, kv, causal_mask(t_chunk))
+        h = blk(h, kv, is_causal=True)
       rk, _, _ = _gather(seq_r, idx, cfg)
       return model.pos_input(h, jnp.minimum(rk, cfg.channels))
 
@@ -388,7 +411,7 @@ def generate(model: DCTransformer, keys: jax.Array, layout: sparse_dct.Layout, c
     def val_full():
       h = pos_full()
       for blk, kv in zip(model.pos_blocks, c["ctx"]["pos"]):
-        h = blk(h, kv, causal_mask(t_chunk))
+        h = blk(h, kv, is_causal=True)
       _, ps, _ = _gather(seq_p, idx, cfg)
       return model.val_input(h, ps, c["enc"])
 

@@ -1,15 +1,21 @@
 """Transformer layers (Vaswani et al. 2017, pre-LayerNorm) with a functional key/value cache.
 
+Attention runs through :func:`collage.nn.attention.attention` (``jax.nn.dot_product_attention``:
+cuDNN's fused kernel on a GPU, XLA's path on a CPU; logits and softmax in float32). Every layer
+takes ``dtype`` (the compute dtype of its matmuls and its outputs) and ``param_dtype`` (float32:
+parameters stay float32 and are cast when used); LayerNorm statistics are float32 whatever the
+compute dtype (flax computes them in at least float32 and normalizes in float32 before casting).
+
 Every attention layer can run on a whole sequence or on one new token against a cache of the
 keys and values of the tokens before it. The cache is a pair of plain arrays [B, T, H, D_h]
 passed in and returned (no hidden module state), so a jitted sampling loop carries it; a step
 attends over all T slots with the slots after the current one masked, which gives the same
 numbers as the full causal pass up to float rounding.
 
-    block = DecoderBlock(dim, heads, rngs=rngs)
+    block = DecoderBlock(dim, heads, dtype=jnp.bfloat16, rngs=rngs)  # float32 parameters
     ctx = block.cross_kv(encoder_out)                       # once per context
-    y = block(x, ctx, causal_mask(T))                       # x: [B, T, D] teacher-forced
-    cache = empty_cache(B, T, heads, dim // heads)
+    y = block(x, ctx, is_causal=True)                       # x: [B, T, D] teacher-forced
+    cache = empty_cache(B, T, heads, dim // heads, jnp.bfloat16)
     y_t, cache = block.step(x_t, t, cache, ctx)             # x_t: [B, 1, D]
 """
 
@@ -19,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-NEG_INF = -1e9  # added to masked attention logits
+from collage.nn.attention import attention
 
 
 def causal_mask(length: int) -> jax.Array:
@@ -35,16 +41,16 @@ def empty_cache(batch: int, length: int, heads: int, head_dim: int,
 
 
 class Attention(nnx.Module):
-  """Multi-head dot-product attention. x: [B, T, D] -> [B, T, D]."""
+  """Multi-head dot-product attention. x: [B, T, D] -> [B, T, D] in ``dtype``."""
 
-  def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
+  def __init__(self, dim: int, heads: int, *, dtype=jnp.float32, param_dtype=jnp.float32,
+               rngs: nnx.Rngs):
     if dim % heads:
       raise ValueError(f"dim {dim} is not a multiple of heads {heads}")
     self.heads, self.head_dim = heads, dim // heads
-    self.q = nnx.Linear(dim, dim, rngs=rngs)
-    self.k = nnx.Linear(dim, dim, rngs=rngs)
-    self.v = nnx.Linear(dim, dim, rngs=rngs)
-    self.o = nnx.Linear(dim, dim, rngs=rngs)
+    lin = lambda: nnx.Linear(dim, dim, dtype=dtype, param_dtype=param_dtype,  # noqa: E731
+                             rngs=rngs)
+    self.q, self.k, self.v, self.o = lin(), lin(), lin(), lin()
 
   def _split(self, x: jax.Array) -> jax.Array:
     return x.reshape(*x.shape[:-1], self.heads, self.head_dim)
@@ -54,21 +60,19 @@ class Attention(nnx.Module):
     return self._split(self.k(context)), self._split(self.v(context))
 
   def attend(self, x: jax.Array, keys: jax.Array, values: jax.Array,
-             mask: jax.Array | None = None) -> jax.Array:
-    """x: [B, T, D] attends keys/values [B, S, H, D_h]; mask: bool broadcastable to [B, T, S]."""
-    q = self._split(self.q(x)) / jnp.sqrt(jnp.float32(self.head_dim))
-    logits = jnp.einsum("bthd,bshd->bhts", q, keys)
-    if mask is not None:
-      logits = jnp.where(jnp.broadcast_to(mask, (x.shape[0],) + mask.shape[-2:])[:, None],
-                         logits, NEG_INF)
-    weights = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("bhts,bshd->bthd", weights, values)
+             mask: jax.Array | None = None, *, is_causal: bool = False) -> jax.Array:
+    """x: [B, T, D] attends keys/values [B, S, H, D_h]; mask: bool [T, S] (the same for every
+    row; True: attend) or None; is_causal: query t attends keys <= t. -> [B, T, D]."""
+    q = self._split(self.q(x))
+    out = attention(q, keys.astype(q.dtype), values.astype(q.dtype), mask=mask,
+                    is_causal=is_causal)
     return self.o(out.reshape(*x.shape[:-1], -1))
 
-  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Self-attention over x: [B, T, D]."""
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None, *,
+               is_causal: bool = False) -> jax.Array:
+    """Self-attention over x: [B, T, D]; mask / is_causal as in :meth:`attend`."""
     k, v = self.kv(x)
-    return self.attend(x, k, v, mask)
+    return self.attend(x, k, v, mask, is_causal=is_causal)
 
   def step(self, x: jax.Array, index: jax.Array, cache: tuple[jax.Array, jax.Array]
            ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
@@ -77,16 +81,17 @@ class Attention(nnx.Module):
     k, v = self.kv(x)
     keys = jax.lax.dynamic_update_slice_in_dim(cache[0], k, index, axis=1)
     values = jax.lax.dynamic_update_slice_in_dim(cache[1], v, index, axis=1)
-    mask = (jnp.arange(keys.shape[1]) <= index)[None, :]
+    mask = (jnp.arange(keys.shape[1]) <= index)[None, :]        # [1, T]: the slots so far
     return self.attend(x, keys, values, mask), (keys, values)
 
 
 class Mlp(nnx.Module):
   """Two linear layers with a GELU between: [..., D] -> [..., D]."""
 
-  def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
-    self.up = nnx.Linear(dim, hidden, rngs=rngs)
-    self.down = nnx.Linear(hidden, dim, rngs=rngs)
+  def __init__(self, dim: int, hidden: int, *, dtype=jnp.float32, param_dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.up = nnx.Linear(dim, hidden, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.down = nnx.Linear(hidden, dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.down(jax.nn.gelu(self.up(x)))
@@ -95,11 +100,13 @@ class Mlp(nnx.Module):
 class EncoderBlock(nnx.Module):
   """Bidirectional self-attention and an MLP, pre-LayerNorm: [B, S, D] -> [B, S, D]."""
 
-  def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, *, rngs: nnx.Rngs):
-    self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
-    self.attn = Attention(dim, heads, rngs=rngs)
-    self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
-    self.mlp = Mlp(dim, mlp_ratio * dim, rngs=rngs)
+  def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, *, dtype=jnp.float32,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.norm1 = nnx.LayerNorm(dim, **kw)
+    self.attn = Attention(dim, heads, **kw)
+    self.norm2 = nnx.LayerNorm(dim, **kw)
+    self.mlp = Mlp(dim, mlp_ratio * dim, **kw)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x + self.attn(self.norm1(x))
@@ -109,22 +116,26 @@ class EncoderBlock(nnx.Module):
 class DecoderBlock(nnx.Module):
   """Causal self-attention, cross-attention to a context, an MLP; pre-LayerNorm."""
 
-  def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, *, rngs: nnx.Rngs):
-    self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
-    self.self_attn = Attention(dim, heads, rngs=rngs)
-    self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
-    self.cross_attn = Attention(dim, heads, rngs=rngs)
-    self.norm3 = nnx.LayerNorm(dim, rngs=rngs)
-    self.mlp = Mlp(dim, mlp_ratio * dim, rngs=rngs)
+  def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, *, dtype=jnp.float32,
+               param_dtype=jnp.float32, rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.norm1 = nnx.LayerNorm(dim, **kw)
+    self.self_attn = Attention(dim, heads, **kw)
+    self.norm2 = nnx.LayerNorm(dim, **kw)
+    self.cross_attn = Attention(dim, heads, **kw)
+    self.norm3 = nnx.LayerNorm(dim, **kw)
+    self.mlp = Mlp(dim, mlp_ratio * dim, **kw)
 
   def cross_kv(self, context: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The cross-attention keys and values of a context [B, S, D] (computed once per context)."""
     return self.cross_attn.kv(context)
 
   def __call__(self, x: jax.Array, context_kv: tuple[jax.Array, jax.Array],
-               mask: jax.Array) -> jax.Array:
-    """Teacher-forced pass. x: [B, T, D]; mask: bool [T, T] (e.g. :func:`causal_mask`)."""
-    x = x + self.self_attn(self.norm1(x), mask)
+               mask: jax.Array | None = None, *, is_causal: bool = False) -> jax.Array:
+    """Teacher-forced pass. x: [B, T, D]; the self-attention's mask: bool [T, T] (e.g.
+    :func:`causal_mask`) and/or ``is_causal`` (the same numbers; lets a GPU kernel skip the
+    masked half)."""
+    x = x + self.self_attn(self.norm1(x), mask, is_causal=is_causal)
     x = x + self.cross_attn.attend(self.norm2(x), *context_kv)
     return x + self.mlp(self.norm3(x))
 

@@ -74,6 +74,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.bitpack_bits = 6              # bits per value for bitpack
   c.model.rate_lams = ""                # variable rate: the lam of each level, increasing ("": fixed rate, lam above)
   c.model.context_model = False         # code weights with the context model (flags under decoded-neighbour contexts)
+  c.model.dtype = "float32"             # compute dtype: float32 only (the codec must decode bit-exactly; see tasks/compress.py)
+  c.model.param_dtype = "float32"       # float32: parameters, optimizer state, EMA and checkpoints stay float32
+  c.model.remat = "none"                # recomputation: none only (compress.py:full's step fits 16 GB without it)
 
   if arg in ("quick", "baseline_quick"):
     c.total_steps = 5000                # ~15-19 steps/s on an idle 2-core CPU: about 5 minutes

@@ -16,7 +16,8 @@ Variants: ``digits_quick`` (the embedded digits, 32x32 gray, quality 50: a clear
 model in about 10 minutes on a 2-core CPU), ``photos64`` (64x64 colour crops, 4:2:0, of the
 embedded photographs or any ``folder:PATH``), ``upsample`` and ``colorize`` (photos64 trained
 in the order whose prefix is the conditioning: the DC of every block / the luma), and the
-paper-sized ``imagenet`` and ``lsun`` (256x256, tfds datasets a user has prepared; unrun here).
+paper-sized ``imagenet`` and ``lsun`` (256x256, tfds datasets a user has prepared; unrun here;
+bfloat16 compute by default, ``--config.model.dtype=float32`` for full precision).
 """
 
 import ml_collections
@@ -68,6 +69,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.mlp_ratio = 4                 # MLP expansion
   c.model.encoder_layers = 2            # layers of the partial-image encoder
   c.model.decoder_layers = 2            # layers of each of the channel / position / value decoders
+  c.model.dtype = "float32"             # compute dtype: float32 | bfloat16 (matmuls, attention, residual stream)
+  c.model.param_dtype = "float32"       # float32: parameters, optimizer state, EMA and checkpoints stay float32
+  c.model.remat = "none"                # recomputation: none | blocks (each transformer layer) | a jax.checkpoint_policies name
 
   c.sample = sample_defaults(num=16)    # --mode sample: 16 samples
   c.sample.batch_size = 16              # samples per jitted call
@@ -117,4 +121,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.decoder_layers = 6
     c.optimizer.learning_rate = 3e-4
     c.optimizer.warmup_steps = 5000
+    c.model.dtype = "bfloat16"          # bfloat16 compute (softmaxes, likelihoods, losses: float32)
+    c.model.remat = "none"              # batch 8 per device fits 80 GB without recomputation (benchmarks/dctransformer.md)
   return c

@@ -37,14 +37,45 @@ from collage.metrics.distortion import psnr_from_mse
 from collage.metrics.rd import rd_cost
 from collage.nn import hypernet as hn
 from collage.nn import hypernet_io
+from collage.nn import precision
 from collage.nn.bridge import ModuleBridge
 from collage.train import loop
 from collage.train.task import Task
 
 
+PRECISION_KEYS = ("dtype", "param_dtype", "remat")
+
+
+def check_precision(model: ml_collections.ConfigDict) -> None:
+  """``model.dtype`` / ``param_dtype`` / ``remat`` of the codec trainer: float32 and none only.
+
+  The hypernetwork is the shipped codec's model: its files must decode byte for byte on every
+  machine, so it computes in float32 at inference, and training it in another dtype would
+  train a model other than the one the codec runs. Its train step is small
+  (``compress.py:full`` at batch 32: 27 MB per device, ``--mode plan``), so it needs neither
+  bfloat16 nor recomputation to fit 16 GB.
+
+  Raises:
+    ValueError: any other setting, saying why.
+  """
+  precision.param_dtype(str(model.get("param_dtype", "float32")))
+  dtype = str(model.get("dtype", "float32"))
+  precision.compute_dtype(dtype)  # an unknown name: the list of valid ones
+  if dtype != "float32":
+    raise ValueError(f"model.dtype={dtype!r}: the codec trainer computes in float32 only; the "
+                     "hypernetwork is the shipped codec's model, whose files must decode bit-"
+                     "exactly in float32, and its train step fits 16 GB without bfloat16")
+  remat = precision.check_remat(str(model.get("remat", "none")))
+  if remat != "none":
+    raise ValueError(f"model.remat={remat!r}: the codec trainer has no recomputation (its "
+                     "train step fits 16 GB without it); valid: none")
+
+
 def model_config(config: ml_collections.ConfigDict) -> hn.ModelConfig:
-  """The ``ModelConfig`` described by ``config.model``."""
-  d = dict(config.model.to_dict())
+  """The ``ModelConfig`` described by ``config.model`` (its precision fields checked and
+  left out: the hypernetwork is float32 throughout)."""
+  check_precision(config.model)
+  d = {k: v for k, v in config.model.to_dict().items() if k not in PRECISION_KEYS}
   for k in ("luma_domain", "luma_stride", "chroma_domain", "chroma_stride"):
     d[k] = None if int(d[k]) <= 0 else int(d[k])
   for k in ("luma_isometries", "chroma_isometries"):
@@ -71,6 +102,11 @@ class CompressTask(Task):
     return make_image_dataset(source, split=split, crop_size=int(c.crop), batch_size=batch_size,
                               seed=seed, process_index=process_index,
                               process_count=process_count, channels=3)
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """One train batch: {"image": float32 [B, crop, crop, 3]} in [0, 1]."""
+    crop = int(self.config.data.crop)
+    return {"image": jax.ShapeDtypeStruct((batch_size, crop, crop, 3), jnp.float32)}
 
   # -- model ----------------------------------------------------------------------------
   def _model(self, params) -> hn.NeuralCollage:

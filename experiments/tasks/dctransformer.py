@@ -205,7 +205,8 @@ class DCTransformerTask(Task):
     self.model_cfg = dct_model.DCTConfig(
         channels=layout.channels, positions=layout.positions, max_value=int(m.max_value),
         chunk=int(m.chunk), dim=int(m.dim), heads=int(m.heads), mlp_ratio=int(m.mlp_ratio),
-        encoder_layers=int(m.encoder_layers), decoder_layers=int(m.decoder_layers))
+        encoder_layers=int(m.encoder_layers), decoder_layers=int(m.decoder_layers),
+        dtype=str(m.dtype), param_dtype=str(m.param_dtype), remat=str(m.remat))
     self.bridge = ModuleBridge(nnx.eval_shape(
         lambda: dct_model.DCTransformer(self.model_cfg, rngs=nnx.Rngs(0))))
 
@@ -216,6 +217,14 @@ class DCTransformerTask(Task):
       return jc.JpegFolderSource(source[len("jpegs:"):])
     return open_source(str(self.config.data.source), split=split,
                        channels=int(self.config.data.channels))
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """One train batch of ``batch_size`` sequences: {"ranks", "positions", "values": int32
+    [B, L], "length": int32 [B]} with L = ``model.max_len`` (what ``dataset("train")``
+    yields; the chunk index is drawn inside the loss)."""
+    seq = jax.ShapeDtypeStruct((batch_size, self.coder.capacity), jnp.int32)
+    return {"ranks": seq, "positions": seq, "values": seq,
+            "length": jax.ShapeDtypeStruct((batch_size,), jnp.int32)}
 
   @functools.lru_cache(maxsize=1)
   def eval_elements(self) -> list[dict[str, np.ndarray]]:
