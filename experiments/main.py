@@ -38,6 +38,7 @@ from ml_collections import config_flags
 
 from collage import compilation_cache
 from collage.train import distributed
+from collage.train import plan as plan_lib
 from collage.train.errors import CheckpointError, ConfigError
 from collage.train.interrupt import Interrupted
 
@@ -355,7 +356,12 @@ def _check_workdir(path: str) -> str:
 def _request_cpu_devices(config: ml_collections.ConfigDict) -> None:
   """``--mode plan`` for N devices on a machine with fewer: N fake CPU devices, asked for
   before anything starts JAX's backends (the CPU backend is only used when the default one has
-  too few devices)."""
+  too few devices). The CPU compiler also schedules for memory, as GPU and TPU compilers do:
+  its default concurrency-optimized scheduler keeps many more buffers alive at once (the
+  DCTransformer's imagenet step: 26.5 GB against 15.9 GB) and hides what recomputation saves."""
+  flag = plan_lib.CPU_MEMORY_SCHEDULER
+  if flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
   plan = config.get("plan", None)
   if plan is not None and not plan.target and int(plan.devices) > 1:
     jax.config.update("jax_num_cpu_devices", int(plan.devices))

@@ -52,6 +52,9 @@ from collage.train.step import make_train_step
 from collage.train.task import Task
 
 PLAN_FILE = "plan.json"
+# The XLA flag under which a CPU compile schedules for memory as GPU/TPU compilers do
+# (experiments.main sets it for --mode plan before JAX starts).
+CPU_MEMORY_SCHEDULER = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 GB = 1e9
 DEFAULT_MEM_FRACTION = 0.75  # JAX's default XLA_PYTHON_CLIENT_MEM_FRACTION on a GPU
 
@@ -263,6 +266,9 @@ def plan(task: Task, config: ml_collections.ConfigDict) -> dict[str, Any]:
       "task": config.task,
       "devices": len(devices),
       "device": description,
+      "cpu_scheduler": ("memory-minimizing" if CPU_MEMORY_SCHEDULER in os.environ.get(
+          "XLA_FLAGS", "") else "concurrency-optimized (peaks overstated: plan through "
+          "python -m experiments.main, which schedules for memory)"),
       "compute_dtype": dtype,
       "param_dtype": str(model.get("param_dtype", "float32")),
       "remat": str(model.get("remat", "none")),

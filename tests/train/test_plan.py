@@ -139,6 +139,7 @@ def test_plan_through_the_entrypoint_asks_for_fake_devices_and_writes_only_plan_
   with open(workdir / "plan.json") as f:
     result = json.load(f)
   assert result["devices"] == 4 and result["train"]["batch_per_device"] == 2
+  assert result["cpu_scheduler"] == "memory-minimizing"  # as GPU and TPU compilers schedule
   assert result["networks"]["model"]["parameters"] == 5  # w [4, 1] and b [1]
   assert "peak per device" in done.stdout and "FITS 32 GB" in done.stdout
 
