@@ -81,6 +81,7 @@ def sample_defaults(num: int = 16, seed: int = 0) -> ml_collections.ConfigDict:
   s.num = num                    # samples to draw
   s.seed = seed                  # sampling seed (samples do not depend on the device count)
   s.batch_size = 64              # samples per jitted call (rounded up to a multiple of the devices)
+  s.name = ""                    # this draw's name: DIR/samples/STEP-NAME ("": DIR/samples/STEP); draws with other options need other names
   return s
 
 

@@ -31,7 +31,8 @@ from collage.train.errors import CheckpointError, ConfigError
 from collage.train.evaluators import make_evaluators
 from collage.train.interrupt import Interrupted, Interruption
 from collage.train.run_config import check_against_run
-from collage.train.sampling import Sampler, check_sample_config, task_options, write_samples
+from collage.train.sampling import (Sampler, check_sample_config, check_sample_dir,
+                                    sample_dir, task_options, write_samples)
 from collage.train.setup import StateSetup
 from collage.train.state import TrainState
 from collage.train.step import make_train_step
@@ -215,13 +216,15 @@ def _restore_latest(rt: _Runtime, latest: int | None, mode: str) -> TrainState:
 
 
 def _sample(rt: _Runtime, latest: int | None) -> TrainState:
-  state = _restore_latest(rt, latest, "sample")
   sample = rt.config.sample
+  directory = sample_dir(rt.workdir, latest, sample.get("name", ""))
+  meta = check_sample_dir(directory, {
+      "step": latest, "num": int(sample.num), "seed": int(sample.seed),
+      "options": task_options(sample), **rt.task.sample_meta()})  # before any sampling
+  state = _restore_latest(rt, latest, "sample")
   samples = rt.sampler()(state.eval_params, state.model_state, int(sample.num), int(sample.seed))
   if jax.process_index() == 0:
-    meta = {"step": latest, "num": int(sample.num), "seed": int(sample.seed),
-            "options": task_options(sample), **rt.task.sample_meta()}
-    out = write_samples(samples, os.path.join(rt.workdir, "samples", str(latest)), meta)
+    out = write_samples(samples, directory, meta)
     logging.info("%d samples of step %d written to %s", int(sample.num), latest, out)
   return state
 

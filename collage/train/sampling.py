@@ -32,7 +32,8 @@ from collage.train.errors import ConfigError
 from collage.train.task import Task
 from collage.train.writer import Progress
 
-RUNTIME_FIELDS = ("num", "seed", "batch_size")  # config.sample fields the runtime reads
+REQUIRED_FIELDS = ("num", "seed", "batch_size")  # config.sample fields every sampler has
+RUNTIME_FIELDS = (*REQUIRED_FIELDS, "name")  # ... and those the runtime reads (not the task)
 
 
 def task_options(sample_config: ml_collections.ConfigDict | None) -> dict[str, Any]:
@@ -53,9 +54,9 @@ def check_sample_config(task: Task, config: ml_collections.ConfigDict) -> ml_col
     raise ConfigError(f"--mode sample: task {config.task!r} ({name}) has no sampler; "
                       "it can only be trained and evaluated (--mode train | eval).")
   sample = config.get("sample", None)
-  if sample is None or any(k not in sample for k in RUNTIME_FIELDS):
+  if sample is None or any(k not in sample for k in REQUIRED_FIELDS):
     raise ConfigError(f"--mode sample needs config.sample with the fields "
-                      f"{', '.join(RUNTIME_FIELDS)} (collage.train.config.sample_defaults()).")
+                      f"{', '.join(REQUIRED_FIELDS)} (collage.train.config.sample_defaults()).")
   return sample
 
 
@@ -117,6 +118,41 @@ class Sampler:
     return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
 
 
+def sample_dir(workdir: str, step: int, name: str = "") -> str:
+  """Where a draw of checkpoint ``step`` goes: ``DIR/samples/STEP`` or ``STEP-NAME``.
+
+  Raises:
+    ConfigError: a name that is not a plain file name.
+  """
+  if name and (os.sep in name or name in (".", "..") or not name.isprintable()):
+    raise ConfigError(f"sample.name={name!r} must be a plain name (no {os.sep!r}), e.g. t085")
+  return os.path.join(workdir, "samples", f"{step}-{name}" if name else str(step))
+
+
+def check_sample_dir(directory: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+  """``meta`` as JSON values, once ``directory`` is known to take this draw (checked before
+  drawing, so a refusal costs no sampling).
+
+  Raises:
+    FileExistsError: ``directory`` holds samples drawn with different ``meta``, or is not a
+      sample directory.
+  """
+  meta_path = os.path.join(directory, "options.json")
+  meta = json.loads(json.dumps(dict(meta), sort_keys=True))
+  if os.path.exists(meta_path):
+    with open(meta_path, encoding="utf-8") as f:
+      old = json.load(f)
+    if old != meta:
+      raise FileExistsError(
+          f"{directory} already holds samples drawn with {old}; this draw is {meta}. Name this "
+          "draw (--config.sample.name=NAME writes it to STEP-NAME beside the other), or draw "
+          "with the same options.")
+  elif os.path.isdir(directory) and os.listdir(directory):
+    raise FileExistsError(f"{directory} exists and is not a sample directory of this runtime; "
+                          "move or delete it, or name this draw with --config.sample.name=NAME.")
+  return meta
+
+
 def write_samples(samples: Mapping[str, np.ndarray], directory: str,
                   meta: Mapping[str, Any]) -> str:
   """Writes ``samples`` under ``directory`` (see the module docstring); returns it.
@@ -126,18 +162,8 @@ def write_samples(samples: Mapping[str, np.ndarray], directory: str,
   Raises:
     FileExistsError: ``directory`` holds samples drawn with different ``meta``.
   """
+  meta = check_sample_dir(directory, meta)
   meta_path = os.path.join(directory, "options.json")
-  meta = json.loads(json.dumps(dict(meta), sort_keys=True))
-  if os.path.exists(meta_path):
-    with open(meta_path, encoding="utf-8") as f:
-      old = json.load(f)
-    if old != meta:
-      raise FileExistsError(
-          f"{directory} already holds samples drawn with {old}; this draw is {meta}. Move or "
-          "delete that directory, or draw with the same options.")
-  elif os.path.isdir(directory) and os.listdir(directory):
-    raise FileExistsError(f"{directory} exists and is not a sample directory of this runtime; "
-                          "move or delete it.")
   os.makedirs(directory, exist_ok=True)
   if "image" in samples:
     imgs = samples["image"]

@@ -137,9 +137,16 @@ def test_sample_mode_writes_pngs_grid_npz_independent_of_device_count(tmp_path, 
     np.testing.assert_array_equal(f["z"], on8["z"])
     np.testing.assert_allclose(f["image"], on8["image"], rtol=1e-6, atol=1e-7)
   # Another seed into the same step directory is refused; nothing is overwritten.
-  with pytest.raises(FileExistsError, match="already holds samples"):
+  with pytest.raises(FileExistsError, match="already holds samples.*--config.sample.name"):
     other = _config(total_steps=4, sample__seed=1)
     loop.run(GanTask(other), other, str(tmp_path), "sample", devices=eight_devices)
+  # Named, the other draw goes beside the first.
+  named = _config(total_steps=4, sample__seed=1, sample__name="seed1")
+  loop.run(GanTask(named), named, str(tmp_path), "sample", devices=eight_devices)
+  with np.load(tmp_path / "samples" / "4-seed1" / "samples.npz") as f:
+    assert not np.array_equal(f["z"], on8["z"])
+  with np.load(out / "samples.npz") as f:
+    np.testing.assert_array_equal(f["z"], on8["z"])  # the first draw untouched
   # The task's options reach the sampler: temperature 0 gives z = 0 for every sample.
   cold = _config(total_steps=4, sample__temperature=0.0)
   samples = sampling.Sampler(GanTask(cold), mesh.make_mesh(eight_devices),
