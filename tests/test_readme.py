@@ -25,3 +25,12 @@ def test_readme_main_job_uses_the_one_entrypoint():
   assert "python -m experiments.main" in main_cmd
   config = re.search(r"--config[= ](\S+)", main_cmd).group(1).split(":")[0]
   assert (ROOT / config).is_file(), f"the README's main job names a missing config {config}"
+
+
+def test_every_file_the_readme_links_or_shows_exists():
+  text = (ROOT / "README.md").read_text()
+  targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)]+)\)", text)
+             if not t.startswith(("http:", "https:", "#"))]
+  assert targets, "the README links no files"
+  missing = [t for t in targets if not (ROOT / t).exists()]
+  assert not missing, f"README links to missing files: {missing}"
