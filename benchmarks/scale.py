@@ -72,7 +72,10 @@ def plan_row(name: str, dtype: str, out: str, timeout: int) -> dict:
 
 
 def _gb(result: dict) -> str:
-  return "error" if "error" in result else f"{result['train']['peak_bytes'] / 1e9:.1f}"
+  if "error" in result:
+    return "error"
+  gb = result["train"]["peak_bytes"] / 1e9
+  return f"{gb:.1f}" if gb >= 1 else f"{gb:.3f}"
 
 
 def table(results: dict) -> str:
@@ -100,8 +103,8 @@ def table(results: dict) -> str:
     lines.append(
         f"| {name} | `{spec}`{' ' + ' '.join(extra) if extra else ''} | {paper} | {batch} "
         f"({devices} devices) | {params / 1e6:.1f} M | "
-        f"{ok['train']['matmul_flops_per_device'] / 1e9:,.0f} | {_gb(fp)} | {bf_cell} | "
-        f"{ok['remat']} | {' | '.join(fits)} | {target} GB: {meets} | {step * 1e3:.0f} ms "
+        f"{ok['train']['matmul_flops_per_device'] / 1e9:,.4g} | {_gb(fp)} | {bf_cell} | "
+        f"{ok['remat']} | {' | '.join(fits)} | {target} GB: {meets} | {step * 1e3:.3g} ms "
         f"({ok['compute_dtype']}) |")
   return "\n".join(lines)
 
