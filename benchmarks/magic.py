@@ -45,7 +45,10 @@ def steptime(args) -> None:
     cfg.batch_size = args.batch
   if args.crop:
     cfg.data.crop = args.crop
-  cfg.model.remat = bool(args.remat)
+  if args.remat:
+    cfg.model.remat = args.remat
+  if args.dtype:
+    cfg.model.dtype = args.dtype
   task = MagicTask(cfg)
   blocks = dict(cfg.optimizers.items())
   optimizers = {n: make_optimizer(b, int(cfg.total_steps)) for n, b in blocks.items()}
@@ -68,7 +71,7 @@ def steptime(args) -> None:
   compile_s = times[0] + times[1]
   per_step = float(np.median(times[2:]))
   n_params = {n: sum(x.size for x in jax.tree.leaves(p)) for n, p in state.params.items()}
-  name = args.variant + (" (remat)" if args.remat else "")
+  name = f"{args.variant} ({cfg.model.dtype}, remat {cfg.model.remat})"
   print(f"| {name} | {cfg.batch_size} | {cfg.data.k_min}..{cfg.data.k_max} | "
         f"{cfg.data.crop} | {n_params['generator'] / 1e6:.2f} M / "
         f"{n_params['discriminator'] / 1e6:.2f} M | {compile_s:.1f} | {per_step:.2f} | "
@@ -143,7 +146,9 @@ def main() -> None:
   s.add_argument("--batch", type=int, default=0, help="global batch (0: the config's)")
   s.add_argument("--crop", type=int, default=0, help="crop side (0: the config's)")
   s.add_argument("--steps", type=int, default=3, help="measured steps after the warm-up")
-  s.add_argument("--remat", action="store_true", help="recompute activations (model.remat)")
+  s.add_argument("--remat", default="", help="model.remat: none | blocks | a policy ('' = the "
+                 "config's)")
+  s.add_argument("--dtype", default="", help="model.dtype: float32 | bfloat16 ('' = the config's)")
   s = sub.add_parser("poster", help="time a tiled guided poster")
   s.add_argument("--workdir", required=True, help="a trained run")
   s.add_argument("--variant", default="guided_quick", help="the run's config variant")

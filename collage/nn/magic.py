@@ -39,6 +39,15 @@ Choices where the paper is silent (a reimplementation's, stated here):
 - Tiles (:mod:`collage.nn.magic_render`): the instance-norm statistics and the affine warps are
   the only non-local quantities; they are computed once on a reference window and replayed in
   every tile.
+
+Precision and memory (``dtype``, ``remat``, ``set_chunk``): the ST-U-Net, the refinement U-Net,
+the warp head and the discriminator compute in ``dtype`` on float32 parameters; the softmax over
+templates (the convex set pooling), the warps' sampling coordinates, the refinement's logit and
+sigmoid, the instance-norm statistics and everything the losses see stay float32. The set layers
+act on B * h * w independent sets of K; ``set_chunk`` sets go through a set layer at a time
+(``apply_in_chunks``), each chunk recomputed in the backward pass when ``remat`` is not
+``none``, so the [sets, heads, K, K] scores and the per-set activations of all pixels never
+live at once.
 """
 
 from __future__ import annotations
@@ -50,7 +59,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from collage.nn.set_transformer import set_layer
+from collage.nn import precision
+from collage.nn.set_transformer import apply_in_chunks, set_layer
 from collage.nn.unet import Norms, UNet
 
 WARPS = ("none", "affine", "flow")
@@ -73,11 +83,20 @@ class MagicConfig:
   disc_width: int = 128          # discriminator channels of the first layer
   disc_depth: int = 6            # discriminator stride-2 conv layers
   disc_max_width: int = 512      # discriminator channel cap
-  remat: bool = False            # recompute U-Net blocks and set layers in the backward pass
+  dtype: str = "float32"         # compute dtype: float32 | bfloat16
+  param_dtype: str = "float32"   # parameters (and optimizer state, EMA, checkpoints): float32
+  remat: str = "none"            # backward-pass recomputation of U-Net blocks and set-layer chunks
+  set_chunk: int = 0             # sets (pixels x batch) per set-layer chunk (0: all at once)
 
   def __post_init__(self):
     if self.warp not in WARPS:
       raise ValueError(f"unknown warp {self.warp!r}; valid: {', '.join(WARPS)}")
+    precision.compute_dtype(self.dtype)
+    precision.param_dtype(self.param_dtype)
+    precision.check_remat(self.remat)
+    if self.set_chunk < 0:
+      raise ValueError(f"MagicConfig.set_chunk must be >= 0 (0: all sets at once), got "
+                       f"{self.set_chunk}")
     for name in ("width", "depth", "blocks", "heads", "crop", "disc_width", "disc_depth"):
       if int(getattr(self, name)) < 1:
         raise ValueError(f"MagicConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -168,6 +187,7 @@ def set_pool(weights: jax.Array, warped: jax.Array) -> jax.Array:
 
 def blend_weights(logits: jax.Array, set_mask: jax.Array | None) -> jax.Array:
   """softmax over K of logits [B, K, H, W]; padded elements (set_mask [B, K] = 0) get 0."""
+  logits = precision.f32(logits)  # the softmax normaliser stays float32
   if set_mask is not None:
     logits = jnp.where(set_mask[:, :, None, None] > 0, logits, jnp.finfo(logits.dtype).min)
   return jax.nn.softmax(logits, axis=1)
@@ -217,15 +237,18 @@ class STUNet(nnx.Module):
 
   def __init__(self, cfg: MagicConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
+    dtype = precision.compute_dtype(cfg.dtype)
     cin = 6 if cfg.guided else 3
     cout = 1 + (2 if cfg.warp == "flow" else 0)
-    self.unet = UNet(cin, cout, cfg.width, cfg.depth, cfg.blocks, remat=cfg.remat, rngs=rngs)
+    self.unet = UNet(cin, cout, cfg.width, cfg.depth, cfg.blocks, remat=cfg.remat, dtype=dtype,
+                     rngs=rngs)
     steps = 2 * cfg.depth - 1
     widths = [*self.unet.widths, *self.unet.widths[-2::-1]]
-    self.sets = nnx.List([set_layer(widths[s], cfg.heads, cfg.inducing, rngs=rngs)
+    self.sets = nnx.List([set_layer(widths[s], cfg.heads, cfg.inducing, dtype=dtype, rngs=rngs)
                           for s in range(steps)])
     if cfg.warp == "affine":
-      self.affine = nnx.Linear(self.unet.widths[-1], 6, rngs=rngs,
+      self.affine = nnx.Linear(self.unet.widths[-1], 6, rngs=rngs, dtype=dtype,
+                               param_dtype=jnp.float32,
                                kernel_init=nnx.initializers.zeros_init())
     if cfg.warp == "flow":  # the flow channels start at zero: no warp at initialisation
       kernel = self.unet.head.kernel[...]
@@ -241,22 +264,24 @@ class STUNet(nnx.Module):
         raise ValueError("a guided MAGIC generator needs the content patch I_c")
       x = jnp.concatenate([x, jnp.broadcast_to(content[:, None], (b, k, h, w, 3))], axis=-1)
     x = x.reshape(b * k, h, w, x.shape[-1])
-    attend = lambda layer, s, m: layer(s, m)
-    if self.cfg.remat and norms is None:
-      attend = nnx.remat(attend)
+    remat = self.cfg.remat if norms is None else "none"  # replayed statistics: a render path
 
     def mix(step, feats):
       n, fh, fw, fc = feats.shape
       s = feats.reshape(b, k, fh, fw, fc).transpose(0, 2, 3, 1, 4)      # [B, h, w, K, C]
-      m = None if set_mask is None else set_mask[:, None, None, :]
-      s = attend(self.sets[step], s, m)
-      return s.transpose(0, 3, 1, 2, 4).reshape(n, fh, fw, fc)
+      s = s.reshape(b * fh * fw, k, fc)                                  # one set per pixel
+      m = None
+      if set_mask is not None:
+        m = jnp.broadcast_to(set_mask[:, None, None, :], (b, fh, fw, k)).reshape(-1, k)
+      s = apply_in_chunks(self.sets[step], s, m, self.cfg.set_chunk, remat)
+      return s.reshape(b, fh, fw, k, fc).transpose(0, 3, 1, 2, 4).reshape(n, fh, fw, fc)
 
     out, bottleneck = self.unet(x, norms, valid, mix)
+    out = precision.f32(out)
     logits = out[..., 0].reshape(b, k, h, w)
     if self.cfg.warp == "affine":
-      pooled = jnp.mean(bottleneck, axis=(1, 2)).reshape(b, k, -1)
-      return logits, self.affine(pooled)
+      pooled = jnp.mean(precision.f32(bottleneck), axis=(1, 2)).reshape(b, k, -1)
+      return logits, precision.f32(self.affine(pooled))
     if self.cfg.warp == "flow":
       return logits, out[..., 1:].reshape(b, k, h, w, 2)
     return logits, None
@@ -276,12 +301,14 @@ class Refiner(nnx.Module):
   """I = sigmoid(logit(I_M) + r(I_M)); r's last layer starts at zero. [B, H, W, 3] -> same."""
 
   def __init__(self, cfg: MagicConfig, *, rngs: nnx.Rngs):
-    self.unet = UNet(3, 3, cfg.refine_width, cfg.refine_depth, 1, remat=cfg.remat, rngs=rngs)
+    self.unet = UNet(3, 3, cfg.refine_width, cfg.refine_depth, 1, remat=cfg.remat,
+                     dtype=precision.compute_dtype(cfg.dtype), rngs=rngs)
     self.unet.head.kernel[...] = jnp.zeros_like(self.unet.head.kernel[...])
 
   def __call__(self, collage: jax.Array, norms: Norms | None = None,
                valid: jax.Array | None = None) -> jax.Array:
-    residual, _ = self.unet(collage, norms, valid)
+    residual, _ = self.unet(collage, norms, valid)  # in the compute dtype; the rest float32
+    residual, collage = precision.f32(residual), precision.f32(collage)
     p = jnp.clip(collage, 1e-3, 1.0 - 1e-3)
     return jax.nn.sigmoid(jnp.log(p) - jnp.log1p(-p) + residual)
 
@@ -342,19 +369,23 @@ class Generator(nnx.Module):
 
 
 class Discriminator(nnx.Module):
-  """PatchGAN: images [B, H, W, 3] -> logits [B, H / 2**depth, W / 2**depth]."""
+  """PatchGAN: images [B, H, W, 3] -> float32 logits [B, H / 2**depth, W / 2**depth]; the
+  convolutions in the compute dtype."""
 
   def __init__(self, cfg: MagicConfig, *, rngs: nnx.Rngs):
+    self.dtype = precision.compute_dtype(cfg.dtype)
+    conv = lambda cin, cout, **kw: nnx.Conv(cin, cout, (5, 5), padding="SAME", dtype=self.dtype,
+                                            param_dtype=jnp.float32, rngs=rngs, **kw)
     layers, c = [], 3
     for i in range(cfg.disc_depth):
       w = min(cfg.disc_width * 2 ** i, cfg.disc_max_width)
-      layers.append(nnx.Conv(c, w, (5, 5), strides=(2, 2), padding="SAME", rngs=rngs))
+      layers.append(conv(c, w, strides=(2, 2)))
       c = w
     self.layers = nnx.List(layers)
-    self.out = nnx.Conv(c, 1, (5, 5), padding="SAME", rngs=rngs)
+    self.out = conv(c, 1)
 
   def __call__(self, images: jax.Array) -> jax.Array:
-    x = images * 2.0 - 1.0
+    x = (images * 2.0 - 1.0).astype(self.dtype)
     for layer in self.layers:
       x = jax.nn.leaky_relu(layer(x), 0.2)
-    return self.out(x)[..., 0]
+    return precision.f32(self.out(x)[..., 0])

@@ -9,6 +9,12 @@ are never attended to, so the real elements' outputs do not depend on them.
     MAB(x, y) = LN(h + rFF(h)),  h = LN(x + Multihead(x, y, y))   (multihead attention block)
     SAB(x)    = MAB(x, x)                                         O(n^2) per set
     ISAB(x)   = MAB(x, MAB(I, x)),  I: m learned inducing points  O(n m) per set, for large n
+
+Precision: the linear layers run in ``dtype`` on float32 parameters; the attention goes through
+:func:`collage.nn.attention.attention` (logits and softmax in float32); LayerNorm statistics
+are float32 (flax computes them in at least float32). :func:`apply_in_chunks` runs a layer on
+many independent sets a chunk at a time, so that only one chunk's attention scores and
+activations live at once (in the backward pass too, with a remat policy).
 """
 
 from __future__ import annotations
@@ -17,46 +23,50 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from collage.nn import precision
+from collage.nn.attention import attention
+
 LN_EPS = 1e-5  # LayerNorm variance floor (PyTorch's default, which Lee et al.'s code used)
 
 
 class MultiheadAttention(nnx.Module):
   """Scaled dot-product attention with ``heads`` heads.
 
-  q: [..., n, d], kv: [..., m, d], mask: [..., m] or None -> [..., n, d].
+  q: [..., n, d] (or [n, d], shared by every set), kv: [..., m, d], mask: [..., m] or None
+  -> [..., n, d]. ``chunk``: sets per chunk of :func:`collage.nn.attention.attention` (0: all).
   """
 
-  def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
+  def __init__(self, dim: int, heads: int, *, chunk: int = 0, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     if dim % heads:
       raise ValueError(f"set-transformer width {dim} is not divisible by its {heads} heads")
-    self.heads = heads
-    self.q = nnx.Linear(dim, dim, rngs=rngs)
-    self.k = nnx.Linear(dim, dim, rngs=rngs)
-    self.v = nnx.Linear(dim, dim, rngs=rngs)
-    self.out = nnx.Linear(dim, dim, rngs=rngs)
+    self.heads, self.chunk = heads, chunk
+    linear = lambda: nnx.Linear(dim, dim, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    self.q, self.k, self.v, self.out = linear(), linear(), linear(), linear()
 
   def _split(self, x: jax.Array) -> jax.Array:
     return x.reshape(*x.shape[:-1], self.heads, x.shape[-1] // self.heads)
 
   def __call__(self, q: jax.Array, kv: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     qh, kh, vh = self._split(self.q(q)), self._split(self.k(kv)), self._split(self.v(kv))
-    logits = jnp.einsum("...nhc,...mhc->...hnm", qh, kh) / jnp.sqrt(qh.shape[-1]).astype(q.dtype)
+    qh = jnp.broadcast_to(qh, (*kh.shape[:-3], *qh.shape[-3:]))  # shared queries: every set
     if mask is not None:
-      logits = jnp.where(mask[..., None, None, :] > 0, logits, jnp.finfo(logits.dtype).min)
-    weights = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("...hnm,...mhc->...nhc", weights, vh)
+      mask = jnp.broadcast_to(mask, kh.shape[:-2])
+    out = attention(qh, kh, vh, key_mask=mask, chunk=self.chunk)
     return self.out(out.reshape(*out.shape[:-2], -1))
 
 
 class MAB(nnx.Module):
   """Multihead attention block. x: [..., n, d], y: [..., m, d], mask over y -> [..., n, d]."""
 
-  def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
-    self.attention = MultiheadAttention(dim, heads, rngs=rngs)
-    self.norm1 = nnx.LayerNorm(dim, epsilon=LN_EPS, rngs=rngs)
-    self.norm2 = nnx.LayerNorm(dim, epsilon=LN_EPS, rngs=rngs)
-    self.ff1 = nnx.Linear(dim, dim, rngs=rngs)
-    self.ff2 = nnx.Linear(dim, dim, rngs=rngs)
+  def __init__(self, dim: int, heads: int, *, chunk: int = 0, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.attention = MultiheadAttention(dim, heads, chunk=chunk, dtype=dtype, rngs=rngs)
+    norm = lambda: nnx.LayerNorm(dim, epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32,
+                                 rngs=rngs)
+    linear = lambda: nnx.Linear(dim, dim, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    self.norm1, self.norm2 = norm(), norm()
+    self.ff1, self.ff2 = linear(), linear()
 
   def __call__(self, x: jax.Array, y: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     h = self.norm1(x + self.attention(x, y, mask))
@@ -66,8 +76,9 @@ class MAB(nnx.Module):
 class SAB(nnx.Module):
   """Set attention block: self-attention among the elements. x: [..., n, d] -> [..., n, d]."""
 
-  def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
-    self.mab = MAB(dim, heads, rngs=rngs)
+  def __init__(self, dim: int, heads: int, *, chunk: int = 0, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.mab = MAB(dim, heads, chunk=chunk, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     return self.mab(x, x, mask)
@@ -77,19 +88,51 @@ class ISAB(nnx.Module):
   """Induced set attention block: ``inducing`` learned points summarise the set, the elements
   attend to the summary; linear in n. x: [..., n, d] -> [..., n, d]."""
 
-  def __init__(self, dim: int, heads: int, inducing: int, *, rngs: nnx.Rngs):
+  def __init__(self, dim: int, heads: int, inducing: int, *, chunk: int = 0, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     self.points = nnx.Param(jax.random.normal(rngs.params(), (inducing, dim)) / jnp.sqrt(dim))
-    self.summarise = MAB(dim, heads, rngs=rngs)
-    self.broadcast = MAB(dim, heads, rngs=rngs)
+    self.summarise = MAB(dim, heads, chunk=chunk, dtype=dtype, rngs=rngs)
+    self.broadcast = MAB(dim, heads, chunk=chunk, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    points = jnp.broadcast_to(self.points[...], (*x.shape[:-2], *self.points.shape))
-    summary = self.summarise(points, x, mask)
+    # The points' query projection is computed once and shared by every set (not per set).
+    summary = self.summarise(self.points[...].astype(x.dtype), x, mask)
     return self.broadcast(x, summary)
 
 
-def set_layer(dim: int, heads: int, inducing: int, *, rngs: nnx.Rngs) -> SAB | ISAB:
-  """An SAB (``inducing`` = 0) or an ISAB with ``inducing`` points."""
+def set_layer(dim: int, heads: int, inducing: int, *, chunk: int = 0, dtype=jnp.float32,
+              rngs: nnx.Rngs) -> SAB | ISAB:
+  """An SAB (``inducing`` = 0) or an ISAB with ``inducing`` points; ``chunk`` and ``dtype`` as
+  in :class:`MultiheadAttention`."""
   if inducing < 0:
     raise ValueError(f"inducing points must be >= 0 (0: SAB), got {inducing}")
-  return ISAB(dim, heads, inducing, rngs=rngs) if inducing else SAB(dim, heads, rngs=rngs)
+  if inducing:
+    return ISAB(dim, heads, inducing, chunk=chunk, dtype=dtype, rngs=rngs)
+  return SAB(dim, heads, chunk=chunk, dtype=dtype, rngs=rngs)
+
+
+def apply_in_chunks(layer: nnx.Module, x: jax.Array, mask: jax.Array | None, chunk: int,
+                    remat: str = "none") -> jax.Array:
+  """``layer(x, mask)`` for many independent sets, ``chunk`` sets at a time.
+
+  x: [rows, n, d], mask: [rows, n] or None -> [rows, n, d]. ``chunk`` 0 (or >= rows): all at
+  once. Each chunk is recomputed in the backward pass as ``remat`` (a
+  :data:`collage.nn.precision.REMAT` name) says: with a policy only one chunk's activations
+  (attention scores included) live at once, forward and backward; with ``none`` the forward
+  pass is chunked but the backward pass keeps every chunk's activations. The values are those
+  of ``layer(x, mask)`` (the sets do not interact).
+  """
+  rows = x.shape[0]
+  if chunk <= 0 or chunk >= rows:
+    return precision.remat(lambda l, xs, ms: l(xs, ms), remat)(layer, x, mask)
+  graphdef, state = nnx.split(layer)  # inside the loop: a pure function of arrays
+  leaves, treedef = jax.tree.flatten(state)
+  run = precision.remat(
+      lambda ls, xs, ms: nnx.merge(graphdef, jax.tree.unflatten(treedef, ls))(xs, ms), remat)
+  pad = -rows % chunk
+  xs = jnp.pad(x, ((0, pad), (0, 0), (0, 0))).reshape(-1, chunk, *x.shape[1:])
+  ms = None
+  if mask is not None:  # padded sets attend to something: their keys are valid
+    ms = jnp.pad(mask, ((0, pad), (0, 0)), constant_values=1).reshape(-1, chunk, mask.shape[1])
+  out = jax.lax.map(lambda a: run(leaves, a[0], a[1]), (xs, ms))
+  return out.reshape(-1, *x.shape[1:])[:rows]

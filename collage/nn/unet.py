@@ -15,6 +15,13 @@ statistics every output pixel depends only on inputs within :meth:`UNet.radius` 
 image rendered in overlapping tiles, each padded by that radius, equals the image rendered at
 once. ``valid`` [H, W] (1 inside the image) zeroes the features outside the image before every
 convolution, as a whole-image 'SAME' convolution pads with zeros at the image border only.
+
+Precision. The convolutions run in ``dtype`` (the input is cast to it at the entry) on float32
+parameters; instance-norm statistics and the normalisation itself are float32 whatever the
+compute dtype, and :class:`Norms` records them as float32. ``remat`` (a
+:data:`collage.nn.precision.REMAT` name) recomputes each conv block in the backward pass; a
+decoder level's first block takes the lower level's output and the skip and concatenates them
+inside, so the concatenation (the widest activation) is recomputed, not kept.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from collage.nn import precision
 
 KERNEL = 5  # conv kernel side of every block (the paper's 5x5)
 EPS = 1e-5  # instance-norm variance floor
@@ -69,7 +78,8 @@ class Norms:
 class InstanceNorm(nnx.Module):
   """Per-sample, per-channel normalisation over space, with a learned scale and bias.
 
-  x: [N, H, W, C] -> [N, H, W, C]; statistics from ``norms`` (None: from x).
+  x: [N, H, W, C] -> [N, H, W, C] in x's dtype; statistics from ``norms`` (None: from x), the
+  statistics and the normalisation in float32.
   """
 
   def __init__(self, channels: int):
@@ -77,19 +87,28 @@ class InstanceNorm(nnx.Module):
     self.bias = nnx.Param(jnp.zeros((channels,)))
 
   def __call__(self, x: jax.Array, norms: Norms | None = None) -> jax.Array:
-    shift, mean, var = (norms or Norms())(x)
-    return ((x - shift) - mean) * jax.lax.rsqrt(var + EPS) * self.scale[...] + self.bias[...]
+    x32 = precision.f32(x)
+    shift, mean, var = (norms or Norms())(x32)
+    y = ((x32 - shift) - mean) * jax.lax.rsqrt(var + EPS) * self.scale[...] + self.bias[...]
+    return y.astype(x.dtype)
 
 
 class ConvBlock(nnx.Module):
-  """5x5 conv ('SAME') + instance norm + ReLU. x: [N, H, W, Cin] -> [N, H, W, Cout]."""
+  """5x5 conv ('SAME') + instance norm + ReLU. x: [N, H, W, Cin] -> [N, H, W, Cout].
 
-  def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
-    self.conv = nnx.Conv(cin, cout, (KERNEL, KERNEL), padding="SAME", rngs=rngs)
+  With ``skip`` [N, 2H, 2W, Cs] (a decoder level's first block), the input is
+  ``concat(upsample2(x), skip)`` and Cin counts both.
+  """
+
+  def __init__(self, cin: int, cout: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(cin, cout, (KERNEL, KERNEL), padding="SAME", dtype=dtype,
+                         param_dtype=jnp.float32, rngs=rngs)
     self.norm = InstanceNorm(cout)
 
   def __call__(self, x: jax.Array, norms: Norms | None = None,
-               valid: jax.Array | None = None) -> jax.Array:
+               valid: jax.Array | None = None, skip: jax.Array | None = None) -> jax.Array:
+    if skip is not None:
+      x = jnp.concatenate([upsample2(x), skip], axis=-1)
     if valid is not None:
       x = x * valid
     return jax.nn.relu(self.norm(self.conv(x), norms))
@@ -114,30 +133,34 @@ class UNet(nnx.Module):
     width: channels at full resolution (doubling at every level).
     depth: resolution levels (depth - 1 poolings).
     blocks: conv blocks per level, on the way down and on the way up.
-    remat: recompute each conv block in the backward pass instead of keeping its activations
-      (``nnx.remat``; less memory, about one more forward pass of compute). Only where the
-      statistics come from the input (``norms=None``): replayed statistics are a render path.
+    remat: a :data:`collage.nn.precision.REMAT` name: ``none`` keeps every activation for the
+      backward pass; otherwise each conv block is recomputed from its input (less memory, about
+      one more forward pass of compute). Only where the statistics come from the input
+      (``norms=None``): replayed statistics are a render path.
+    dtype: the compute dtype of the convolutions (parameters stay float32).
   """
 
   def __init__(self, cin: int, cout: int, width: int, depth: int, blocks: int = 1, *,
-               remat: bool = False, rngs: nnx.Rngs):
+               remat: str = "none", dtype=jnp.float32, rngs: nnx.Rngs):
     if depth < 1 or blocks < 1 or width < 1:
       raise ValueError(f"U-Net needs depth >= 1, blocks >= 1, width >= 1; got depth={depth}, "
                        f"blocks={blocks}, width={width}")
-    self.depth, self.blocks, self.remat = depth, blocks, remat
+    self.depth, self.blocks = depth, blocks
+    self.remat, self.dtype = precision.check_remat(remat), dtype
     self.widths = [width * 2 ** level for level in range(depth)]
     down, c = [], cin
     for w in self.widths:
-      down.append(nnx.List([ConvBlock(c if i == 0 else w, w, rngs=rngs) for i in range(blocks)]))
+      down.append(nnx.List([ConvBlock(c if i == 0 else w, w, dtype=dtype, rngs=rngs)
+                            for i in range(blocks)]))
       c = w
     up = []
     for level in range(depth - 2, -1, -1):
       w = self.widths[level]
-      up.append(nnx.List([ConvBlock(c + w if i == 0 else w, w, rngs=rngs)
+      up.append(nnx.List([ConvBlock(c + w if i == 0 else w, w, dtype=dtype, rngs=rngs)
                           for i in range(blocks)]))
       c = w
     self.down, self.up = nnx.List(down), nnx.List(up)
-    self.head = nnx.Conv(c, cout, (1, 1), rngs=rngs)
+    self.head = nnx.Conv(c, cout, (1, 1), dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
   @property
   def alignment(self) -> int:
@@ -161,7 +184,8 @@ class UNet(nnx.Module):
   def __call__(self, x: jax.Array, norms: Norms | None = None, valid: jax.Array | None = None,
                mix: Callable[[int, jax.Array], jax.Array] | None = None
                ) -> tuple[jax.Array, jax.Array]:
-    """x: [N, H, W, Cin] -> (out [N, H, W, Cout], bottleneck features [N, H', W', C']).
+    """x: [N, H, W, Cin] -> (out [N, H, W, Cout], bottleneck features [N, H', W', C']), both
+    in the compute dtype (x is cast to it).
 
     Args:
       norms: instance-norm statistics (None: from the input).
@@ -172,20 +196,21 @@ class UNet(nnx.Module):
     if x.shape[1] % self.alignment or x.shape[2] % self.alignment:
       raise ValueError(f"U-Net input {x.shape[1]}x{x.shape[2]} is not a multiple of "
                        f"{self.alignment} (2**(depth-1)) on both sides")
+    x = x.astype(self.dtype)
     masks = []
     m = None if valid is None else valid.astype(x.dtype)[None, :, :, None]
     for _ in range(self.depth):
       masks.append(m)
       m = None if m is None else pool2(m)
-    run = lambda block, x, m: block(x, norms, m)
-    if self.remat and norms is None:
-      run = nnx.remat(run)
+    run = lambda block, x, m, skip: block(x, norms, m, skip)
+    if norms is None:
+      run = precision.remat(run, self.remat)
     step, skips = 0, []
     for level, blocks in enumerate(self.down):
       if level:
         x = pool2(x)
       for block in blocks:
-        x = run(block, x, masks[level])
+        x = run(block, x, masks[level], None)
       if mix is not None:
         x = mix(step, x)
       step += 1
@@ -193,9 +218,8 @@ class UNet(nnx.Module):
     bottleneck = x
     for i, blocks in enumerate(self.up):
       level = self.depth - 2 - i
-      x = jnp.concatenate([upsample2(x), skips[level]], axis=-1)
-      for block in blocks:
-        x = run(block, x, masks[level])
+      for j, block in enumerate(blocks):  # the first block concatenates the skip inside
+        x = run(block, x, masks[level], None if j else skips[level])
       if mix is not None:
         x = mix(step, x)
       step += 1

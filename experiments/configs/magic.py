@@ -35,6 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task = "magic"                       # experiments/tasks/magic.py
   c.total_steps = 20000                  # train steps (each: discriminator, then generator)
   c.batch_size = 6 if guided else 12     # global batch of sets
+  c.microbatches = 2 if guided else 1    # generator passes per step over batch slices (less memory)
   c.log_every = 50                       # steps between logged metrics
   c.eval_every = 2000                    # steps between evaluations and artifacts
   c.eval_batches = 4                     # eval batches (data.eval_examples sets in all)
@@ -61,7 +62,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.disc_width = 128               # discriminator channels of the first layer
   c.model.disc_depth = 6 if guided else 7  # discriminator stride-2 layers
   c.model.disc_max_width = 512           # discriminator channel cap
-  c.model.remat = False                  # recompute U-Net blocks and set layers in the backward pass (less memory)
+  c.model.dtype = "bfloat16"             # compute dtype: float32 | bfloat16
+  c.model.param_dtype = "float32"        # parameters, optimizer state, EMA and checkpoints
+  c.model.remat = "blocks"               # recomputation: none | blocks | a checkpoint policy
+  c.model.set_chunk = 8192               # sets (batch x pixels) per set-layer chunk (0: all)
 
   c.data = ml_collections.ConfigDict()
   c.data.templates = "embedded" if guided else "digits"  # template images: embedded | digits | folder:PATH | tfds:NAME
@@ -86,7 +90,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.evals.grid.seed = 0                  # their seed
 
   c.sample = sample_defaults(num=16)     # --mode sample: collages of the training crop size
-  c.sample.batch_size = 8                # samples per jitted call
+  c.sample.batch_size = 2 if guided else 8  # samples per jitted call (guided: 50 x 256 px sets)
   c.sample.k = 50 if guided else 12     # set size K at inference (may differ from training)
   c.sample.pool = 64                     # template crops the samples' sets are drawn from
   c.sample.content = ""                  # guided: content image ("" = data.content)
@@ -104,6 +108,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every = 500
     c.checkpoint_every = 500
     c.batch_size = 4 if guided else 8
+    c.microbatches = 1
     c.optimizers.generator.learning_rate = 1e-3
     c.optimizers.discriminator.learning_rate = 5e-4
     c.optimizers.generator.ema_decay = 0.99
@@ -115,6 +120,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.disc_width = 32
     c.model.disc_depth = 3
     c.model.disc_max_width = 128
+    c.model.dtype = "float32"
+    c.model.remat = "none"
+    c.model.set_chunk = 0
     c.data.crop = 32
     c.data.content_size = 512
     c.loss.content_factor = 4
@@ -125,6 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.batch_size = 4
       c.data.k_max = 8
     c.sample.k = c.data.k_max
+    c.sample.batch_size = 8
     c.sample.pool = 32
     c.artifact_poster = 256 if guided else 0
   return c

@@ -12,7 +12,9 @@ the generator:
 (the lambdas are ``config.loss.*``; the content low-pass is ``content_factor`` x
 ``content_factor`` box averaging, i.e. downsampling). The generator's forward pass is taken once
 per step: its output feeds the discriminator's sub-step (without gradient) and its pullback
-gives the generator's gradient after the discriminator has moved.
+gives the generator's gradient after the discriminator has moved. With ``microbatches`` > 1
+the generator runs on that many slices of the batch in turn (the same update, a fraction of
+the activation memory, one more generator forward pass: :meth:`MagicTask.sliced_train_step`).
 
 Evaluation (per example, exact means over ``data.eval_examples`` held-out sets): the content
 fidelity ``content_psnr`` (PSNR of the low-pass views of I and I_c), ``dominant`` (share of
@@ -127,6 +129,18 @@ class MagicTask(Task):
     return ts.eval_batches(sets, int(self.config.data.eval_examples), batch_size,
                            process_index, process_count)
 
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """One global train batch's shapes, as :func:`collage.data.template_sets.train_iterator`
+    yields them: templates uint8 [B, K_max, h, w, 3], set_mask float32 [B, K_max], real uint8
+    [B, h, w, 3] and (guided) content uint8 [B, h, w, 3]."""
+    b, k = int(batch_size), int(self.config.data.k_max)
+    image = jax.ShapeDtypeStruct((b, *self.crop, 3), jnp.uint8)
+    spec = {"templates": jax.ShapeDtypeStruct((b, k, *self.crop, 3), jnp.uint8),
+            "set_mask": jax.ShapeDtypeStruct((b, k), jnp.float32), "real": image}
+    if self.cfg.guided:
+      spec["content"] = image
+    return spec
+
   @staticmethod
   def inputs(batch) -> tuple[jax.Array, jax.Array | None, jax.Array, jax.Array]:
     """(templates [B, K, h, w, 3], content or None, set_mask [B, K], real [B, h, w, 3]) as
@@ -166,6 +180,9 @@ class MagicTask(Task):
 
   def train_step(self, state, batch, rng, update):
     del rng  # the generator is deterministic given its set; the data carry the randomness
+    slices = int(self.config.get("microbatches", 1))
+    if slices > 1:
+      return self.sliced_train_step(state, batch, update, slices)
     templates, content, set_mask, real = self.inputs(batch)
     out, pullback = jax.vjp(lambda g: self.generate(g, templates, content, set_mask),
                             state.params["generator"])
@@ -183,6 +200,49 @@ class MagicTask(Task):
     cotangent, m_g = jax.grad(lambda o: self.generator_loss(o, content, d_params),
                               has_aux=True)(out)
     (grads,) = pullback(cotangent)
+    state, u_g = update(state, "generator", grads)
+    return state, {**m_d, **m_g, **u_d, **u_g}
+
+  def sliced_train_step(self, state, batch, update, slices: int):
+    """:meth:`train_step` with the generator run on ``slices`` equal slices of the batch, one
+    after another (``lax.scan``), so only one slice's activations live at once.
+
+    The same update: the discriminator sees every fake of the batch (a first, gradient-free
+    generator pass per slice), then the generator's gradient is the mean of the slices'
+    gradients of the per-slice mean losses, which is the gradient of the batch's mean loss. It
+    costs one more generator forward pass per step. Slice j holds rows j, j + slices, ...:
+    each device's rows split evenly over the slices (no data moves between devices).
+    """
+    templates, content, set_mask, real = self.inputs(batch)
+    rows = templates.shape[0]
+    if rows % slices:
+      raise ValueError(f"microbatches={slices} does not divide the batch of {rows} sets")
+    split = lambda x: jnp.swapaxes(x.reshape(rows // slices, slices, *x.shape[1:]), 0, 1)
+    xs = jax.tree.map(split, (templates, content, set_mask))  # [slices, rows/slices, ...]
+    g_params = state.params["generator"]
+    _, fakes = jax.lax.scan(lambda _, x: (None, self.generate(g_params, *x).image), None, xs)
+    fake = jax.lax.stop_gradient(jnp.swapaxes(fakes, 0, 1).reshape(rows, *fakes.shape[2:]))
+
+    def d_loss(d_params):
+      real_logits, fake_logits = self.critic(d_params, real), self.critic(d_params, fake)
+      loss = jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+      return loss, {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                    "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+
+    grads, m_d = jax.grad(d_loss, has_aux=True)(state.params["discriminator"])
+    state, u_d = update(state, "discriminator", grads)
+    d_params = state.params["discriminator"]
+
+    def g_loss(g, x):
+      t, c, m = x
+      return self.generator_loss(self.generate(g, t, c, m), c, d_params)
+
+    grad_fn = jax.grad(g_loss, has_aux=True)
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                         jax.eval_shape(grad_fn, g_params, jax.tree.map(lambda a: a[0], xs)))
+    total, _ = jax.lax.scan(lambda acc, x: (jax.tree.map(jnp.add, acc, grad_fn(g_params, x)),
+                                            None), zeros, xs)
+    grads, m_g = jax.tree.map(lambda a: a / slices, total)
     state, u_g = update(state, "generator", grads)
     return state, {**m_d, **m_g, **u_d, **u_g}
 
