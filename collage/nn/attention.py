@@ -29,7 +29,8 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, key_mask: jax.Array |
       not vary over the leading axes when ``chunk`` is set.
     is_causal: query t attends to keys <= t.
     chunk: 0 for all rows at once; else the flattened leading axes are processed this many rows
-      at a time (``lax.map``), so only [chunk, heads, n, m] scores live at once.
+      at a time (``lax.map``, each chunk recomputed in the backward pass), so only
+      [chunk, heads, n, m] scores live at once, in training too.
 
   Returns:
     [..., n, heads, c] in ``q``'s dtype.
@@ -58,10 +59,13 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, *, key_mask: jax.Array |
     if km is not None:  # padded rows attend to something: keep their keys valid
       padded[3] = padded[3].at[rows:].set(1)
     blocks = [None if x is None else x.reshape(-1, chunk, *x.shape[1:]) for x in padded]
+    # Each chunk is recomputed in the backward pass: only its inputs are kept, never the
+    # scores of all rows (lax.map alone would save every chunk's scores for the gradient).
+    step = jax.checkpoint(run)
     if blocks[3] is None:
-      out = jax.lax.map(lambda a: run(a[0], a[1], a[2], None), tuple(blocks[:3]))
+      out = jax.lax.map(lambda a: step(a[0], a[1], a[2], None), tuple(blocks[:3]))
     else:
-      out = jax.lax.map(lambda a: run(*a), tuple(blocks))
+      out = jax.lax.map(lambda a: step(*a), tuple(blocks))
     out = out.reshape(-1, n, h, c)[:rows]
   return out.reshape(*lead, n, h, c)
 
