@@ -20,7 +20,7 @@ the border, and the padding is cropped from the outputs.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -97,7 +97,8 @@ class TiledRenderer:
 
   def __call__(self, templates: np.ndarray, content: np.ndarray | None = None, *,
                tile: int | None = 256, window: int | None = None, halo: int | None = None,
-               keep_weights: bool = False, colour_seed: int = 0) -> dict[str, Any]:
+               keep_weights: bool = False, colour_seed: int = 0,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Renders the collage of ``templates`` (guided by ``content``).
 
     Args:
@@ -109,6 +110,7 @@ class TiledRenderer:
       halo: context pixels around each tile; None: exact (:meth:`halo`).
       keep_weights: also return A [K, H, W] (large for posters).
       colour_seed: seed of the template colours of ``weights_rgb``.
+      progress: called as ``progress(tiles done, tiles in all)`` after each tile.
 
     Returns:
       ``{"image": I [H, W, 3], "collage": I_M [H, W, 3], "weights_rgb": A coloured [H, W, 3],
@@ -200,6 +202,8 @@ class TiledRenderer:
         out["argmax"][oy, ox] = wts.argmax(axis=0)
         if keep_weights:
           out["weights"][:, oy, ox] = wts
+        if progress is not None:
+          progress(i * nx + j + 1, ny * nx)
     crop = {n: (v[:, :h0, :w0] if n == "weights" else v[:h0, :w0]) for n, v in out.items()}
     crop["tiles"], crop["halo"] = ny * nx, halo
     return crop

@@ -53,7 +53,9 @@ from collage.nn.bridge import ModuleBridge
 from collage.nn.magic_render import TiledRenderer, template_colours
 from collage.train import loop
 from collage.train.mesh import to_host
+from collage.train.sampling import sample_dir, task_options
 from collage.train.task import Task
+from collage.train.writer import Progress
 
 USED_SHARE = 0.01      # a template counts as used where it is the argmax on >= 1% of pixels
 DOMINANT_WEIGHT = 0.9  # a pixel is dominated by one template where max_k A > 0.9
@@ -369,9 +371,18 @@ def write_poster(task: MagicTask, g_params, options: dict[str, Any], prefix: str
   k, h, w = templates.shape[:3]
   keep = k * h * w <= 2 ** 27
   start = time.perf_counter()
+  progress = None
+
+  def report(done: int, total: int) -> None:  # tiles done / total and an ETA, as training shows
+    nonlocal progress
+    if progress is None:  # the first tile compiled the tile pass: the rate counts from here
+      progress = Progress(done, total, label=f"poster {h}x{w} tile")
+    elif done == total or done % max(1, total // 20) == 0:
+      progress.report(done, {})
+
   out = renderer(templates, content, tile=tile, window=None if window < 0 else window,
                  halo=None if halo < 0 else halo, keep_weights=keep,
-                 colour_seed=int(options.get("colour_seed", 0)))
+                 colour_seed=int(options.get("colour_seed", 0)), progress=report)
   seconds = time.perf_counter() - start
   images.save_png(prefix + ".png", out["image"])
   images.save_png(prefix + "_collage.png", out["collage"])
@@ -404,13 +415,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:
   task = MagicTask(config)
   state = loop.run(task, config, workdir, mode)
   if mode == "sample" and jax.process_index() == 0:
-    options = {k: v for k, v in config.sample.to_dict().items() if k not in ("num", "batch_size")}
+    options = {"seed": int(config.sample.seed), **task_options(config.sample)}
     if wants_poster(task, options):
       step = int(jax.device_get(state.step))
       params = to_host(state.eval_params)["generator"]
-      report = write_poster(task, params, options,
-                            os.path.join(workdir, "samples", str(step), "poster"))
-      print(f"poster {report['height']}x{report['width']} written to "
-            f"{os.path.join(workdir, 'samples', str(step))}/poster*.png in "
-            f"{report['seconds']:.1f} s ({report['megapixels_per_second']:.3f} MP/s)")
+      directory = sample_dir(workdir, step, config.sample.get("name", ""))
+      report = write_poster(task, params, options, os.path.join(directory, "poster"))
+      print(f"poster {report['height']}x{report['width']} written to {directory}/poster*.png "
+            f"in {report['seconds']:.1f} s ({report['megapixels_per_second']:.3f} MP/s)")
   return state

@@ -233,8 +233,11 @@ def test_tiled_rendering_equals_whole_image_rendering(warp):
   whole = renderer(templates, content, tile=None, window=0)
   plain = g(jnp.asarray(templates[None]), jnp.asarray(content[None]))
   np.testing.assert_allclose(whole["image"], plain.image[0], atol=1e-4)
-  tiled = renderer(templates, content, tile=8, window=0)
+  calls = []
+  tiled = renderer(templates, content, tile=8, window=0,
+                   progress=lambda done, total: calls.append((done, total)))
   assert tiled["tiles"] == 30 and tiled["halo"] >= g.radius()
+  assert calls == [(i, 30) for i in range(1, 31)]  # a long poster can show tiles done / total
   for name in ("image", "collage", "weights_rgb"):
     assert np.abs(tiled[name] - whole[name]).max() < 1.0 / 255.0, name
     np.testing.assert_allclose(tiled[name], whole[name], atol=1e-4)
