@@ -44,8 +44,9 @@ Precision and memory (``dtype``, ``remat``, ``set_chunk``): the ST-U-Net, the re
 the warp head and the discriminator compute in ``dtype`` on float32 parameters; the softmax over
 templates (the convex set pooling), the warps' sampling coordinates, the refinement's logit and
 sigmoid, the instance-norm statistics and everything the losses see stay float32. The set layers
-act on B * h * w independent sets of K; ``set_chunk`` sets go through a set layer at a time
-(``apply_in_chunks``), each chunk recomputed in the backward pass when ``remat`` is not
+act on B * h * w independent sets of K; ``set_chunk`` pixels of every example go through a set
+layer at a time (``apply_in_chunks``; the batch axis, which data parallelism splits, stays
+whole in every chunk), each chunk recomputed in the backward pass when ``remat`` is not
 ``none``, so the [sets, heads, K, K] scores and the per-set activations of all pixels never
 live at once.
 """
@@ -86,7 +87,7 @@ class MagicConfig:
   dtype: str = "float32"         # compute dtype: float32 | bfloat16
   param_dtype: str = "float32"   # parameters (and optimizer state, EMA, checkpoints): float32
   remat: str = "none"            # backward-pass recomputation of U-Net blocks and set-layer chunks
-  set_chunk: int = 0             # sets (pixels x batch) per set-layer chunk (0: all at once)
+  set_chunk: int = 0             # pixels of every example per set-layer chunk (0: all at once)
 
   def __post_init__(self):
     if self.warp not in WARPS:
@@ -269,10 +270,10 @@ class STUNet(nnx.Module):
     def mix(step, feats):
       n, fh, fw, fc = feats.shape
       s = feats.reshape(b, k, fh, fw, fc).transpose(0, 2, 3, 1, 4)      # [B, h, w, K, C]
-      s = s.reshape(b * fh * fw, k, fc)                                  # one set per pixel
+      s = s.reshape(b, fh * fw, k, fc)                                   # one set per pixel
       m = None
       if set_mask is not None:
-        m = jnp.broadcast_to(set_mask[:, None, None, :], (b, fh, fw, k)).reshape(-1, k)
+        m = jnp.broadcast_to(set_mask[:, None, None, :], (b, fh, fw, k)).reshape(b, -1, k)
       s = apply_in_chunks(self.sets[step], s, m, self.cfg.set_chunk, remat)
       return s.reshape(b, fh, fw, k, fc).transpose(0, 3, 1, 2, 4).reshape(n, fh, fw, fc)
 

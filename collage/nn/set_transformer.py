@@ -113,26 +113,35 @@ def set_layer(dim: int, heads: int, inducing: int, *, chunk: int = 0, dtype=jnp.
 
 def apply_in_chunks(layer: nnx.Module, x: jax.Array, mask: jax.Array | None, chunk: int,
                     remat: str = "none") -> jax.Array:
-  """``layer(x, mask)`` for many independent sets, ``chunk`` sets at a time.
+  """``layer(x, mask)`` for many independent sets, ``chunk`` sets of every example at a time.
 
-  x: [rows, n, d], mask: [rows, n] or None -> [rows, n, d]. ``chunk`` 0 (or >= rows): all at
-  once. Each chunk is recomputed in the backward pass as ``remat`` (a
+  x: [batch, rows, n, d], mask: [batch, rows, n] or None -> [batch, rows, n, d]. The chunks cut
+  the ``rows`` of every example (a pixel's set, for MAGIC) and keep the batch axis whole inside
+  each chunk: the batch is the axis a data-parallel mesh splits, so every device works on its
+  own examples' chunk at every step (chunks of the flattened batch x rows would put whole
+  chunks on single devices, and the partitioner replicates the loop). ``chunk`` 0 (or >=
+  rows): all at once. Each chunk is recomputed in the backward pass as ``remat`` (a
   :data:`collage.nn.precision.REMAT` name) says: with a policy only one chunk's activations
   (attention scores included) live at once, forward and backward; with ``none`` the forward
   pass is chunked but the backward pass keeps every chunk's activations. The values are those
   of ``layer(x, mask)`` (the sets do not interact).
   """
-  rows = x.shape[0]
+  b, rows, n, d = x.shape
+  flat = lambda a: None if a is None else a.reshape(-1, *a.shape[2:])
   if chunk <= 0 or chunk >= rows:
-    return precision.remat(lambda l, xs, ms: l(xs, ms), remat)(layer, x, mask)
+    out = precision.remat(lambda l, xs, ms: l(xs, ms), remat)(layer, flat(x), flat(mask))
+    return out.reshape(b, rows, n, -1)
   graphdef, state = nnx.split(layer)  # inside the loop: a pure function of arrays
   leaves, treedef = jax.tree.flatten(state)
   run = precision.remat(
       lambda ls, xs, ms: nnx.merge(graphdef, jax.tree.unflatten(treedef, ls))(xs, ms), remat)
   pad = -rows % chunk
-  xs = jnp.pad(x, ((0, pad), (0, 0), (0, 0))).reshape(-1, chunk, *x.shape[1:])
+  # [batch, rows, ...] -> [chunks, batch, chunk, ...]: the loop runs over the chunks.
+  split = lambda a: jnp.swapaxes(a.reshape(b, -1, chunk, *a.shape[2:]), 0, 1)
+  xs = split(jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))))
   ms = None
   if mask is not None:  # padded sets attend to something: their keys are valid
-    ms = jnp.pad(mask, ((0, pad), (0, 0)), constant_values=1).reshape(-1, chunk, mask.shape[1])
-  out = jax.lax.map(lambda a: run(leaves, a[0], a[1]), (xs, ms))
-  return out.reshape(-1, *x.shape[1:])[:rows]
+    ms = split(jnp.pad(mask, ((0, 0), (0, pad), (0, 0)), constant_values=1))
+  out = jax.lax.map(
+      lambda a: run(leaves, flat(a[0]), flat(a[1])).reshape(b, chunk, n, -1), (xs, ms))
+  return jnp.swapaxes(out, 0, 1).reshape(b, rows + pad, n, -1)[:, :rows]

@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"             # compute dtype: float32 | bfloat16
   c.model.param_dtype = "float32"        # parameters, optimizer state, EMA and checkpoints
   c.model.remat = "blocks"               # recomputation: none | blocks | a checkpoint policy
-  c.model.set_chunk = 8192               # sets (batch x pixels) per set-layer chunk (0: all)
+  c.model.set_chunk = 4096               # pixels of every example per set-layer chunk (0: all at once)
 
   c.data = ml_collections.ConfigDict()
   c.data.templates = "embedded" if guided else "digits"  # template images: embedded | digits | folder:PATH | tfds:NAME

@@ -107,8 +107,8 @@ def _plain_value_and_grad():
 @pytest.mark.parametrize("remat,chunk", [("blocks", 0), ("nothing_saveable", 56),
                                          ("dots_with_no_batch_dims_saveable", 56)])
 def test_remat_recomputes_but_changes_neither_the_output_nor_the_gradients(remat, chunk):
-  # set_chunk=56 splits the 2 x 16 x 16 = 512 full-resolution sets into 10 chunks (the last
-  # padded) and the coarser levels' 128 and 32 into 3 and 1.
+  # set_chunk=56 splits each example's 16 x 16 = 256 full-resolution sets into 5 chunks (the
+  # last padded) and the coarser levels' 64 and 16 into 2 and 1.
   (value, grads), plain_jaxpr = _plain_value_and_grad()
   (value_r, grads_r), remat_jaxpr = _value_and_grad(_generator("affine", remat=remat,
                                                                set_chunk=chunk))
@@ -166,8 +166,8 @@ def test_set_attention_through_the_shared_helper_equals_the_textbook_formula():
 
 @pytest.mark.parametrize("remat", ["none", "blocks"])
 def test_set_layers_in_chunks_equal_the_whole(remat):
-  x = jax.random.normal(jax.random.PRNGKey(2), (23, 5, 8))
-  mask = jnp.ones((23, 5)).at[3:9, 3:].set(0.0)
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, 23, 5, 8))  # [batch, sets, K, d]
+  mask = jnp.ones((2, 23, 5)).at[:, 3:9, 3:].set(0.0)
   layer = ISAB(8, 2, 3, rngs=nnx.Rngs(0))
   whole = layer(x, mask)
   for chunk in (4, 23, 50):
