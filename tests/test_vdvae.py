@@ -1,6 +1,9 @@
 """VDVAE on the runtime (the tiny config, 8 fake devices): update skipping, exact resumption
-after SIGKILL, deterministic ``--mode sample``, clear config errors."""
+after SIGKILL, deterministic ``--mode sample``, clear config errors, the train batch's shapes,
+bfloat16 training against float32."""
 
+import json
+import math
 import os
 import signal
 import subprocess
@@ -9,8 +12,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
+from collage.nn import vdvae as V
 from collage.train import loop, optimizer, state as state_lib, step
 from experiments.configs import vdvae as vdvae_config
 from experiments.tasks import vdvae as vdvae_task
@@ -133,3 +138,57 @@ def test_scale_for_the_pixel_head_is_a_clear_error():
     vdvae_task.sample_options({"scale": 2, "temperature": 1.0}, vdvae_task.model_config(c))
   with pytest.raises(ValueError, match="temperature must be >= 0"):
     vdvae_task.sample_options({"temperature": -1.0}, vdvae_task.model_config(c))
+
+
+def test_batch_spec_is_the_shape_of_a_real_batch():
+  task = vdvae_task.VDVAETask(vdvae_config.get_config("mnist_quick"))
+  batch = next(iter(task.dataset("train", seed=0, process_index=0, process_count=1,
+                                 batch_size=4)))
+  spec = task.batch_spec(4)
+  assert sorted(spec) == sorted(batch)
+  for k, v in batch.items():
+    assert (spec[k].shape, spec[k].dtype) == (v.shape, v.dtype), k
+
+
+def _losses(workdir):
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  return np.array([r["loss"] for r in rows if "loss" in r])
+
+
+def test_bfloat16_trains_like_float32_and_checkpoints_float32_params(tmp_path, eight_devices):
+  """The tiny config, 24 steps through the runtime (one device) in each compute dtype: the
+  bfloat16 losses are finite, fall (the mean of the last 6 steps 10% below the first 6), and
+  stay within 1% of the float32 ones step by step (measured: 0.1%); the checkpoint holds float32
+  parameters and EMA. (Sampling in both dtypes, the collage head at scale 2 included:
+  tests/nn/test_vdvae.py and the sample test above.)"""
+  steps, runs = 24, {}
+  for dtype in ("float32", "bfloat16"):
+    cfg = vdvae_config.get_config("tiny")
+    cfg.total_steps, cfg.log_every, cfg.checkpoint_every = steps, 1, steps
+    cfg.optimizer.learning_rate = 3e-3
+    cfg.model.dtype = dtype
+    loop.run(vdvae_task.VDVAETask(cfg), cfg, str(tmp_path / dtype), "train",
+             devices=eight_devices[:1])
+    runs[dtype] = _losses(tmp_path / dtype)
+    stored = ocp.StandardCheckpointer().metadata(
+        tmp_path / dtype / "checkpoints" / str(steps) / "state")
+    stored = getattr(stored, "item_metadata", stored)
+    for group in ("params", "ema_params"):
+      dtypes = {m.dtype for m in jax.tree.leaves(stored[group])}
+      assert dtypes == {np.dtype("float32")}, (dtype, group, dtypes)
+  f32, bf16 = runs["float32"], runs["bfloat16"]
+  assert len(bf16) == steps and np.all(np.isfinite(bf16))
+  assert bf16[-6:].mean() < 0.9 * bf16[:6].mean(), bf16
+  np.testing.assert_allclose(bf16, f32, rtol=0.01)
+
+
+def test_an_8x_wide_imagenet64_is_built_from_shapes_without_allocating():
+  """~8 billion parameters (32 GB in float32, more than this machine has): the task and the
+  abstract initial parameters are shapes only."""
+  c = vdvae_config.get_config("imagenet64")
+  c.model.width = 8 * c.model.width
+  task = vdvae_task.VDVAETask(c)
+  shapes = jax.eval_shape(task.init_params, jax.random.PRNGKey(0))
+  n = sum(math.prod(s.shape) for s in jax.tree.leaves(shapes))
+  assert n == V.param_count(task.model_cfg) and n > 7e9
+  assert {s.dtype for s in jax.tree.leaves(shapes)} == {np.dtype("float32")}

@@ -19,6 +19,14 @@ gives the per-pixel parameters of a discretized mixture of logistics (``collage.
 
 The loss is the negative ELBO in nats per dimension: ``-log p(x | z) / D + sum_l KL_l / D``.
 Images enter as ``2 x - 1`` (openai/vdvae also standardises by dataset statistics; we do not).
+
+Precision (``collage.nn.precision``): the encoder and decoder blocks (their convolutions and the
+feature maps between them) run in ``dtype``; parameters are float32. The latents' means and log
+scales, the z draws and the Gaussian KLs, the decoder's top feature map after its gain and bias,
+the head (a 1x1 conv, or the collage head's projection and its fixed-point decode), the DMoL
+likelihood with its log-sum-exps and every reduction of the loss are float32 whatever ``dtype``.
+``remat="blocks"`` recomputes each encoder block and each decoder block from its input in the
+backward pass (a ``jax.checkpoint_policies`` name does the same, keeping what it saves).
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from einops import rearrange
 from flax import nnx
 
+from collage.nn import precision
 from collage.nn import vdvae_blocks as vb
 from collage.ops import collage as co
 from collage.ops import dmol
@@ -56,6 +66,9 @@ class VDVAEConfig:
     range_size, num_aux, isometries, decode_steps, s_max: the collage head's range block side,
       auxiliary sources, number of isometries (0..7) of the domain, decode iterations and
       contraction bound.
+    dtype: the compute dtype of the blocks, "float32" or "bfloat16" (see the module docstring).
+    param_dtype: the parameters' dtype ("float32" only).
+    remat: recomputation in the backward pass, a name of ``collage.nn.precision.REMAT``.
   """
   image_size: int
   channels: int
@@ -72,8 +85,14 @@ class VDVAEConfig:
   isometries: int = 8
   decode_steps: int = 4
   s_max: float = 0.9
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  remat: str = "none"
 
   def __post_init__(self):
+    precision.compute_dtype(self.dtype)  # each raises naming the valid choices
+    precision.param_dtype(self.param_dtype)
+    precision.check_remat(self.remat)
     if self.head not in HEADS:
       raise ValueError(f"unknown VDVAE head {self.head!r}; valid: {', '.join(HEADS)}")
     dmol.num_params(self.channels, self.num_mix)  # checks channels and num_mix
@@ -93,6 +112,11 @@ class VDVAEConfig:
   @property
   def decoder_layout(self) -> list[tuple[int, int | None]]:
     return vb.parse_blocks(self.dec_blocks, "dec")
+
+  @property
+  def compute_dtype(self):
+    """The jnp dtype the blocks compute in."""
+    return precision.compute_dtype(self.dtype)
 
   @property
   def likelihood_params(self) -> int:
@@ -119,28 +143,33 @@ def encoder_resolutions(layout, image_size: int) -> set[int]:
 
 
 class Encoder(nnx.Module):
-  """x: [B, S, S, C] in [0, 1] -> {resolution: [B, r, r, width]} (the last activation at r)."""
+  """x: [B, S, S, C] in [0, 1] -> {resolution: [B, r, r, width]} (the last activation at r, in
+  the compute dtype; each block recomputed in the backward pass as ``cfg.remat`` says)."""
 
   def __init__(self, cfg: VDVAEConfig, *, rngs: nnx.Rngs):
     layout = cfg.encoder_layout
     scale = math.sqrt(1.0 / len(layout))
     mid = int(cfg.width * cfg.bottleneck)
-    self.in_conv = vb.conv(cfg.channels, cfg.width, 3, rngs=rngs)
+    dtype = cfg.compute_dtype
+    self.dtype, self.remat = dtype, cfg.remat
+    self.in_conv = vb.conv(cfg.channels, cfg.width, 3, rngs=rngs, dtype=dtype)
     self.blocks = nnx.List([
         vb.Block(cfg.width, mid, cfg.width, down_rate=down, residual=True, use_3x3=res > 2,
-                 last_scale=scale, rngs=rngs) for res, down in layout])
+                 last_scale=scale, rngs=rngs, dtype=dtype) for res, down in layout])
 
   def __call__(self, x: jax.Array) -> dict[int, jax.Array]:
-    h = self.in_conv(dmol.to_unit(x))
+    h = self.in_conv(dmol.to_unit(x).astype(self.dtype))
     acts = {h.shape[1]: h}
+    run = precision.remat(lambda block, h: block(h), self.remat)
     for block in self.blocks:
-      h = block(h)
+      h = run(block, h)
       acts[h.shape[1]] = h
     return acts
 
 
 class CollageHead(nnx.Module):
-  """Feature map [B, S, S, width] -> collage parameters of the likelihood-parameter map."""
+  """Feature map [B, S, S, width] -> collage parameters of the likelihood-parameter map (all
+  float32: the projection, the contraction and the fixed-point decode)."""
 
   def __init__(self, cfg: VDVAEConfig, *, rngs: nnx.Rngs):
     self.spec = cfg.collage_spec()
@@ -150,9 +179,9 @@ class CollageHead(nnx.Module):
     self.aux = nnx.Param(0.1 * jax.random.normal(rngs.params(), self.spec.aux_shape()))
 
   def params(self, h: jax.Array) -> co.CollageParams:
-    """h: [B, S, S, width] -> weight [B, P, R, K], bias [B, P, R] (contractive)."""
+    """h: [B, S, S, width] -> weight [B, P, R, K], bias [B, P, R] (contractive, float32)."""
     p, k = self.spec.channels, self.spec.num_candidates
-    raw = self.proj(vb.avg_pool(h, self.range_size))  # [B, S/r, S/r, P (K + 1)]
+    raw = self.proj(vb.avg_pool(precision.f32(h), self.range_size))  # [B, S/r, S/r, P (K + 1)]
     raw = rearrange(raw, "b gh gw (p k) -> b p (gh gw) k", p=p, k=k + 1)
     return co.params_from_raw(self.spec, raw[..., :k], raw[..., k])
 
@@ -170,7 +199,8 @@ class VDVAE(nnx.Module):
     layout = cfg.decoder_layout
     self.encoder = Encoder(cfg, rngs=rngs)
     self.blocks = nnx.List([
-        vb.DecBlock(res, mixin, cfg.width, cfg.zdim, cfg.bottleneck, len(layout), rngs=rngs)
+        vb.DecBlock(res, mixin, cfg.width, cfg.zdim, cfg.bottleneck, len(layout), rngs=rngs,
+                    dtype=cfg.compute_dtype)
         for res, mixin in layout])
     self.bias_res = tuple(sorted({r for r, _ in layout if r <= cfg.no_bias_above}))
     self.bias_xs = nnx.List([nnx.Param(jnp.zeros((1, r, r, cfg.width))) for r in self.bias_res])
@@ -183,13 +213,15 @@ class VDVAE(nnx.Module):
 
   # -- pieces ---------------------------------------------------------------------------------
   def _start(self) -> dict[int, jax.Array]:
-    return {r: b[...] for r, b in zip(self.bias_res, self.bias_xs)}
+    dtype = self.cfg.compute_dtype
+    return {r: b[...].astype(dtype) for r, b in zip(self.bias_res, self.bias_xs)}
 
   def _top(self, xs: dict[int, jax.Array]) -> jax.Array:
-    return xs[self.cfg.image_size] * self.gain[...] + self.bias[...]
+    """The decoder's map at the image size -> the head's input [B, S, S, width], float32."""
+    return precision.f32(xs[self.cfg.image_size]) * self.gain[...] + self.bias[...]
 
   def likelihood(self, top: jax.Array, scale: int = 1) -> jax.Array:
-    """The head: top [B, S, S, width] -> DMoL parameters [B, scale S, scale S, P]."""
+    """The head: top [B, S, S, width] -> DMoL parameters [B, scale S, scale S, P] (float32)."""
     if self.cfg.head == "collage":
       return self.head(top, scale)
     if scale != 1:
@@ -211,9 +243,18 @@ class VDVAE(nnx.Module):
     """
     acts = self.encoder(x)
     xs, rate = self._start(), jnp.zeros(x.shape[:1])
+
+    def step(block, h, acts, keys):  # one decoder block: (new map, its KL summed per image)
+      h, kl = block.step(h, acts, keys)
+      return h, jnp.sum(kl, axis=(1, 2, 3))
+
+    run = precision.remat(step, self.cfg.remat)
     for i, block in enumerate(self.blocks):
-      xs, kl = block(xs, acts[block.res], _fold(keys, i))
-      rate = rate + jnp.sum(kl, axis=(1, 2, 3))
+      acts_r = acts[block.res]
+      h, kl = run(block, block.input(xs, acts_r.shape[0], acts_r.shape[-1]), acts_r,
+                  _fold(keys, i))
+      xs = {**xs, block.res: h}
+      rate = rate + kl
     rate = rate / math.prod(x.shape[1:])
     distortion = dmol.nll_per_dim(x, self.likelihood(self._top(xs)), self.cfg.num_mix)
     return {"elbo": distortion + rate, "distortion": distortion, "rate": rate}
@@ -253,6 +294,29 @@ class VDVAE(nnx.Module):
     return vb.format_blocks(layout, "enc"), vb.format_blocks(dec, "dec")
 
 
+class _HostCount(np.ndarray):
+  """An RNG stream's counter held on the host: reading it gives a copy, so a key folded with
+  it under a trace keeps the value it had then."""
+
+  def __getitem__(self, index):
+    return np.array(np.asarray(self)[index])
+
+
+def init_rngs(key: jax.Array | int) -> nnx.Rngs:
+  """``nnx.Rngs(params=key)`` whose counter is a host integer: the same keys, in the same order.
+
+  Under a trace (``jax.jit``, ``jax.eval_shape``: how the runtime and ``--mode plan`` build the
+  parameters) each draw from a plain ``nnx.Rngs`` updates a traced counter, and flax 0.12's
+  ``Variable.set_value`` then asks the tracer for its sharding, whose error message walks every
+  equation traced so far: building a paper-sized VDVAE took minutes (quadratic in its
+  ~1,000 parameter arrays). With the counter on the host it takes seconds.
+  """
+  rngs = nnx.Rngs(params=key)
+  count = rngs.params.count
+  count.set_raw_value(np.zeros(np.shape(count.get_raw_value()), np.uint32).view(_HostCount))
+  return rngs
+
+
 def _fold(keys: jax.Array, i: int) -> jax.Array:
   """keys [B, 2] -> [B, 2], each folded with ``i``."""
   return jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
@@ -260,7 +324,7 @@ def _fold(keys: jax.Array, i: int) -> jax.Array:
 
 def count_params(cfg: VDVAEConfig) -> int:
   """The number of trained parameters of ``VDVAE(cfg)`` (shapes only: nothing is allocated)."""
-  abstract = nnx.eval_shape(lambda: VDVAE(cfg, rngs=nnx.Rngs(0)))
+  abstract = nnx.eval_shape(lambda: VDVAE(cfg, rngs=init_rngs(0)))
   return sum(math.prod(v.shape) for v in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from collage.nn.precision import f32
+
 _TOKEN = {"enc": re.compile(r"^(\d+)(?:([xd])(\d+))?$"),
           "dec": re.compile(r"^(\d+)(?:([xm])(\d+))?$")}
 _GRAMMAR = {"enc": "RxN (N blocks at resolution R), RdK (a block at R, then pool by K) or R",
@@ -113,13 +115,15 @@ def check_decoder(blocks, encoder_resolutions: set[int], image_size: int) -> Non
 
 
 def conv(cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs, scale: float = 1.0,
-         zero: bool = False) -> nnx.Conv:
+         zero: bool = False, dtype=jnp.float32) -> nnx.Conv:
   """A SAME conv initialised as openai/vdvae's ``get_conv``: PyTorch's default weights
-  (uniform, variance 1 / (3 fan_in)) times ``scale`` (or zero), and zero biases."""
+  (uniform, variance 1 / (3 fan_in)) times ``scale`` (or zero), and zero biases. Parameters
+  float32; it computes in ``dtype`` (inputs and weights cast to it, output in it)."""
   init = (nnx.initializers.zeros if zero else
           nnx.initializers.variance_scaling(scale ** 2 / 3.0, "fan_in", "uniform"))
   return nnx.Conv(cin, cout, (kernel, kernel), padding="SAME", kernel_init=init,
-                  bias_init=nnx.initializers.zeros, rngs=rngs)
+                  bias_init=nnx.initializers.zeros, dtype=dtype, param_dtype=jnp.float32,
+                  rngs=rngs)
 
 
 def avg_pool(x: jax.Array, k: int) -> jax.Array:
@@ -136,16 +140,17 @@ def upsample(x: jax.Array, k: int) -> jax.Array:
 class Block(nnx.Module):
   """The bottleneck block: 1x1, 3x3, 3x3, 1x1 convs, each after a GELU; optionally residual,
   then average-pooled by ``down_rate``. The 3x3s are 1x1s where ``use_3x3`` is False (VDVAE
-  uses 1x1s at resolution <= 2). x: [B, H, W, cin] -> [B, H/down, W/down, cout]."""
+  uses 1x1s at resolution <= 2). The convs compute in ``dtype``.
+  x: [B, H, W, cin] -> [B, H/down, W/down, cout] (in ``dtype``)."""
 
   def __init__(self, cin: int, mid: int, cout: int, *, rngs: nnx.Rngs,
                down_rate: int | None = None, residual: bool = False, use_3x3: bool = True,
-               zero_last: bool = False, last_scale: float = 1.0):
+               zero_last: bool = False, last_scale: float = 1.0, dtype=jnp.float32):
     k = 3 if use_3x3 else 1
-    self.c1 = conv(cin, mid, 1, rngs=rngs)
-    self.c2 = conv(mid, mid, k, rngs=rngs)
-    self.c3 = conv(mid, mid, k, rngs=rngs)
-    self.c4 = conv(mid, cout, 1, rngs=rngs, scale=last_scale, zero=zero_last)
+    self.c1 = conv(cin, mid, 1, rngs=rngs, dtype=dtype)
+    self.c2 = conv(mid, mid, k, rngs=rngs, dtype=dtype)
+    self.c3 = conv(mid, mid, k, rngs=rngs, dtype=dtype)
+    self.c4 = conv(mid, cout, 1, rngs=rngs, scale=last_scale, zero=zero_last, dtype=dtype)
     self.down_rate, self.residual = down_rate, residual
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -176,24 +181,29 @@ class DecBlock(nnx.Module):
 
   The prior block outputs ``[mu_p, log_sigma_p, x update]`` and starts at zero; ``proj`` and the
   residual block's last conv are scaled by ``sqrt(1 / num_blocks)`` (openai/vdvae ``DecBlock``).
+  The convs and the feature maps are in ``dtype``; the latents' means and log scales are cast
+  to float32 where they start, so z is drawn and the KL computed in float32.
   """
 
   def __init__(self, res: int, mixin: int | None, width: int, zdim: int, bottleneck: float,
-               num_blocks: int, *, rngs: nnx.Rngs):
+               num_blocks: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
     use_3x3 = res > 2
     mid = int(width * bottleneck)
     scale = math.sqrt(1.0 / num_blocks)
-    self.res, self.mixin, self.zdim = res, mixin, zdim
-    self.enc = Block(2 * width, mid, 2 * zdim, use_3x3=use_3x3, rngs=rngs)
-    self.prior = Block(width, mid, 2 * zdim + width, use_3x3=use_3x3, zero_last=True, rngs=rngs)
-    self.z_proj = conv(zdim, width, 1, rngs=rngs, scale=scale)
+    self.res, self.mixin, self.zdim, self.dtype = res, mixin, zdim, dtype
+    self.enc = Block(2 * width, mid, 2 * zdim, use_3x3=use_3x3, rngs=rngs, dtype=dtype)
+    self.prior = Block(width, mid, 2 * zdim + width, use_3x3=use_3x3, zero_last=True, rngs=rngs,
+                       dtype=dtype)
+    self.z_proj = conv(zdim, width, 1, rngs=rngs, scale=scale, dtype=dtype)
     self.resnet = Block(width, mid, width, residual=True, use_3x3=use_3x3, last_scale=scale,
-                        rngs=rngs)
+                        rngs=rngs, dtype=dtype)
 
-  def _input(self, xs: dict[int, jax.Array], batch: int, width: int) -> jax.Array:
+  def input(self, xs: dict[int, jax.Array], batch: int, width: int) -> jax.Array:
+    """This block's input [batch, res, res, width] (in ``dtype``): the running map at ``res``
+    (zeros where there is none yet) plus the upsampled map of the mixin resolution."""
     x = xs.get(self.res)
     if x is None:
-      x = jnp.zeros((batch, self.res, self.res, width), jnp.float32)
+      x = jnp.zeros((batch, self.res, self.res, width), self.dtype)
     x = jnp.broadcast_to(x, (batch,) + x.shape[1:])
     if self.mixin is not None:
       x = x + upsample(xs[self.mixin][..., :x.shape[-1]], self.res // self.mixin)
@@ -202,23 +212,31 @@ class DecBlock(nnx.Module):
   def _prior(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     f = self.prior(x)
     z = self.zdim
-    return f[..., :z], f[..., z:2 * z], x + f[..., 2 * z:]
+    return f32(f[..., :z]), f32(f[..., z:2 * z]), x + f[..., 2 * z:]
+
+  def step(self, x: jax.Array, acts: jax.Array, keys: jax.Array
+           ) -> tuple[jax.Array, jax.Array]:
+    """With the posterior, from this block's input x [B, res, res, width] (see :meth:`input`)
+    and the encoder's activations there: (the new map at ``res``, KL [B, res, res, zdim] in
+    float32)."""
+    q = self.enc(jnp.concatenate([x, acts], axis=-1))
+    mu_q, ls_q = f32(q[..., :self.zdim]), f32(q[..., self.zdim:])
+    mu_p, ls_p, x = self._prior(x)
+    z = mu_q + jnp.exp(ls_q) * row_normal(keys, mu_q.shape[1:])
+    kl = gaussian_kl(mu_q, ls_q, mu_p, ls_p)
+    return self.resnet(x + self.z_proj(z.astype(self.dtype))), kl
 
   def __call__(self, xs: dict[int, jax.Array], acts: jax.Array, keys: jax.Array
                ) -> tuple[dict[int, jax.Array], jax.Array]:
     """With the posterior: (xs with this resolution updated, KL [B, res, res, zdim])."""
-    x = self._input(xs, acts.shape[0], acts.shape[-1])
-    q = self.enc(jnp.concatenate([x, acts], axis=-1))
-    mu_q, ls_q = q[..., :self.zdim], q[..., self.zdim:]
-    mu_p, ls_p, x = self._prior(x)
-    z = mu_q + jnp.exp(ls_q) * row_normal(keys, mu_q.shape[1:])
-    kl = gaussian_kl(mu_q, ls_q, mu_p, ls_p)
-    return {**xs, self.res: self.resnet(x + self.z_proj(z))}, kl
+    x, kl = self.step(self.input(xs, acts.shape[0], acts.shape[-1]), acts, keys)
+    return {**xs, self.res: x}, kl
 
   def sample(self, xs: dict[int, jax.Array], keys: jax.Array, width: int,
              temperature: float) -> dict[int, jax.Array]:
     """From the prior, its standard deviation times ``temperature``; one key per row."""
-    x = self._input(xs, keys.shape[0], width)
+    x = self.input(xs, keys.shape[0], width)
     mu_p, ls_p, x = self._prior(x)
     z = mu_p + temperature * jnp.exp(ls_p) * row_normal(keys, mu_p.shape[1:])
-    return {**xs, self.res: self.resnet(x + self.z_proj(z))}
+    return {**xs, self.res: self.resnet(x + self.z_proj(z.astype(self.dtype)))}
+

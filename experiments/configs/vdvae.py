@@ -14,7 +14,8 @@ Variants: ``mnist_quick`` / ``collage_mnist_quick`` (about 10 minutes on a 2-cor
 ``mnist`` / ``collage_mnist`` (about an hour there), on the embedded digits (28x28, 8-bit grey,
 not binarized; the fixed 4,500 / 500 split of ``collage.data.digits``); the paper-sized
 ``cifar10`` (39M parameters), ``imagenet32`` (119M), ``imagenet64`` (125M), ``ffhq256`` (115M)
-with openai/vdvae's ``hps.py`` hyperparameters, read through tfds; ``tiny`` / ``collage_tiny``
+with openai/vdvae's ``hps.py`` hyperparameters, read through tfds, computing in bfloat16 (the
+Collage-VDVAE twin of each: ``--config.model.head=collage``); ``tiny`` / ``collage_tiny``
 (seconds: for tests). The digit twins are matched in parameter count (within 0.5%): the
 collage twin has the collage head (2x2 range blocks), the pixel twin the 1x1-conv head and one
 more 28x28 decoder block, which costs what the collage head costs. The loss is the negative ELBO
@@ -92,6 +93,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.isometries = 4                 # collage: isometries of the whole-image domain (1..8)
   c.model.decode_steps = 4               # collage: decode iterations from 0
   c.model.s_max = 0.9                    # collage: contraction bound
+  c.model.dtype = "float32"              # compute dtype of the blocks: float32 | bfloat16
+  c.model.param_dtype = "float32"        # parameters, optimizer state, EMA, checkpoints: float32
+  c.model.remat = "none"                 # backward recomputation: none | blocks | a policy name
 
   c.sample = sample_defaults(num=16)     # --mode sample: num, seed, batch_size
   c.sample.temperature = 1.0             # prior standard deviation multiplier
@@ -150,6 +154,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.enc_blocks = enc
     c.model.dec_blocks = dec
     c.model.range_size = 8
+    c.model.dtype = "bfloat16"           # bfloat16 convolutions; likelihood, KLs and loss float32
+    c.model.remat = "none"               # fits 32 GB per GPU without (benchmarks/vdvae.md)
   if base in ("mnist_quick", "mnist"):  # the digit twins, matched in parameters
     if c.model.head == "collage":
       c.model.range_size = 2             # 2x2 ranges: the candidates span every 2x2 pattern

@@ -26,7 +26,7 @@ from flax import nnx
 from collage.data import images
 from collage.data.pipeline import make_image_dataset
 from collage.nn.bridge import ModuleBridge
-from collage.nn.vdvae import VDVAE, VDVAEConfig
+from collage.nn.vdvae import VDVAE, VDVAEConfig, init_rngs
 from collage.train import loop
 from collage.train.task import Task
 
@@ -63,7 +63,8 @@ class VDVAETask(Task):
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
     self.model_cfg = model_config(config)
-    self.bridge = ModuleBridge(nnx.eval_shape(lambda: VDVAE(self.model_cfg, rngs=nnx.Rngs(0))))
+    self.bridge = ModuleBridge(nnx.eval_shape(lambda: VDVAE(self.model_cfg,
+                                                            rngs=init_rngs(0))))
     self._artifact_sampler = None
 
   # -- data -----------------------------------------------------------------------------------
@@ -75,9 +76,14 @@ class VDVAETask(Task):
                               process_count=process_count, augment=False,
                               channels=self.model_cfg.channels, data_dir=c.data_dir or None)
 
+  def batch_spec(self, batch_size):
+    """``{"image": float32 [batch_size, S, S, C]}`` in [0, 1]: the train batch (no mask)."""
+    s, ch = self.model_cfg.image_size, self.model_cfg.channels
+    return {"image": jax.ShapeDtypeStruct((int(batch_size), s, s, ch), jnp.float32)}
+
   # -- model ----------------------------------------------------------------------------------
   def init_params(self, rng):
-    return self.bridge.params(VDVAE(self.model_cfg, rngs=nnx.Rngs(params=rng)))
+    return self.bridge.params(VDVAE(self.model_cfg, rngs=init_rngs(rng)))
 
   def _elbo(self, params, batch, rng) -> dict[str, jax.Array]:
     x = batch["image"]

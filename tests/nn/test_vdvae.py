@@ -1,6 +1,7 @@
-"""VDVAE's pieces: block strings, the Gaussian KL, initialisation, parameter counts, and the
-Collage-VDVAE head's resolution consistency."""
+"""VDVAE's pieces: block strings, the Gaussian KL, initialisation, parameter counts, the
+Collage-VDVAE head's resolution consistency, remat and bfloat16 compute."""
 
+import dataclasses
 import math
 
 import jax
@@ -150,3 +151,82 @@ def test_collage_decode_at_scale_k_pools_back_to_scale_1_and_samples_have_its_sh
     np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-3)
   with pytest.raises(ValueError, match="only the collage head"):
     small.likelihood(jnp.zeros((1, 8, 8, 8)), 2)
+
+
+def _loss_and_grads(cfg, x, keys):
+  """The mean negative ELBO of VDVAE(cfg) (parameters from Rngs(4)) and its gradient."""
+  model = V.VDVAE(cfg, rngs=nnx.Rngs(4))
+  graphdef, params = nnx.split(model, nnx.Param)
+  loss = lambda p: jnp.mean(nnx.merge(graphdef, p)(x, keys)["elbo"])
+  return jax.jit(jax.value_and_grad(loss))(params)
+
+
+@pytest.fixture(scope="module", name="remat_case")
+def remat_case_fixture():
+  cfg = V.VDVAEConfig(**{**SMALL, "head": "collage", "range_size": 2, "num_aux": 3})
+  x = jnp.round(jax.random.uniform(jax.random.PRNGKey(6), (2, 8, 8, 1)) * 255) / 255
+  keys = jax.random.split(jax.random.PRNGKey(7), 2)
+  return cfg, x, keys, _loss_and_grads(cfg, x, keys)
+
+
+@pytest.mark.parametrize("remat", ["blocks", "dots_with_no_batch_dims_saveable",
+                                   "nothing_saveable"])
+def test_remat_gives_the_value_and_gradient_of_none(remat_case, remat):
+  cfg, x, keys, (value, grads) = remat_case
+  got_value, got_grads = _loss_and_grads(dataclasses.replace(cfg, remat=remat), x, keys)
+  np.testing.assert_allclose(got_value, value, rtol=1e-6)
+  flat, got = jax.tree.leaves(grads), jax.tree.leaves(got_grads)
+  assert len(flat) == len(got) > 0
+  for g, h in zip(flat, got):
+    np.testing.assert_allclose(h, g, rtol=1e-5, atol=1e-6 * float(np.abs(g).max() + 1e-30))
+
+
+def test_a_bad_precision_setting_is_a_clear_error():
+  with pytest.raises(ValueError, match="model.dtype='float16'.*valid: float32, bfloat16"):
+    V.VDVAEConfig(**{**SMALL, "dtype": "float16"})
+  with pytest.raises(ValueError, match="model.remat='all'.*valid: none, blocks"):
+    V.VDVAEConfig(**{**SMALL, "remat": "all"})
+  with pytest.raises(ValueError, match="param_dtype='bfloat16'"):
+    V.VDVAEConfig(**{**SMALL, "param_dtype": "bfloat16"})
+
+
+@pytest.mark.parametrize("head", ["pixels", "collage"])
+def test_bfloat16_runs_the_blocks_in_bfloat16_and_the_likelihood_and_kl_in_float32(head):
+  """Parameters stay float32; every block conv runs in bfloat16, the head in float32; the
+  ELBO's terms are float32 and within 2% of the float32 model's (same parameters)."""
+  cfg = V.VDVAEConfig(**{**SMALL, "head": head, "range_size": 2, "num_aux": 3})
+  low = dataclasses.replace(cfg, dtype="bfloat16")
+  x = jnp.round(jax.random.uniform(jax.random.PRNGKey(8), (3, 8, 8, 1)) * 255) / 255
+  keys = jax.random.split(jax.random.PRNGKey(9), 3)
+  model = V.VDVAE(low, rngs=nnx.Rngs(5))
+  params = nnx.state(model, nnx.Param)
+  assert {v.dtype for v in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+  convs = [e for e in jax.make_jaxpr(lambda x, k: model(x, k))(x, keys).jaxpr.eqns
+           if e.primitive.name == "conv_general_dilated"]
+  kinds = [e.outvars[0].aval.dtype for e in convs]
+  n_head = 1  # the pixel head's 1x1 conv, or the collage head's projection
+  assert kinds.count(jnp.dtype(jnp.bfloat16)) == len(convs) - n_head
+  assert kinds.count(jnp.dtype(jnp.float32)) == n_head
+  ref_model = V.VDVAE(cfg, rngs=nnx.Rngs(5))
+  jax.tree.map(np.testing.assert_array_equal, nnx.state(ref_model, nnx.Param), params)
+  out = jax.jit(lambda x, k: model(x, k))(x, keys)
+  ref = jax.jit(lambda x, k: ref_model(x, k))(x, keys)
+  for name in ("elbo", "distortion", "rate"):
+    assert out[name].dtype == jnp.float32 and np.all(np.isfinite(out[name]))
+    np.testing.assert_allclose(out[name], ref[name], rtol=0.02, atol=1e-4)
+  samples = jax.jit(lambda k: model.sample(k, 0.9, 2 if head == "collage" else 1))(keys)
+  assert samples.dtype == jnp.float32 and np.all(np.isfinite(samples))
+
+
+def test_init_rngs_draws_the_keys_of_nnx_rngs_eagerly_and_under_jit():
+  """The host counter gives nnx.Rngs(params=key)'s keys in order (a traced key folded with a
+  host counter must not see the counter's later values)."""
+  def draws(make, key):
+    rngs = make(key)
+    return jnp.stack([jax.random.key_data(rngs.params()) for _ in range(3)])
+
+  key = jax.random.PRNGKey(3)
+  want = np.asarray(jax.jit(lambda k: draws(lambda k: nnx.Rngs(params=k), k))(key))
+  assert len({tuple(row) for row in want}) == 3
+  np.testing.assert_array_equal(jax.jit(lambda k: draws(V.init_rngs, k))(key), want)
+  np.testing.assert_array_equal(draws(V.init_rngs, key), want)
