@@ -1,0 +1,66 @@
+"""Every small config in experiments/configs/ plans on 8 fake devices: its train step (and its
+sample step, where the task has one) compiles from shapes alone, through the task's own
+``run(config, workdir, "plan")``, and the plan's parameter count is the built model's."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import pytest
+
+from experiments import main as entry
+
+# (config, overrides): each config file's small variants. A global batch that 8 devices do not
+# split is raised to 8 (the plan refuses it otherwise, as training does).
+SMALL = [
+    ("vdvae.py:tiny", {}),
+    ("vdvae.py:collage_tiny", {}),
+    ("vdvae.py:mnist_quick", {}),
+    ("vdvae.py:collage_mnist_quick", {}),
+    ("magic.py:guided_quick", {"batch_size": 8}),
+    ("magic.py:unguided_quick", {"batch_size": 8}),
+    ("dctransformer.py:digits_quick", {}),
+    ("compress.py:quick", {}),
+    ("compress.py:baseline_quick", {}),
+    ("fractalize.py:tiny", {"batch_size": 8}),
+    ("fractalize.py:quick", {"batch_size": 8}),
+    ("codec_benchmark.py:quick", {}),
+]
+
+
+def _config(spec: str, overrides: dict):
+  config = entry.load_config(os.path.join(entry.__file__.rsplit(os.sep, 1)[0], "configs", spec))
+  for key, value in overrides.items():
+    config[key] = value
+  if "plan" in config:
+    config.plan.devices = 8
+  return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec,overrides", SMALL, ids=[s for s, _ in SMALL])
+def test_every_small_config_plans_on_eight_devices(spec, overrides, tmp_path, eight_devices):
+  del eight_devices
+  config = _config(spec, overrides)
+  module = entry.load_task(config.task)
+  result = module.run(config, str(tmp_path), "plan")
+  assert os.listdir(tmp_path) == ["plan.json"]
+  with open(tmp_path / "plan.json") as f:
+    assert json.load(f)["task"] == config.task
+  if config.task == "codec_benchmark":
+    assert result["train"] is None  # it trains nothing: the plan says so instead of compiling
+    return
+  assert result["devices"] == 8
+  train = result["train"]
+  assert train["batch_per_device"] * 8 == config.batch_size
+  assert 0 < train["peak_bytes"] < 8e9 and train["matmul_flops"] > 0
+  if "sample" in result:
+    assert result["sample"]["peak_bytes"] > 0
+  # The planned count is the count of the parameters the task really builds (allocated here).
+  task = [v for v in vars(module).values() if isinstance(v, type)
+          and v.__module__ == module.__name__ and hasattr(v, "batch_spec")][0](config)
+  params, _ = jax.jit(task.init)(jax.random.PRNGKey(0))
+  for name, p in params.items():
+    assert result["networks"][name]["parameters"] == sum(x.size for x in jax.tree.leaves(p))
