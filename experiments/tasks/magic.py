@@ -190,6 +190,17 @@ class MagicTask(Task):
                             state.params["generator"])
     fake = jax.lax.stop_gradient(out.image)
 
+    state, m_d, u_d = self.discriminator_step(state, real, fake, update)
+    d_params = state.params["discriminator"]
+    cotangent, m_g = jax.grad(lambda o: self.generator_loss(o, content, d_params),
+                              has_aux=True)(out)
+    (grads,) = pullback(cotangent)
+    state, u_g = update(state, "generator", grads)
+    return state, {**m_d, **m_g, **u_d, **u_g}
+
+  def discriminator_step(self, state, real, fake, update):
+    """The discriminator's update on real and (gradient-free) fake images:
+    ``(state, its metrics, its update's metrics)``."""
     def d_loss(d_params):
       real_logits, fake_logits = self.critic(d_params, real), self.critic(d_params, fake)
       loss = jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
@@ -198,12 +209,7 @@ class MagicTask(Task):
 
     grads, m_d = jax.grad(d_loss, has_aux=True)(state.params["discriminator"])
     state, u_d = update(state, "discriminator", grads)
-    d_params = state.params["discriminator"]
-    cotangent, m_g = jax.grad(lambda o: self.generator_loss(o, content, d_params),
-                              has_aux=True)(out)
-    (grads,) = pullback(cotangent)
-    state, u_g = update(state, "generator", grads)
-    return state, {**m_d, **m_g, **u_d, **u_g}
+    return state, m_d, u_d
 
   def sliced_train_step(self, state, batch, update, slices: int):
     """:meth:`train_step` with the generator run on ``slices`` equal slices of the batch, one
@@ -225,14 +231,7 @@ class MagicTask(Task):
     _, fakes = jax.lax.scan(lambda _, x: (None, self.generate(g_params, *x).image), None, xs)
     fake = jax.lax.stop_gradient(jnp.swapaxes(fakes, 0, 1).reshape(rows, *fakes.shape[2:]))
 
-    def d_loss(d_params):
-      real_logits, fake_logits = self.critic(d_params, real), self.critic(d_params, fake)
-      loss = jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
-      return loss, {"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                    "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
-
-    grads, m_d = jax.grad(d_loss, has_aux=True)(state.params["discriminator"])
-    state, u_d = update(state, "discriminator", grads)
+    state, m_d, u_d = self.discriminator_step(state, real, fake, update)
     d_params = state.params["discriminator"]
 
     def g_loss(g, x):
