@@ -362,7 +362,9 @@ class DCTransformerTask(Task):
       images.save_png(os.path.join(directory, f"{i:05d}.png"), image)
       if self.coder.block == 8:
         self.coder.write_jpeg(os.path.join(directory, f"{i:05d}.jpg"), out["dct"][i])
-    images.save_png(os.path.join(directory, "grid.png"), images.image_grid(out["image"]))
+    images.save_png(os.path.join(directory, "grid.png"), images.captioned(
+        images.image_grid(out["image"]), f"unconditional samples at step {step} (temperature "
+        "1, top_p 1, cached sampler)"))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:

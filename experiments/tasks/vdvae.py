@@ -123,7 +123,9 @@ class VDVAETask(Task):
     imgs = np.asarray(self._artifact_sampler(jax.tree.map(jnp.asarray, params), keys))
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)
-    images.save_png(os.path.join(out, f"samples_{step}.png"), images.image_grid(imgs))
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    images.save_png(os.path.join(out, f"samples_{step}.png"), images.captioned(
+        images.image_grid(imgs), f"prior samples at step {step} (EMA parameters); {shown}"))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:

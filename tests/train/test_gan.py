@@ -128,6 +128,11 @@ def test_sample_mode_writes_pngs_grid_npz_independent_of_device_count(tmp_path, 
   out = tmp_path / "samples" / "4"
   names = sorted(os.listdir(out))
   assert names == [f"{i:05d}.png" for i in range(10)] + ["grid.png", "options.json", "samples.npz"]
+  # The grid of ten 4x4 samples (22 x 16 px in a 4 x 3 layout) is enlarged 8x for a person,
+  # with a caption strip under it.
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  width, height = Image.open(out / "grid.png").size
+  assert width == 22 * 8 and height > 16 * 8
   with np.load(out / "samples.npz") as f:
     on8 = {k: f[k] for k in f.files}
   assert on8["image"].shape == (10, 4, 4, 1) and on8["z"].shape == (10, 8)
