@@ -22,6 +22,7 @@ def test_trains_and_writes_resolved_config(tmp_path):
   # The compilation has a name and a time, and is not in the first rate and ETA.
   assert "compiling the train step" in done.stderr
   assert "train step compiled and run once in" in done.stderr
+  assert "compiling the eval step (eval)" in done.stderr
   # The README's `tensorboard --logdir` works after the install: it reads the run's events.
   tb = helpers.subprocess.run(["tensorboard", "--inspect", "--logdir", str(tmp_path)],
                               capture_output=True, text=True, timeout=120)

@@ -17,11 +17,13 @@ from typing import Any, Mapping
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from collage.data import images
 from collage.train import mesh as mesh_lib
 from collage.train.errors import ConfigError
 from collage.train.step import make_eval_step
+from collage.train.writer import Progress
 
 
 class Accumulator:
@@ -86,16 +88,31 @@ class LossEvaluator(Evaluator):
     super().__init__(name, options, runtime)
     self._step = jax.jit(make_eval_step(runtime.task),
                          out_shardings=mesh_lib.replicated(runtime.mesh))
+    self._compiled = False
 
   def run(self, state, step):
     del step
     acc = Accumulator()
+    limit = int(self.rt.config.eval_batches)
+    progress = None
     for i, local in enumerate(self.rt.dataset("eval")):
-      if i >= int(self.rt.config.eval_batches):
+      if i >= limit:
         break
       batch = mesh_lib.global_batch(local, self.rt.mesh)
-      acc.add(*self._step(state.eval_params, state.model_state, batch,
-                          jax.random.fold_in(self.rt.eval_key, i)))
+      if not self._compiled and jax.process_index() == 0:
+        logging.info("compiling the eval step (%s)...", self.name)
+      sums = self._step(state.eval_params, state.model_state, batch,
+                        jax.random.fold_in(self.rt.eval_key, i))
+      acc.add(*sums)
+      if not self._compiled:  # the first batch waits for the compilation: say so
+        jax.block_until_ready(sums)
+        self._compiled = True
+        if jax.process_index() == 0:
+          logging.info("eval step compiled and run once")
+      if progress is None:  # batches done / total and an ETA, from the batches after the first
+        progress = Progress(i + 1, limit, label=f"{self.name} batch")
+      elif (i + 1) % 50 == 0:  # an eval split of up to eval_batches, shown every 50 batches
+        progress.report(i + 1, {})
     means = {k: float(v) for k, v in acc.means().items()}
     if means:
       means.update({k: float(v) for k, v in self.rt.task.eval_summary(means).items()})
