@@ -76,9 +76,14 @@ def plan_row(name: str, dtype: str, out: str, timeout: int) -> dict:
 
 def _gb(result: dict) -> str:
   if "error" in result:
-    return "error"
+    return "not planned" if result["error"] == "not run" else "error"
   gb = result["train"]["peak_bytes"] / 1e9
   return f"{gb:.1f}" if gb >= 1 else f"{gb:.3f}"
+
+
+def _gflop(flops: float) -> str:
+  g = flops / 1e9
+  return f"{g:,.0f}" if g >= 100 else f"{g:.4g}"
 
 
 def table(results: dict) -> str:
@@ -106,7 +111,7 @@ def table(results: dict) -> str:
     lines.append(
         f"| {name} | `{spec}`{' ' + ' '.join(extra) if extra else ''} | {paper} | {batch} "
         f"({devices} devices) | {params / 1e6:.1f} M | "
-        f"{ok['train']['matmul_flops_per_device'] / 1e9:,.4g} | {_gb(fp)} | {bf_cell} | "
+        f"{_gflop(ok['train']['matmul_flops_per_device'])} | {_gb(fp)} | {bf_cell} | "
         f"{ok['remat']} | {' | '.join(fits)} | {target} GB: {meets} | {step * 1e3:.3g} ms "
         f"({ok['compute_dtype']}) |")
   return "\n".join(lines)
