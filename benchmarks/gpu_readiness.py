@@ -33,7 +33,6 @@ import numpy as np
 from collage.train import mesh as mesh_lib
 from collage.train import plan as plan_lib
 from collage.train.setup import StateSetup
-from collage.train.task import Task
 from experiments import main as entry
 
 
@@ -61,17 +60,6 @@ def _peak_name(kind: str) -> str | None:
   return None
 
 
-def task_of(config) -> Task:
-  """The :class:`Task` that ``config.task``'s module defines, built from ``config``."""
-  module = entry.load_task(config.task)
-  classes = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Task)
-             and v is not Task and v.__module__ == module.__name__]
-  if len(classes) != 1:
-    raise ValueError(f"task module {module.__name__} defines {len(classes)} Task classes; "
-                     "expected one")
-  return classes[0](config)
-
-
 def measure(spec: str, batch: int, steps: int, overrides: list[str]) -> dict:
   """Runs ``steps`` train steps of config ``spec`` at ``batch`` on one device; the figures."""
   config = entry.load_config(spec)
@@ -84,7 +72,7 @@ def measure(spec: str, batch: int, steps: int, overrides: list[str]) -> dict:
       node = node[p]
     old = node[leaf]
     node[leaf] = text.lower() in ("1", "true") if isinstance(old, bool) else type(old)(text)
-  task = task_of(config)
+  task = entry.task_of(config)
   device = jax.devices()[0]
   mesh = mesh_lib.make_mesh([device])
   setup = StateSetup(task, config, mesh)

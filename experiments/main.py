@@ -40,6 +40,7 @@ from collage import compilation_cache
 from collage.train import distributed
 from collage.train import plan as plan_lib
 from collage.train.errors import CheckpointError, ConfigError
+from collage.train.task import Task
 from collage.train.interrupt import Interrupted
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -314,6 +315,22 @@ def load_task(name: str) -> Any:
   if not callable(getattr(module, "run", None)):
     raise LookupError(f"task module {module_name} has no run(config, workdir, mode) function.")
   return module
+
+
+def task_of(config: ml_collections.ConfigDict) -> Any:
+  """The :class:`collage.train.task.Task` that ``config.task``'s module defines, built from
+  ``config`` (for tools that drive a task's steps themselves, e.g. benchmarks).
+
+  Raises:
+    LookupError: the module defines no Task class, or several.
+  """
+  module = load_task(config.task)
+  classes = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Task)
+             and v is not Task and v.__module__ == module.__name__]
+  if len(classes) != 1:
+    raise LookupError(f"task module {module.__name__} defines {len(classes)} Task classes; "
+                      "expected one")
+  return classes[0](config)
 
 
 def _parents(module_name: str) -> list[str]:

@@ -63,8 +63,7 @@ def test_every_small_config_plans_on_eight_devices(spec, overrides, tmp_path, ei
   assert train["batch_per_device"] * 8 == config.batch_size
   assert 0 < train["peak_bytes"] < 8e9 and train["matmul_flops"] > 0
   # The planned count is the count of the parameters the task really builds (allocated here).
-  task = [v for v in vars(module).values() if isinstance(v, type)
-          and v.__module__ == module.__name__ and hasattr(v, "batch_spec")][0](config)
+  task = entry.task_of(config)
   if overrides.get("plan.sample", True) and task.can_sample() and "sample" in config:
     assert result["sample"]["peak_bytes"] > 0 and result["sample"]["matmul_flops"] > 0
   else:

@@ -17,13 +17,12 @@ from typing import Any, Mapping
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 
 from collage.data import images
 from collage.train import mesh as mesh_lib
 from collage.train.errors import ConfigError
 from collage.train.step import make_eval_step
-from collage.train.writer import Progress
+from collage.train.writer import FirstCall, Progress
 
 
 class Accumulator:
@@ -88,7 +87,7 @@ class LossEvaluator(Evaluator):
     super().__init__(name, options, runtime)
     self._step = jax.jit(make_eval_step(runtime.task),
                          out_shardings=mesh_lib.replicated(runtime.mesh))
-    self._compiled = False
+    self._compiling = FirstCall(f"the eval step ({name})")
 
   def run(self, state, step):
     del step
@@ -99,16 +98,8 @@ class LossEvaluator(Evaluator):
       if i >= limit:
         break
       batch = mesh_lib.global_batch(local, self.rt.mesh)
-      if not self._compiled and jax.process_index() == 0:
-        logging.info("compiling the eval step (%s)...", self.name)
-      sums = self._step(state.eval_params, state.model_state, batch,
-                        jax.random.fold_in(self.rt.eval_key, i))
-      acc.add(*sums)
-      if not self._compiled:  # the first batch waits for the compilation: say so
-        jax.block_until_ready(sums)
-        self._compiled = True
-        if jax.process_index() == 0:
-          logging.info("eval step compiled and run once")
+      acc.add(*self._compiling(self._step, state.eval_params, state.model_state, batch,
+                               jax.random.fold_in(self.rt.eval_key, i)))
       if progress is None:  # batches done / total and an ETA, from the batches after the first
         progress = Progress(i + 1, limit, label=f"{self.name} batch")
       elif (i + 1) % 50 == 0:  # an eval split of up to eval_batches, shown every 50 batches

@@ -15,7 +15,6 @@ import collections
 import errno
 import os
 import shutil
-import time
 from typing import Any, Iterator, Sequence
 
 import jax
@@ -37,7 +36,7 @@ from collage.train.setup import StateSetup
 from collage.train.state import TrainState
 from collage.train.step import make_train_step
 from collage.train.task import Task
-from collage.train.writer import MetricWriter, Progress, write_config
+from collage.train.writer import FirstCall, MetricWriter, Progress, write_config
 
 MODES = ("train", "eval", "sample", "plan")
 
@@ -266,24 +265,17 @@ def _train(rt: _Runtime, latest: int | None) -> TrainState:
   ahead = max(1, int(config.get("max_steps_ahead", 4)))
   inflight: collections.deque[jax.Array] = collections.deque()
   progress = Progress(step, total)
-  start_step = step
+  compiling = FirstCall("the train step")
   pending: list[dict[str, jax.Array]] = []
   skipped_seen = 0
   last_saved = latest
   with Interruption() as interruption:
     while step < total:
       batch = mesh_lib.global_batch(next(train_iter), rt.mesh)
-      first = step == start_step
-      if first and jax.process_index() == 0:
-        logging.info("compiling the train step (the first step waits for it)...")
-      compile_start = time.perf_counter()
-      state, metrics = train_step(state, batch)  # dispatched asynchronously
+      first = not compiling.done
+      state, metrics = compiling(train_step, state, batch)  # asynchronous after the first
       step += 1
       if first:  # the rates and the ETA count the steps after the compiled first one only
-        jax.block_until_ready(metrics)
-        if jax.process_index() == 0:
-          logging.info("train step compiled and run once in %.1f s",
-                       time.perf_counter() - compile_start)
         progress.restart(step)
       pending.append(metrics)
       inflight.append(jax.tree.leaves(metrics)[0])

@@ -17,8 +17,7 @@ from typing import Any
 import ml_collections
 
 from collage.train.errors import ConfigError
-
-CONFIG_FILE = "config.json"
+from collage.train.writer import CONFIG_FILE
 # Model fields that change how the step computes, not what the checkpoint holds.
 COMPUTE_ONLY = frozenset({"model.dtype", "model.param_dtype", "model.remat"})
 _MISSING = object()  # a field one of the two configs does not have

@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh
 
 from collage.data import images
 from collage.train import mesh as mesh_lib
 from collage.train.errors import ConfigError
 from collage.train.task import Task
-from collage.train.writer import Progress
+from collage.train.writer import FirstCall, Progress
 
 REQUIRED_FIELDS = ("num", "seed", "batch_size")  # config.sample fields every sampler has
 RUNTIME_FIELDS = (*REQUIRED_FIELDS, "name")  # ... and those the runtime reads (not the task)
@@ -81,7 +79,7 @@ class Sampler:
       return task.sample(task.task_params(params), model_state, keys, options)
 
     self.draw_fn = draw  # (params, model state, keys [chunk, 2]) -> samples, unjitted
-    self._compiled = False
+    self._compiling = FirstCall(f"the sampler ({self.chunk} samples per call)")
     self._draw = jax.jit(draw, in_shardings=(rep, rep, shard), out_shardings=shard)
     self._keys = jax.jit(
         lambda key, start: jax.vmap(lambda i: jax.random.fold_in(key, i))(
@@ -104,14 +102,10 @@ class Sampler:
     chunks = range(int(start), int(start) + int(num), self.chunk)
     progress = Progress(0, int(num), label="samples")
     for i, first in enumerate(chunks):
-      if not self._compiled and jax.process_index() == 0:
-        logging.info("compiling the sampler (%d samples per call)...", self.chunk)
-      began = time.perf_counter()
-      parts.append(mesh_lib.gather(self._draw(params, model_state, self._keys(key, first))))
-      if not self._compiled:  # the ETA counts the calls after the one that compiled
-        self._compiled = True
-        if jax.process_index() == 0:
-          logging.info("sampler compiled and run once in %.1f s", time.perf_counter() - began)
+      compiled = self._compiling.done
+      parts.append(mesh_lib.gather(self._compiling(self._draw, params, model_state,
+                                                   self._keys(key, first))))
+      if not compiled:  # the ETA counts the calls after the one that compiled
         progress.restart(min(self.chunk, int(num)))
       elif len(chunks) > 1:
         progress.report(min((i + 1) * self.chunk, int(num)), {})

@@ -6,16 +6,19 @@ import json
 import math
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 from absl import logging
 
 
+CONFIG_FILE = "config.json"  # the resolved config a run records in its workdir
+
+
 def write_config(config: Any, workdir: str) -> str:
   """Writes the resolved config to ``workdir/config.json``; returns the path."""
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, CONFIG_FILE)
   with open(path, "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   return path
@@ -92,3 +95,28 @@ class Progress:
       logging.info("%s %d/%d  %.2f steps/s  ETA %s  %s", self.label, step, self.total, rate, eta_s,
                    shown)
     return rate
+
+
+class FirstCall:
+  """Calls a jitted function, naming the compilation its first call waits for:
+  ``compiling WHAT...``, then ``WHAT compiled and run once in N s`` (process 0 logs). The first
+  call is waited for, so that the time is the compilation's; later calls stay asynchronous.
+
+  Args:
+    what: the program, e.g. "the train step".
+  """
+
+  def __init__(self, what: str):
+    self.what, self.done = what, False
+
+  def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+    if self.done:
+      return fn(*args)
+    if jax.process_index() == 0:
+      logging.info("compiling %s...", self.what)
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    self.done = True
+    if jax.process_index() == 0:
+      logging.info("%s compiled and run once in %.1f s", self.what, time.perf_counter() - start)
+    return out
