@@ -20,7 +20,8 @@ import time
 import jax
 import numpy as np
 
-from collage.metrics import features, frechet, prec_recall
+from collage.evals import features
+from collage.metrics import frechet, prec_recall
 from collage.nn import inception
 from collage.train import mesh as mesh_lib
 

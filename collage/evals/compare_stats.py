@@ -1,8 +1,8 @@
 """FID, sFID, precision / recall and Inception score between two statistics files.
 
-    python -m collage.metrics.compare_stats REFERENCE.npz SAMPLES.npz
+    python -m collage.evals.compare_stats REFERENCE.npz SAMPLES.npz
 
-Both files come from ``python -m collage.metrics.reference_stats`` with the same Inception
+Both files come from ``python -m collage.evals.reference_stats`` with the same Inception
 weights (a file of other weights is refused). Prints what guided-diffusion's
 ``evaluations/evaluator.py REF_BATCH SAMPLE_BATCH`` prints, in its order: the Inception score of
 the second file, FID and sFID between the two, precision (second inside the first's manifold)
@@ -15,7 +15,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from collage.metrics import frechet, prec_recall, reference
+from collage.evals import reference
+from collage.metrics import frechet, prec_recall
 
 
 def compare(ref: reference.Reference, other: reference.Reference) -> dict[str, float]:
@@ -28,7 +29,7 @@ def compare(ref: reference.Reference, other: reference.Reference) -> dict[str, f
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m collage.metrics.compare_stats",
+  p = argparse.ArgumentParser(prog="python -m collage.evals.compare_stats",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("reference", help="statistics of the reference data (.npz)")
   p.add_argument("other", help="statistics of the samples to evaluate (.npz)")

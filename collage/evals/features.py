@@ -1,14 +1,15 @@
-"""Inception features of images, computed on the devices of a mesh with the batch split over
-"data", kept on the devices until one gather at the end.
+"""Features of images under a feature network (Inception, the digit classifier), computed on
+the devices of a mesh with the batch split over "data", kept on the devices until one gather at
+the end.
 
-    extractor = FeatureExtractor(inception_io.load(path), mesh)
-    feats = FeatureSet(extractor)
+    extractor = FeatureExtractor(inception_io.load(path), mesh)   # or FeatureExtractor.of(
+    feats = FeatureSet(extractor)                                  #   apply, params, taps, mesh)
     for chunk in chunks:                  # uint8 [n, H, W, 1 or 3], or float in [0, 255]
       feats.add(chunk)
-    arrays = feats.gather()               # {"pool": [N, 2048], "spatial": [N, 2023],
+    arrays = feats.gather()               # Inception: {"pool": [N, 2048], "spatial": [N, 2023],
                                           #  "logits": [N, 1008]} numpy, on every process
 
-Each image's features depend on that image only (the network has no batch statistics), so they
+Each image's features depend on that image only (the networks have no batch statistics), so they
 do not depend on how many devices or processes share the work, nor on the chunking.
 Library images (float in [0, 1]) become the evaluators' input through :func:`to_uint8`, the
 rounding the PNG writer applies: the features of a sample and of its saved PNG are the same.
@@ -16,7 +17,7 @@ rounding the PNG writer applies: the features of a sample and of its saved PNG a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,7 @@ from collage.nn import inception, inception_io
 from collage.nn.bridge import ModuleBridge
 from collage.train import mesh as mesh_lib
 
-TAPS = ("pool", "spatial", "logits")
+TAPS = ("pool", "spatial", "logits")  # the Inception network's
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -47,10 +48,14 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 class FeatureExtractor:
-  """The Inception network jitted under ``mesh``: parameters replicated, images sharded.
+  """A feature network jitted under ``mesh``: parameters replicated, images sharded.
+
+  ``FeatureExtractor(weights, mesh, batch_size)`` is the Inception network (``weights``: a
+  loaded weight file, or an nnx module with its taps, e.g. :class:`inception.InceptionV3` in
+  tests); :meth:`of` wraps any network given as a pure ``apply(params, images)``.
 
   Args:
-    weights: a loaded weight file, or an :class:`inception.InceptionV3` (tests, benchmarks).
+    weights: a loaded Inception weight file, or an nnx module returning ``{tap: [n, D]}``.
     mesh: the mesh (its "data" axis splits the images).
     batch_size: images per jitted call, rounded up to a multiple of the device count.
   """
@@ -60,11 +65,6 @@ class FeatureExtractor:
     net = weights.network() if isinstance(weights, inception_io.Weights) else weights
     bridge = ModuleBridge(net)
     params, _ = bridge.split(net)
-    self.mesh = mesh
-    devices = mesh.devices.size
-    self.batch = max(devices, -(-int(batch_size) // devices) * devices)
-    rep, self._shard = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-    self.params = jax.device_put(params, rep)
 
     def apply(p, x):
       x = x.astype(jnp.float32)
@@ -72,7 +72,24 @@ class FeatureExtractor:
         x = jnp.repeat(x, 3, axis=-1)  # gray as RGB, as PIL's convert("RGB") does
       return bridge.merge(p)(x)
 
-    self._apply = jax.jit(apply, in_shardings=(rep, self._shard), out_shardings=self._shard)
+    self._setup(apply, params, TAPS, mesh, batch_size)
+
+  @classmethod
+  def of(cls, apply: Callable[[Any, jax.Array], dict[str, jax.Array]], params: Any,
+         taps: Sequence[str], mesh: Mesh, batch_size: int = 200) -> "FeatureExtractor":
+    """Any feature network: ``apply(params, images [n, H, W, C]) -> {tap: [n, D]}``, pure."""
+    self = cls.__new__(cls)
+    self._setup(apply, params, tuple(taps), mesh, batch_size)
+    return self
+
+  def _setup(self, apply, params, taps, mesh, batch_size) -> None:
+    self.mesh, self.taps = mesh, tuple(taps)
+    devices = mesh.devices.size
+    self.batch = max(devices, -(-int(batch_size) // devices) * devices)
+    rep, self._shard = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+    self.params = jax.device_put(params, rep)
+    self._apply = jax.jit(lambda p, x: {t: v for t, v in apply(p, x).items() if t in self.taps},
+                          in_shardings=(rep, self._shard), out_shardings=self._shard)
 
   def __call__(self, chunk: np.ndarray) -> dict[str, jax.Array]:
     """chunk: [n <= batch, H, W, C] uint8 (or float in [0, 255]), the same on every process ->
@@ -107,4 +124,4 @@ class FeatureSet:
       raise ValueError("no images were added")
     fetched: list[dict[str, Any]] = mesh_lib.gather([p for p, _ in self._parts])
     return {tap: np.concatenate([f[tap][:n] for f, (_, n) in zip(fetched, self._parts)])
-            for tap in TAPS}
+            for tap in self.extractor.taps}

@@ -1,5 +1,5 @@
 """The FID family as evaluators of the runtime: ``fid``, ``sfid``, ``prec_recall``,
-``inception_score``. Importing this module registers them (a task module imports it)::
+``inception_score`` (registered by :mod:`collage.evals`, which the runtime imports by name)::
 
     c.evals.fid = ml_collections.ConfigDict()
     c.evals.fid.type = "fid"                  # logs fid/fid
@@ -7,14 +7,11 @@
     c.evals.fid.weights = ""                  # --config.evals.fid.weights=inception_fid.npz
     c.evals.fid.reference = ""                # --config.evals.fid.reference=cifar10_train.npz
 
-Each draws ``num_samples`` samples through the runtime's sampler (``runtime.sampler()``) in
-chunks of ``batch_size`` (``start`` = 0, batch_size, ...): sample ``i`` is the one
-``--mode sample`` writes as ``i`` for the same seed, whatever the chunking or the device count. Each chunk's images (the sampler's
-``"image"``, [n, H, W, 1 or 3] in [0, 1]) are rounded to uint8 as PNGs are written, gray is
-repeated to RGB, and the Inception network (:mod:`collage.nn.inception`: resize to 299 x 299 on
-the graph's legacy grid, its value range) computes their features sharded over the mesh; the
-features stay on the devices and are gathered once, after the last chunk. Evaluators with the
-same ``num_samples``, ``seed``, ``batch_size`` and weights share one draw at an evaluation.
+Each draws ``num_samples`` samples through the task's sampler as :mod:`collage.evals.draw`
+says (options ``num_samples``, ``seed``, ``batch_size``, ``sample``); gray is repeated to RGB and
+the Inception network (:mod:`collage.nn.inception`: resize to 299 x 299 on the graph's legacy
+grid, its value range) computes their features sharded over the mesh. Evaluators with the same
+draw options and weights share one draw at an evaluation.
 
     fid              fid: Fréchet distance of pool_3 features to the reference's moments
     sfid             sfid: the same on mixed_6/conv's first 7 channels (2023 features)
@@ -31,15 +28,13 @@ from __future__ import annotations
 
 import functools
 import os
-import weakref
 from typing import Any, Mapping
 
-import numpy as np
-
-from collage.metrics import features as features_lib
-from collage.metrics import frechet, inception_score, prec_recall, reference
+from collage.evals import draw
+from collage.evals import features as features_lib
+from collage.evals import reference
+from collage.metrics import frechet, inception_score, prec_recall
 from collage.nn import inception_io
-from collage.train import evaluators
 from collage.train.errors import ConfigError
 
 NUM_SAMPLES = 50000  # the papers' sample count; fewer samples bias FID upwards
@@ -57,33 +52,16 @@ def _extractor(weights: inception_io.Weights, mesh: Any, batch_size: int
   return features_lib.FeatureExtractor(weights, mesh, batch_size)
 
 
-class _Draw:
-  """The features of the last draw, shared by evaluators asking for the same one (of the same
-  state object: held by a weak reference, so a finished evaluation keeps no state alive)."""
-  key: tuple[Any, ...] | None = None
-  state: Any = None  # weakref.ref to the state, or None
-  features: dict[str, np.ndarray] | None = None
+class InceptionEvaluator(draw.SampleFeatureEvaluator):
+  """Base of the four: options, start-up checks, the Inception network."""
 
-
-class InceptionEvaluator(evaluators.Evaluator):
-  """Base of the four: options, start-up checks, the shared draw of features."""
-
-  OPTIONS = {"num_samples": NUM_SAMPLES, "seed": 0, "batch_size": 250, "weights": ""}
+  NUM_SAMPLES = NUM_SAMPLES
+  OPTIONS = {**draw.SampleFeatureEvaluator.OPTIONS, "num_samples": NUM_SAMPLES, "weights": ""}
   NEEDS_REFERENCE = True
-  MIN_SAMPLES = 2
 
-  def __init__(self, name: str, options: Mapping[str, Any], runtime: Any):
-    super().__init__(name, options, runtime)
+  def __init__(self, name: str, options: Mapping[str, Any], ctx: Any):
+    super().__init__(name, options, ctx)
     kind = options["type"]
-    if not runtime.task.can_sample():
-      raise ConfigError(f"config.evals.{name} ({kind}) measures samples, but task "
-                        f"{type(runtime.task).__name__} has no sampler.")
-    num = int(self.options["num_samples"])
-    if num < self.MIN_SAMPLES:
-      raise ConfigError(f"config.evals.{name}.num_samples={num}; {kind} needs at least "
-                        f"{self.MIN_SAMPLES}.")
-    if int(self.options["batch_size"]) < 1:
-      raise ConfigError(f"config.evals.{name}.batch_size must be >= 1.")
     path = str(self.options["weights"] or "")
     flag = f"--config.evals.{name}.weights"
     if not path:
@@ -105,39 +83,20 @@ class InceptionEvaluator(evaluators.Evaluator):
         raise ConfigError(
             f"config.evals.{name} ({kind}) compares samples with a dataset's reference "
             f"statistics and none are set: make them once with `python -m "
-            f"collage.metrics.reference_stats --source SOURCE --weights {path} --out "
+            f"collage.evals.reference_stats --source SOURCE --weights {path} --out "
             f"REFERENCE.npz` and pass {ref_flag}=REFERENCE.npz.")
       try:
         self.reference = reference.load(ref_path, weights_sha256=self.weights.sha256)
       except reference.ReferenceError as e:
         raise ConfigError(f"config.evals.{name} ({ref_flag}): {e}.") from None
 
-  def features(self, state: Any, step: int) -> dict[str, np.ndarray]:
-    """``{tap: [num_samples, D]}`` of this evaluator's draw (shared with its equals)."""
-    o = self.options
-    key = (id(self.rt), step, int(o["num_samples"]), int(o["seed"]), int(o["batch_size"]),
-           self.weights.sha256)
-    if _Draw.key == key and _Draw.state is not None and _Draw.state() is state:
-      return _Draw.features
-    _Draw.key = _Draw.state = _Draw.features = None  # free the last draw first
-    extractor = _extractor(self.weights, self.rt.mesh, int(o["batch_size"]))
-    feats = features_lib.FeatureSet(extractor)
-    sampler, num, chunk = self.rt.sampler(), int(o["num_samples"]), extractor.batch
-    for start in range(0, num, chunk):
-      n = min(chunk, num - start)
-      samples = sampler(state.eval_params, state.model_state, n, int(o["seed"]), start=start)
-      if "image" not in samples:
-        raise ValueError(f"config.evals.{self.name}: the task's sampler returns "
-                         f"{sorted(samples)}, no 'image' to measure")
-      feats.add(features_lib.to_uint8(samples["image"]))
-    out = feats.gather()
-    _Draw.key, _Draw.state, _Draw.features = key, weakref.ref(state), out
-    return out
+  def extractor(self) -> features_lib.FeatureExtractor:
+    return _extractor(self.weights, self.ctx.mesh, int(self.options["batch_size"]))
 
-  def run(self, state: Any, step: int) -> dict[str, float]:
-    return self.measure(self.features(state, step))
+  def fingerprint(self) -> str:
+    return self.weights.sha256
 
-  def measure(self, feats: Mapping[str, np.ndarray]) -> dict[str, float]:
+  def measure(self, feats: Mapping[str, Any]) -> dict[str, float]:
     raise NotImplementedError
 
 
@@ -165,8 +124,8 @@ class PrecisionRecallEvaluator(InceptionEvaluator):
 
   OPTIONS = {**InceptionEvaluator.OPTIONS, "reference": "", "k": prec_recall.K}
 
-  def __init__(self, name, options, runtime):
-    super().__init__(name, options, runtime)
+  def __init__(self, name, options, ctx):
+    super().__init__(name, options, ctx)
     k = int(self.options["k"])
     if k < 1 or int(self.options["num_samples"]) <= k or len(self.reference.features) <= k:
       raise ConfigError(f"config.evals.{name}: k={k} needs k >= 1 and more than k samples "
@@ -195,12 +154,3 @@ class InceptionScoreEvaluator(InceptionEvaluator):
 KINDS: dict[str, type[InceptionEvaluator]] = {
     "fid": FidEvaluator, "sfid": SfidEvaluator, "prec_recall": PrecisionRecallEvaluator,
     "inception_score": InceptionScoreEvaluator}
-
-
-def register_all() -> None:
-  """Registers the four types with the runtime (done on import; idempotent)."""
-  for kind, cls in KINDS.items():
-    evaluators.register(kind, cls)
-
-
-register_all()

@@ -9,7 +9,7 @@
     inception_score, inception_score_std   of all the images (split size 5000)
     notes               how it was made (the command line; where moments were taken from)
 
-``python -m collage.metrics.reference_stats`` writes it; the evaluators read it.
+``python -m collage.evals.reference_stats`` writes it; the evaluators read it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from collage.nn import inception
 
 FORMAT = "collage-inception-reference/1"
-HOW_TO_MAKE = ("make it with `python -m collage.metrics.reference_stats --source SOURCE "
+HOW_TO_MAKE = ("make it with `python -m collage.evals.reference_stats --source SOURCE "
                "--weights WEIGHTS.npz --out REFERENCE.npz`")
 
 

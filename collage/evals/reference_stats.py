@@ -1,22 +1,22 @@
 """Computes a dataset's reference statistics for the FID-family evaluators, once.
 
-    python -m collage.metrics.reference_stats --source tfds:cifar10 --split train \\
+    python -m collage.evals.reference_stats --source tfds:cifar10 --split train \\
         --weights inception_fid.npz --out cifar10_train.npz
-    python -m collage.metrics.reference_stats --source folder:PATH --crop 256 ...
-    python -m collage.metrics.reference_stats --source npz:VIRTUAL_imagenet256_labeled.npz ...
+    python -m collage.evals.reference_stats --source folder:PATH --crop 256 ...
+    python -m collage.evals.reference_stats --source npz:VIRTUAL_imagenet256_labeled.npz ...
 
 Sources: every source string the project reads (``embedded``, ``folder:PATH``,
 ``tfds:NAME[:SPLIT]``; :mod:`collage.data.sources`) and ``npz:PATH[:KEY]`` (an image array
 [N, H, W, 3] uint8 in a ``.npz``, key ``arr_0`` by default, as guided-diffusion stores its sample
 and reference batches). Each image (optionally center-cropped, ``--crop``) is resized to
 299 x 299 on the host with the graph's own rule (TF1 legacy bilinear), then its features are
-computed on all local devices. The output (:mod:`collage.metrics.reference`) holds the moments of
+computed on all local devices. The output (:mod:`collage.evals.reference`) holds the moments of
 all ``--num`` images, the pool features of the first ``--pr_num`` for precision/recall, their
 Inception score, the dataset's name and size and the weights' sha256. ``--take_moments`` copies
 ``mu, sigma, mu_s, sigma_s`` from an ``npz:`` source that has them (guided-diffusion's reference
 batches carry moments of the whole dataset, computed by the TensorFlow graph).
 
-Compare two such files with ``python -m collage.metrics.compare_stats REF.npz OTHER.npz``.
+Compare two such files with ``python -m collage.evals.compare_stats REF.npz OTHER.npz``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import numpy as np
 
 from collage.data import augment, sources
 from collage.data.images import check_size
-from collage.metrics import features as features_lib
-from collage.metrics import frechet, inception_score, reference
+from collage.evals import features as features_lib
+from collage.evals import reference
+from collage.metrics import frechet, inception_score
 from collage.nn import inception, inception_io
 
 PR_NUM = 10000  # reference images kept for precision/recall (guided-diffusion's reference batches)
@@ -127,7 +128,7 @@ def compute(images, extractor: features_lib.FeatureExtractor, *, num: int, pr_nu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m collage.metrics.reference_stats",
+  p = argparse.ArgumentParser(prog="python -m collage.evals.reference_stats",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--source", required=True,
                  help="embedded | folder:PATH | tfds:NAME[:SPLIT] | npz:PATH[:KEY]")
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   label = _label(args.source, args.split)
   if args.start or args.num:
     label += f" [{args.start}:{args.start + args.num if args.num else ''}]"
-  notes = "python -m collage.metrics.reference_stats " + " ".join(argv or sys.argv[1:])
+  notes = "python -m collage.evals.reference_stats " + " ".join(argv or sys.argv[1:])
   print(f"{label}: the source holds {len(images)} images; {jax.device_count()} devices")
   try:
     ref = compute(images, extractor, num=args.num, pr_num=args.pr_num, crop=args.crop,

@@ -124,6 +124,11 @@ class Checkpointer:
           "new --workdir to start over.")
     return max(steps) if steps else None
 
+  def all_steps(self) -> list[int]:
+    """The complete checkpoints' steps, ascending."""
+    self._manager.reload()
+    return sorted(int(s) for s in self._manager.all_steps())
+
   def save(self, step: int, state: Any, data_state: Any, force: bool = False) -> bool:
     """Saves ``state`` (a pytree of global arrays) and this process's ``data_state``."""
     return self._manager.save(

@@ -46,6 +46,7 @@ def training_defaults(networks: tuple[str, ...] | None = None) -> ml_collections
   c.eval_batches = 4             # batches per evaluation of the "loss" evaluators
   c.checkpoint_every = 500       # steps between checkpoints (also saved at the end)
   c.keep_checkpoints = 3         # how many recent checkpoints to keep
+  c.checkpoint_step = -1         # --mode eval / sample: the checkpoint step to restore (-1: the latest)
   c.max_steps_ahead = 4          # the host dispatches at most this many steps ahead of the devices
 
   if networks:
@@ -57,7 +58,7 @@ def training_defaults(networks: tuple[str, ...] | None = None) -> ml_collections
 
   c.plan = plan_defaults()       # --mode plan: the devices a config is compiled and judged for
 
-  c.evals = ml_collections.ConfigDict()  # evaluators by name; each logs NAME/metric
+  c.evals = ml_collections.ConfigDict()  # evaluators by name (collage/evals/); each logs NAME/metric
   c.evals.eval = ml_collections.ConfigDict()
   c.evals.eval.type = "loss"     # the task's eval metrics, exact means over the eval split
   return c
@@ -83,6 +84,25 @@ def sample_defaults(num: int = 16, seed: int = 0) -> ml_collections.ConfigDict:
   s.batch_size = 64              # samples per jitted call (rounded up to a multiple of the devices)
   s.name = ""                    # this draw's name: DIR/samples/STEP-NAME ("": DIR/samples/STEP); draws with other options need other names
   return s
+
+
+DIGIT_EVALS = ("digits_fid", "digits_kid", "digits_prec_recall")  # collage/evals/digits.py
+
+
+def add_digit_evals(c: ml_collections.ConfigDict, num_samples: int = 2000,
+                    every: int = 0) -> None:
+  """Adds the digit family (one shared draw of ``num_samples``; ``every = 0``: only in
+  ``--mode eval``) to ``c.evals``, for configs whose samples are 28 x 28 digits (or 32 x 32
+  padded ones, or a multiple of 28: collage decodes at a scale)."""
+  for kind in DIGIT_EVALS:
+    e = ml_collections.ConfigDict()
+    e.type = kind                # logs KIND/... (fid | kid, kid_std | precision, recall)
+    e.num_samples = num_samples  # samples of the shared draw
+    e.seed = 0                   # the draw's seed
+    e.batch_size = 250           # samples per sampler call and per feature batch
+    e.every = every              # steps between runs in training (0: only --mode eval)
+    e.reference = "train"        # digit split compared with: train | eval | all
+    c.evals[kind] = e
 
 
 def variant(arg: str | None, variants: tuple[str, ...], experiment: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import json
 import os
 import shutil
 from typing import Any, Iterator, Sequence
@@ -27,7 +28,7 @@ from collage.train import plan as plan_lib
 from collage.train.checkpoint import Checkpointer
 from collage.train.config import check_ranges
 from collage.train.errors import CheckpointError, ConfigError
-from collage.train.evaluators import make_evaluators
+from collage.train.evaluators import EvalContext, make_evaluators
 from collage.train.interrupt import Interrupted, Interruption
 from collage.train.run_config import check_against_run
 from collage.train.sampling import (Sampler, check_sample_config, check_sample_dir,
@@ -76,8 +77,8 @@ class _Runtime:
     self.init_key, self.step_key, self.eval_key = setup.init_key, setup.step_key, setup.eval_key
     self.state_sharding, self.abstract_state = setup.state_sharding, setup.abstract_state
     self.init_state = setup.init_state
-    self.evaluators = make_evaluators(config.get("evals", None), self)
-    self._sampler: Sampler | None = None
+    self._samplers: dict[tuple[str, int], Sampler] = {}
+    self.evaluators = make_evaluators(config.get("evals", None), EvalContext(self))
     self.train_iter = None
     if mode == "train":  # open the data now: a bad source fails before anything is written
       self.train_iter = self.dataset("train")
@@ -106,25 +107,57 @@ class _Runtime:
                              process_index=jax.process_index(),
                              process_count=jax.process_count(), batch_size=self.local_batch)
 
-  def sampler(self) -> Sampler:
-    """The task's jitted sampler with ``config.sample``'s options (built once)."""
-    if self._sampler is None:
-      sample = self.config.get("sample", None)
-      batch = int(sample.batch_size) if sample is not None and "batch_size" in sample else 64
-      self._sampler = Sampler(self.task, self.mesh, task_options(sample), batch)
-    return self._sampler
+  def sampler(self, overrides: Any = None, batch_size: int = 0) -> Sampler:
+    """The task's jitted sampler with ``config.sample``'s task options updated by ``overrides``,
+    ``batch_size`` samples per call (0: ``config.sample.batch_size``); one per distinct pair.
 
-  def evaluate(self, state: TrainState, step: int) -> dict[str, float]:
-    """Runs every evaluator, logs ``NAME/KEY``, writes the task's artifacts."""
+    Raises:
+      ConfigError: an override the task's sampling options do not have.
+    """
+    sample = self.config.get("sample", None)
+    options = task_options(sample)
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+      raise ConfigError(f"sampling options {unknown} are not options of task {self.config.task!r}"
+                        f"; valid: {', '.join(sorted(options)) or 'none'}.")
+    options.update(overrides)
+    batch = int(batch_size) or (int(sample.batch_size) if sample is not None
+                                and "batch_size" in sample else 64)
+    key = (json.dumps(options, sort_keys=True, default=str), batch)
+    if key not in self._samplers:
+      self._samplers[key] = Sampler(self.task, self.mesh, options, batch)
+    return self._samplers[key]
+
+  def due(self, step: int) -> bool:
+    """Whether training step ``step`` runs an evaluator or writes artifacts."""
+    every = int(self.config.eval_every)
+    return ((every > 0 and step % every == 0)
+            or any(ev.due(step, every) for ev in self.evaluators))
+
+  def evaluate(self, state: TrainState, step: int, when: str = "eval") -> dict[str, float]:
+    """Runs the evaluators, logs ``NAME/KEY``, writes the task's artifacts.
+
+    ``when``: "eval" (``--mode eval``: every evaluator), "step" (a training step: those due at
+    ``step``; artifacts at multiples of ``eval_every``) or "final" (the end of training: all but
+    those with ``every = 0``).
+    """
+    every = int(self.config.eval_every)
+    if when == "step":
+      chosen = [ev for ev in self.evaluators if ev.due(step, every)]
+    elif when == "final":
+      chosen = [ev for ev in self.evaluators if int(ev.options["every"]) != 0]
+    else:
+      chosen = list(self.evaluators)
     scalars = {}
-    for ev in self.evaluators:
+    for ev in chosen:
       scalars.update({f"{ev.name}/{k}": v for k, v in ev.run(state, step).items()})
     if scalars:
       self.writer.write(step, scalars)
       if jax.process_index() == 0:
         logging.info("eval at step %d: %s", step,
                      "  ".join(f"{k}={v:.4g}" for k, v in sorted(scalars.items())))
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and (when != "step" or (every > 0 and step % every == 0)):
       self.task.write_artifacts(self.task.task_params(mesh_lib.to_host(state.eval_params)),
                                 mesh_lib.to_host(state.model_state), step, self.workdir)
     return scalars
@@ -205,16 +238,36 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, mode: str =
     rt.close()
 
 
-def _restore_latest(rt: _Runtime, latest: int | None, mode: str) -> TrainState:
+def _chosen_step(rt: _Runtime, latest: int | None, mode: str) -> int:
+  """The checkpoint ``--mode eval`` / ``sample`` restores: ``config.checkpoint_step`` when it
+  is set (>= 0), else the latest.
+
+  Raises:
+    CheckpointError: no checkpoint, or not the one asked for (naming those there are).
+  """
   if latest is None:
     raise CheckpointError(
         f"--mode {mode} needs a checkpoint, but {rt.checkpoints.directory} has none; "
         "train first with --mode train (same --workdir).")
-  state, _ = rt.checkpoints.restore(latest, rt.abstract_state)
+  wanted = int(rt.config.get("checkpoint_step", -1))
+  if wanted < 0:
+    return latest
+  steps = rt.checkpoints.all_steps()
+  if wanted not in steps:
+    raise CheckpointError(
+        f"--config.checkpoint_step={wanted}: {rt.checkpoints.directory} has no checkpoint of "
+        f"that step; it has {', '.join(map(str, steps))} (-1: the latest).")
+  return wanted
+
+
+def _restore_latest(rt: _Runtime, step: int, mode: str) -> TrainState:
+  del mode
+  state, _ = rt.checkpoints.restore(step, rt.abstract_state)
   return state
 
 
 def _sample(rt: _Runtime, latest: int | None) -> TrainState:
+  latest = _chosen_step(rt, latest, "sample")
   sample = rt.config.sample
   directory = sample_dir(rt.workdir, latest, sample.get("name", ""))
   meta = check_sample_dir(directory, {
@@ -229,6 +282,7 @@ def _sample(rt: _Runtime, latest: int | None) -> TrainState:
 
 
 def _eval_only(rt: _Runtime, latest: int | None) -> TrainState:
+  latest = _chosen_step(rt, latest, "eval")
   state = _restore_latest(rt, latest, "eval")
   rt.evaluate(state, latest)
   return state
@@ -301,15 +355,15 @@ def _train(rt: _Runtime, latest: int | None) -> TrainState:
                           ", ".join(f"{k}={v}" for k, v in sorted(skipped.items()) if v))
           skipped_seen = sum(skipped.values())
 
-      if eval_every > 0 and step % eval_every == 0 and step < total:
-        rt.evaluate(state, step)
+      if step < total and rt.due(step):
+        rt.evaluate(state, step, "step")
       if (ckpt_every > 0 and step % ckpt_every == 0) or step == total:
         rt.save(step, state, train_iter)
         last_saved = step
 
   if last_saved != total:  # e.g. total_steps lowered below an existing checkpoint
     logging.warning("checkpoint step %s is beyond total_steps=%d; nothing trained", latest, total)
-  rt.evaluate(state, step)
+  rt.evaluate(state, step, "final")
   rt.checkpoints.wait()
   rt.writer.flush()
   return state

@@ -22,7 +22,7 @@ bfloat16 compute by default, ``--config.model.dtype=float32`` for full precision
 
 import ml_collections
 
-from collage.train.config import sample_defaults, training_defaults, variant
+from collage.train.config import add_digit_evals, sample_defaults, training_defaults, variant
 
 VARIANTS = ("digits_quick", "photos64", "upsample", "colorize", "imagenet", "lsun")
 
@@ -81,6 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sample.input_image = ""             # upsample / colorize: the image whose prefix is kept ("" : first eval image)
 
   if arg == "digits_quick":
+    add_digit_evals(c)                   # digits_fid / digits_kid / digits_prec_recall: --mode eval
     return c
   # 64x64 colour crops, 4:2:0: a 4x4 grid of 384 channels.
   c.data.source = "embedded"

@@ -21,7 +21,7 @@ photograph's name.
 
 import ml_collections
 
-from collage.train.config import sample_defaults, training_defaults, variant
+from collage.train.config import add_digit_evals, sample_defaults, training_defaults, variant
 
 VARIANTS = ("guided_quick", "guided", "unguided_quick", "unguided")
 
@@ -136,4 +136,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.batch_size = 8
     c.sample.pool = 32
     c.artifact_poster = 256 if guided else 0
+  if not guided:                         # collages of 32 x 32 digit crops: scored as digits
+    add_digit_evals(c)                   # digits_fid / digits_kid / digits_prec_recall: --mode eval
   return c

@@ -26,7 +26,7 @@ Collage-VDVAE, decodes at ``sample.scale`` times the training resolution.
 
 import ml_collections
 
-from collage.train.config import sample_defaults, training_defaults, variant
+from collage.train.config import add_digit_evals, sample_defaults, training_defaults, variant
 
 VARIANTS = ("mnist_quick", "mnist", "collage_mnist_quick", "collage_mnist", "cifar10",
             "imagenet32", "imagenet64", "ffhq256", "tiny", "collage_tiny")
@@ -157,6 +157,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.dtype = "bfloat16"           # bfloat16 convolutions; likelihood, KLs and loss float32
     c.model.remat = "none"               # fits 32 GB per GPU without (benchmarks/vdvae.md)
   if base in ("mnist_quick", "mnist"):  # the digit twins, matched in parameters
+    add_digit_evals(c)                   # digits_fid / digits_kid / digits_prec_recall: --mode eval
     if c.model.head == "collage":
       c.model.range_size = 2             # 2x2 ranges: the candidates span every 2x2 pattern
       c.model.num_aux = 6 if base == "mnist_quick" else 4

@@ -13,25 +13,22 @@ import ml_collections
 import numpy as np
 import pytest
 
-from collage.metrics import features, frechet, reference
+from collage.evals import features
+from collage.evals import reference
+from collage.metrics import frechet
 from collage.nn import inception, inception_io
-from collage.train import evaluators, loop, mesh
+from collage.train import loop, mesh
 from collage.train.errors import ConfigError
 from tests.metrics.tiny_taps import TinyTaps
 from tests.train import gan_config
 from tests.train.gan_task import GanTask, bars
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def sample_metrics():
-  """The evaluator types, registered for this module's tests only: the runtime's own tests list
-  the registered types in an error message and expect only the runtime's."""
-  import importlib  # pylint: disable=import-outside-toplevel
-  module = importlib.import_module("collage.metrics.sample_metrics")
-  module.register_all()
-  yield module
-  for kind in module.KINDS:
-    evaluators.EVALUATORS.pop(kind, None)
+  """The FID family's module (the runtime imports the wing by name before any lookup)."""
+  from collage.evals import fid  # pylint: disable=import-outside-toplevel
+  return fid
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +171,7 @@ def test_missing_weights_stop_the_run_at_start_up_with_one_message(tmp_path):
 def test_missing_or_foreign_reference_stops_the_run(weights_file, reference_file, tmp_path,
                                                     tiny_network):
   cfg = _config(weights_file, "", pr="prec_recall")
-  with pytest.raises(ConfigError, match="collage.metrics.reference_stats.*"
+  with pytest.raises(ConfigError, match="collage.evals.reference_stats.*"
                                         "--config.evals.pr.reference="):
     loop.run(GanTask(cfg), cfg, str(tmp_path / "run"), "train")
   other = tmp_path / "other_weights.npz"

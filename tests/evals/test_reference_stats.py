@@ -6,7 +6,9 @@ and its hash recorded); the real network is tested in tests/nn/."""
 import numpy as np
 import pytest
 
-from collage.metrics import compare_stats, features, frechet, reference, reference_stats
+from collage.evals import features, reference_stats
+from collage.evals import compare_stats, reference
+from collage.metrics import frechet
 from collage.nn import inception, inception_io
 from tests.metrics.tiny_taps import TinyTaps
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from collage.metrics import features
+from collage.evals import features
 from collage.nn import inception, inception_convert, inception_io
 from collage.train import mesh
 from tests.nn import inception_graph

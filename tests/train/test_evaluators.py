@@ -27,7 +27,7 @@ def test_unknown_evaluator_field_lists_the_valid_ones():
   from collage.train.errors import ConfigError
   from collage.train.evaluators import SamplesEvaluator
   with pytest.raises(ConfigError, match="unknown fields \\['nmu'\\].*type, num, seed"):
-    SamplesEvaluator("grid", {"type": "samples", "nmu": 3}, runtime=None)
+    SamplesEvaluator("grid", {"type": "samples", "nmu": 3}, ctx=None)
 
 
 def test_register_a_new_evaluator_type_and_refuse_a_clash():
