@@ -12,10 +12,8 @@ import abc
 
 import numpy as np
 
-
-class CodecError(ValueError):
-  """A file or an image a codec cannot handle. The message names the problem and,
-  where there is one, the valid choices. Command-line tools print it without a traceback."""
+from collage.codec.errors import CodecError
+from collage.codec.memory import FIXED_BYTES
 
 
 class Codec(abc.ABC):
@@ -47,7 +45,6 @@ class Codec(abc.ABC):
     beyond what the process holds already: working arrays, the returned image and one copy
     of it (the caller's, to write it). This default fits decoders that make 8-bit pixels
     and resize them (the reference codecs through Pillow): five 8-bit copies of the output."""
-    from collage.codec.memory import FIXED_BYTES  # pylint: disable=import-outside-toplevel
     return FIXED_BYTES + 5 * height * scale * width * scale * channels
 
 

@@ -15,7 +15,7 @@ try:
 except ImportError:  # not a Unix: no address-space limit to read
   resource = None
 
-from collage.codec.base import CodecError
+from collage.codec.errors import CodecError
 
 GB = 1 << 30
 # A decode's fixed overhead beyond its arrays: starting the XLA backend (about 0.7 GB of address
