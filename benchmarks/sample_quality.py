@@ -11,7 +11,8 @@ the 4,500 training digits), samples/s; see sample_quality.md.
 ``eval`` runs the one entrypoint (``python -m experiments.main --mode eval``, the config's digit
 evaluators, ``--config.checkpoint_step=S``; each ``--set KEY=VALUE`` becomes
 ``--config.KEY=VALUE``) and appends the logged digit scores to
-``benchmarks/data/sample_quality/rows.jsonl``; ``reference`` writes ``reference.json`` there:
+``benchmarks/data/sample_quality/rows.jsonl`` (``--snapshot``: of a copy of the checkpoint, for
+a run still training); ``reference`` writes ``reference.json`` there:
 the 500 held-out digits (the floor a perfect model reaches at that count), 2,000 training
 digits (the same set as the reference: below any honest model), and 2,000 training digits
 blurred or with added noise (bad models).
@@ -22,8 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -78,10 +81,35 @@ def _metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _snapshot(workdir: str, step: int) -> str:
+  """A new directory holding ``workdir``'s config and its checkpoint ``step`` (-1: the newest
+  complete one), so a run that is still training is read, never written to."""
+  ckpts = os.path.join(workdir, "checkpoints")
+  steps = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
+  if step < 0:
+    step = steps[-1]
+  if step not in steps:
+    raise SystemExit(f"error: {ckpts} has no checkpoint {step}; it has {steps}")
+  snap = tempfile.mkdtemp(prefix=f"{os.path.basename(os.path.normpath(workdir))}-{step}-",
+                          dir=os.path.dirname(os.path.abspath(workdir)))
+  shutil.copy(os.path.join(workdir, "config.json"), snap)
+  shutil.copytree(os.path.join(ckpts, str(step)), os.path.join(snap, "checkpoints", str(step)))
+  return snap
+
+
 def _eval(args: argparse.Namespace) -> int:
-  before = len(_metrics(args.workdir))
+  workdir = _snapshot(args.workdir, args.step) if args.snapshot else args.workdir
+  try:
+    return _eval_in(args, workdir)
+  finally:
+    if args.snapshot:
+      shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _eval_in(args: argparse.Namespace, workdir: str) -> int:
+  before = len(_metrics(workdir))
   cmd = [sys.executable, "-m", "experiments.main", "--mode", "eval", "--config", args.config,
-         "--workdir", args.workdir, f"--config.checkpoint_step={args.step}",
+         "--workdir", workdir, f"--config.checkpoint_step={args.step}",
          f"--config.evals.digits_fid.num_samples={args.num}",
          f"--config.evals.digits_kid.num_samples={args.num}",
          f"--config.evals.digits_prec_recall.num_samples={args.num}",
@@ -92,7 +120,7 @@ def _eval(args: argparse.Namespace) -> int:
   if done.returncode:
     print(f"error: the evaluation failed (exit {done.returncode})", file=sys.stderr)
     return done.returncode
-  new = _metrics(args.workdir)[before:]
+  new = _metrics(workdir)[before:]
   logged = {}
   for row in new:
     if any(k in row for k in KEYS):
@@ -177,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
   e.add_argument("--num", type=int, default=NUM, help="samples drawn")
   e.add_argument("--set", action="append", default=[], help="KEY=VALUE: --config.KEY=VALUE")
   e.add_argument("--label", default="", help="the row's label (default: NAME)")
+  e.add_argument("--snapshot", action="store_true",
+                 help="evaluate a copy of the checkpoint (a run that is still training)")
   sub.add_parser("table", help="the markdown table of the rows so far")
   pl = sub.add_parser("plot", help="digits FID against the checkpoint step")
   pl.add_argument("names", nargs="+", help="row labels to plot")
