@@ -55,6 +55,18 @@ def test_eight_devices_equal_one_device(tmp_path, eight_devices):
   assert p8.keys() == p1.keys()
   for k in p8:  # the same global batches and chunks; only the order of the sums differs
     np.testing.assert_allclose(p8[k], p1[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  # ... and the runs trained: every tensor moved from its initial value (the runtime's init
+  # key) by more than ten times the tolerance above, except the attention key biases, whose
+  # gradient is zero (a softmax does not change when one score is added to every key).
+  from collage.train.setup import run_keys  # pylint: disable=import-outside-toplevel
+  init, _ = dct_task.DCTransformerTask(cfg).init(run_keys(int(cfg.seed))[0])
+  p0 = {k: np.asarray(v) for k, v in init["model"].items()}
+  for k in p0:
+    moved = np.abs(p1[k] - p0[k]).max()
+    if k.endswith("/k/bias"):
+      assert moved < 1e-9, (k, moved)
+    else:
+      assert moved > 1e-5, (k, moved)
 
 
 def test_sigkill_then_rerun_ends_where_an_uninterrupted_run_ends(tmp_path):
