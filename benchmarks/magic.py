@@ -90,12 +90,7 @@ def poster(args) -> None:
   cfg.update_from_flattened_dict({k: v for k, v in _flat(saved).items()
                                   if k in _flat(cfg.to_dict())})
   task = tm.MagicTask(cfg)
-  rt = loop._Runtime(task, cfg, args.workdir, jax.devices()[:1], "sample")  # pylint: disable=protected-access
-  try:
-    step = rt.checkpoints.latest_step()
-    state, _ = rt.checkpoints.restore(step, rt.abstract_state)
-  finally:
-    rt.close()
+  state, _ = loop.restore_for_inference(task, cfg, args.workdir, devices=jax.devices()[:1])
   params = mesh.to_host(state.eval_params)["generator"]
   opts = {"k": args.k, "height": args.side, "width": args.side, "seed": args.seed,
           "tile": args.tile, "window": -1, "halo": -1, "templates": args.templates,

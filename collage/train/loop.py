@@ -238,6 +238,28 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, mode: str =
     rt.close()
 
 
+def restore_for_inference(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
+                          step: int = -1, devices: Sequence[jax.Device] | None = None
+                          ) -> tuple[TrainState, int]:
+  """The state of checkpoint ``step`` (-1: the latest) of the run in ``workdir``, for a tool
+  that samples or renders outside the loop (``state.eval_params`` are the EMA parameters where
+  the run keeps them). Nothing is written to the workdir.
+
+  Raises:
+    CheckpointError: no checkpoint, or not the one asked for.
+    ConfigError: ``config`` cannot restore the run's checkpoints (naming the fields).
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.checkpoint_step = int(step)
+  config.evals = ml_collections.ConfigDict()  # restoring builds no evaluator
+  rt = _Runtime(task, config, workdir, devices, "sample")
+  try:
+    chosen = _chosen_step(rt, rt.checkpoints.latest_step(), "sample")
+    return _restore_latest(rt, chosen, "sample"), chosen
+  finally:
+    rt.close()
+
+
 def _chosen_step(rt: _Runtime, latest: int | None, mode: str) -> int:
   """The checkpoint ``--mode eval`` / ``sample`` restores: ``config.checkpoint_step`` when it
   is set (>= 0), else the latest.

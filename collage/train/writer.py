@@ -25,7 +25,8 @@ def write_config(config: Any, workdir: str) -> str:
 
 
 class MetricWriter:
-  """Writes scalars on process 0; a no-op on every other process.
+  """Writes scalars on process 0; a no-op on every other process. The files are opened at
+  the first row, so a run that logs nothing (``--mode sample``) leaves no empty event file.
 
   Args:
     workdir: the run directory; TensorBoard events go directly in it, JSON lines to
@@ -34,18 +35,22 @@ class MetricWriter:
 
   def __init__(self, workdir: str):
     self.active = jax.process_index() == 0
+    self.workdir = workdir
     self._tb = None
     self._jsonl = None
-    if self.active:
-      os.makedirs(workdir, exist_ok=True)
+
+  def _open(self) -> None:
+    if self._jsonl is None:
+      os.makedirs(self.workdir, exist_ok=True)
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      self._jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a", encoding="utf-8")
+      self._tb = SummaryWriter(logdir=self.workdir, flush_secs=30)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     """Writes one row: ``{"step": step, **scalars}``."""
     if not self.active:
       return
+    self._open()
     row = {"step": int(step)}
     for k, v in scalars.items():
       v = float(v)
@@ -55,15 +60,15 @@ class MetricWriter:
     self._jsonl.flush()
 
   def flush(self) -> None:
-    if self.active:
+    if self.active and self._jsonl is not None:
       self._tb.flush()
       self._jsonl.flush()
 
   def close(self) -> None:
-    if self.active:
+    if self.active and self._jsonl is not None:
       self._tb.close()
       self._jsonl.close()
-      self.active = False
+    self.active = False
 
 
 class Progress:

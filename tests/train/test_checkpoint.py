@@ -122,3 +122,20 @@ def test_eval_mode_without_checkpoint_is_a_clear_error(tmp_path):
 def test_keeps_only_the_last_checkpoints(tmp_path):
   _train(tmp_path, total_steps=20, checkpoint_every=5, keep_checkpoints=2, eval_every=0)
   assert sorted(os.listdir(tmp_path / "checkpoints"), key=int) == ["15", "20"]
+
+
+def test_restore_for_inference_reads_the_step_asked_for_and_writes_nothing(tmp_path):
+  """The public restore a tool (a benchmark, the demo) uses instead of the runtime's inside."""
+  cfg = helpers.config(total_steps=20, checkpoint_every=10, eval_every=0)
+  final = _train(tmp_path, total_steps=20, checkpoint_every=10, eval_every=0)
+  before = sorted((p, os.path.getmtime(p)) for p in map(str, tmp_path.rglob("*")))
+  state, step = loop.restore_for_inference(LinRegTask(cfg), cfg, str(tmp_path))
+  assert step == 20
+  _assert_equal(mesh.to_host(state.params["model"]), final)
+  state10, step10 = loop.restore_for_inference(LinRegTask(cfg), cfg, str(tmp_path), step=10)
+  assert step10 == 10
+  assert not np.array_equal(mesh.to_host(state10.params["model"])["w"], final["w"])
+  with pytest.raises(CheckpointError, match="no checkpoint of that step; it has 10, 20"):
+    loop.restore_for_inference(LinRegTask(cfg), cfg, str(tmp_path), step=15)
+  after = sorted((p, os.path.getmtime(p)) for p in map(str, tmp_path.rglob("*")))
+  assert after == before, "restoring wrote nothing"
