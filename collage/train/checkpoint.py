@@ -91,15 +91,24 @@ class Checkpointer:
     keep: how many most recent checkpoints to keep.
     async_save: write in a background thread (arrays are copied off the devices first,
       so donated buffers may be reused immediately).
+    read_only: restore only (``--mode eval`` / ``sample``, tools): the manager creates, cleans
+      and deletes nothing, so it may read a run that is still training and saving.
   """
 
-  def __init__(self, directory: str, keep: int, async_save: bool = True):
+  def __init__(self, directory: str, keep: int, async_save: bool = True,
+               read_only: bool = False):
     self.directory = epath.Path(os.path.abspath(directory))
     # A save that died before its commit leaves a temporary directory: never a step, and removed
-    # when the next manager opens the directory.
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=True)
+    # when the next writing manager opens the directory (a reader leaves it: it may be the save
+    # of a run that is training now).
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                             save_interval_steps=0,
+                                             cleanup_tmp_directories=False)
+    else:
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+          cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=("state", "data"))
 

@@ -99,7 +99,8 @@ class _Runtime:
     # training run stays as it was when evaluating or sampling from it.
     if jax.process_index() == 0 and mode == "train":
       logging.info("config written to %s", write_config(config, workdir))
-    self.checkpoints = Checkpointer(ckpt_dir, keep=int(config.keep_checkpoints))
+    self.checkpoints = Checkpointer(ckpt_dir, keep=int(config.keep_checkpoints),
+                                    read_only=mode != "train")
     self.writer = MetricWriter(workdir)
 
   def dataset(self, split: str) -> Iterator[Any]:
