@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from PIL import Image
 
+from apps.demo.compress import MAX_ZOOM, check_zoom
 from collage.codec.base import CodecError
 from collage.codec.memory import FIXED_BYTES, check_decode_fits
 from collage.data import images
@@ -40,7 +41,6 @@ MAX_STEPS = 3000
 CHUNK = 50  # Adam steps per jitted call (progress is reported between calls)
 GIF_STEPS = 24  # decoding iterations in the animation
 GIF_FRAME_MS = 120
-MAX_ZOOM = 8
 WORKING_COPIES = 6  # float32 image-sized arrays a decode holds at once (iterate, next, output)
 
 
@@ -185,13 +185,7 @@ def decode_bytes(size: int, channels: int, scale: int) -> int:
 def decode_at(result: Fit, scale) -> np.ndarray:
   """The fitted collage decoded at an integer ``scale`` in 1..MAX_ZOOM -> uint8 [S*k, S*k, C]
   (gray: [S*k, S*k, 1]); refused in one line when it would not fit in memory."""
-  try:
-    value = float(scale)
-  except (TypeError, ValueError):
-    value = float("nan")
-  if isinstance(scale, bool) or not value.is_integer() or not 1 <= value <= MAX_ZOOM:
-    raise CodecError(f"zoom must be an integer in 1..{MAX_ZOOM}, got {scale!r}")
-  k = int(value)
+  k = check_zoom(scale)
   size, channels = result.target.shape[0], result.target.shape[-1]
   check_decode_fits(None, size, size, channels, k, lambda s: decode_bytes(size, channels, s))
   x1 = jnp.asarray(result.decoded)[None]

@@ -40,12 +40,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import io
 import json
 import os
-import tempfile
-import zipfile
 from typing import Any, Mapping
 
 import jax
@@ -53,7 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from collage.nn import weight_files
 from collage.nn.bridge import ModuleBridge
+from collage.nn.weight_files import file_sha256  # re-exported: a file's fingerprint
 
 SIDE, NUM_CLASSES = 28, 10
 INPUT_SCALE = 1.0 / 255.0  # pixel values 0..255 -> [0, 1] inside the network
@@ -167,15 +165,6 @@ class WeightFileError(ValueError):
   """A weight file that is missing, not ours, truncated, corrupt, inconsistent or changed."""
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-  """Hex sha256 of a file's bytes."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def _check_arrays(arrays: Mapping[str, Any], cfg: DigitFeaturesConfig, source: str) -> None:
   """Raises ``ValueError`` naming every missing, unexpected or mis-shaped array."""
   shapes = param_shapes(cfg)
@@ -211,23 +200,7 @@ def save(path: str | os.PathLike, params: Mapping[str, Any], cfg: DigitFeaturesC
   members.update({"__format__": np.array(FORMAT),
                   "__config__": np.array(json.dumps(dataclasses.asdict(cfg), sort_keys=True)),
                   "__meta__": np.array(json.dumps(dict(meta or {}), sort_keys=True))})
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".digit_features_", suffix=".npz", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-      for name in sorted(members):
-        buf = io.BytesIO()
-        np.lib.format.write_array(buf, members[name], allow_pickle=False)
-        z.writestr(zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0)),
-                   buf.getvalue())
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the asset from other users
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return file_sha256(path)
+  return weight_files.write(path, members, prefix=".digit_features_")
 
 
 def _config_of(text: str, path: str) -> DigitFeaturesConfig:
@@ -274,19 +247,8 @@ def read(path: str | os.PathLike) -> "DigitFeatures":
   """
   path = os.fspath(path)
   fix = f"; {HOW_TO_MAKE}"
-  if not os.path.isfile(path):
-    raise WeightFileError(f"digit feature weight file {path} does not exist{fix}")
-  digest = file_sha256(path)
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      data = {k: f[k] for k in f.files}
-  except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-    raise WeightFileError(f"{path} is not a readable digit feature weight file (truncated or "
-                          f"corrupt: {type(e).__name__}: {e}){fix}") from None
-  fmt = str(data.get("__format__", ""))
-  if fmt != FORMAT:
-    raise WeightFileError(f"{path} is not a collage digit feature weight file (format {fmt!r}, "
-                          f"expected {FORMAT!r}){fix}")
+  data, digest = weight_files.read(path, what="digit feature weight file", fmt=FORMAT,
+                                   fix=HOW_TO_MAKE, error=WeightFileError)
   missing = [r for r in _RECORDS if r not in data]
   if missing:
     raise WeightFileError(f"{path} lacks the records {missing}{fix}")

@@ -16,16 +16,13 @@ weights and nothing is downloaded at run time: :data:`HOW_TO_GET` says how a use
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import os
-import tempfile
-import zipfile
 from typing import Any, Mapping
 
 import numpy as np
 
-from collage.nn import inception
+from collage.nn import inception, weight_files
+from collage.nn.weight_files import file_sha256  # re-exported: a file's fingerprint
 
 FORMAT = "collage-inception-2015-12-05/1"
 _RECORDS = ("__format__", "__source__", "__bn_epsilon__", "__input_shift__", "__input_scale__")
@@ -58,15 +55,6 @@ class Weights:
                                  input_shift=self.input_shift, input_scale=self.input_scale)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-  """Hex sha256 of a file's bytes."""
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def save(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, source: str,
          bn_epsilon: float = inception.BN_EPSILON, input_shift: float = inception.INPUT_SHIFT,
          input_scale: float = inception.INPUT_SCALE) -> str:
@@ -81,22 +69,7 @@ def save(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, source: s
                   "__bn_epsilon__": np.array(float(bn_epsilon), np.float64),
                   "__input_shift__": np.array(float(input_shift), np.float64),
                   "__input_scale__": np.array(float(input_scale), np.float64)})
-  path = os.fspath(path)
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".inception_", suffix=".npz", dir=folder)
-  try:
-    with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-      for name in sorted(members):
-        buf = io.BytesIO()
-        np.lib.format.write_array(buf, members[name], allow_pickle=False)
-        info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-        z.writestr(info, buf.getvalue())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return file_sha256(path)
+  return weight_files.write(path, members, prefix=".inception_")
 
 
 def load(path: str | os.PathLike) -> Weights:
@@ -109,19 +82,8 @@ def load(path: str | os.PathLike) -> Weights:
   """
   path = os.fspath(path)
   fix = f"; {HOW_TO_GET}"
-  if not os.path.isfile(path):
-    raise WeightFileError(f"Inception weight file {path} does not exist{fix}")
-  digest = file_sha256(path)
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      data = {k: f[k] for k in f.files}
-  except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-    raise WeightFileError(f"{path} is not a readable Inception weight file (truncated or "
-                          f"corrupt: {type(e).__name__}: {e}){fix}") from None
-  fmt = str(data.get("__format__", ""))
-  if fmt != FORMAT:
-    raise WeightFileError(f"{path} is not a collage Inception weight file (format {fmt!r}, "
-                          f"expected {FORMAT!r}){fix}")
+  data, digest = weight_files.read(path, what="Inception weight file", fmt=FORMAT,
+                                   fix=HOW_TO_GET, error=WeightFileError)
   missing = [r for r in _RECORDS if r not in data]
   if missing:
     raise WeightFileError(f"{path} lacks the records {missing}{fix}")
