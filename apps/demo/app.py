@@ -48,7 +48,7 @@ from PIL import Image  # noqa: E402
 from apps.demo import compress as cp  # noqa: E402
 from apps.demo import fractal, generate, inputs  # noqa: E402
 from collage.codec.base import CodecError  # noqa: E402
-from collage.data import EMBEDDED_NAMES  # noqa: E402
+from collage.data.embedded import EMBEDDED_NAMES  # noqa: E402
 
 PROG = "collage-demo"
 TITLE = "collage: Neural Collages, fractal compression, generative collages"

@@ -24,7 +24,8 @@ import threading
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from collage.data import EMBEDDED_NAMES, embedded_images, load_image
+from collage.data.embedded import EMBEDDED_NAMES, embedded_images
+from collage.data.images import load_image
 from collage.data.images import sample_bits
 
 MAX_PIXELS = 16_000_000  # the largest upload, width x height (16 MP)

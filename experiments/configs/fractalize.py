@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # -- the image -------------------------------------------------------------------------
   c.image_path = ""              # PNG/JPEG to fractalize; "" = the embedded image below
-  c.embedded = "astronaut"       # embedded photograph name (collage.data.EMBEDDED_NAMES)
+  c.embedded = "astronaut"       # embedded photograph name (collage.data.embedded.EMBEDDED_NAMES)
   c.image_size = {"quick": 256, "tiny": 64, "full": 512}[arg]  # centre square crop resized to this
   c.channels = 3                 # 3 = RGB, 1 = gray
 

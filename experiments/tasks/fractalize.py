@@ -39,15 +39,15 @@ IFS_DEMOS = {"sierpinski": (ifs.SIERPINSKI, None), "fern": (ifs.BARNSLEY_FERN,
 # -- the image ------------------------------------------------------------------------------
 def _load_uint8(config: ml_collections.ConfigDict) -> np.ndarray:
   """uint8 [h, w, channels] from ``image_path`` or the embedded photograph."""
-  from collage import data  # pylint: disable=g-import-not-at-top
+  from collage.data import embedded  # pylint: disable=g-import-not-at-top
   channels = int(config.channels)
   if config.image_path:
-    return data.to_channels(data.load_image(config.image_path), channels)
-  if config.embedded not in data.EMBEDDED_NAMES:
+    return images.to_channels(images.load_image(config.image_path), channels)
+  if config.embedded not in embedded.EMBEDDED_NAMES:
     raise ValueError(f"unknown embedded image {config.embedded!r} (config.embedded); valid: "
-                     f"{', '.join(data.EMBEDDED_NAMES)}")
-  split = "eval" if config.embedded in data.EVAL_NAMES else "all"
-  return dict(data.embedded_images(channels, split))[config.embedded]
+                     f"{', '.join(embedded.EMBEDDED_NAMES)}")
+  split = "eval" if config.embedded in embedded.EVAL_NAMES else "all"
+  return dict(embedded.embedded_images(channels, split))[config.embedded]
 
 
 def load_target(config: ml_collections.ConfigDict) -> np.ndarray:
