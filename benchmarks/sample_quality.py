@@ -147,23 +147,28 @@ def _rows() -> list[dict]:
 
 
 def _table(args: argparse.Namespace) -> int:
-  del args
-  print("| model | checkpoint step | samples | digits FID | KID x 1000 (± std) | precision | "
+  print("| model | checkpoint step | samples | digits FID | KID (± std) | precision | "
         "recall | samples/s |")
   print("| --- | --- | --- | --- | --- | --- | --- | --- |")
   latest = {}
   for r in _rows():  # the last row of each (label, step) counts
     latest[(r["label"], r["step"])] = r
+  if args.final:  # each label's newest checkpoint only
+    newest = {}
+    for (label, step), r in latest.items():
+      if label not in newest or step > newest[label]["step"]:
+        newest[label] = r
+    latest = {(k, r["step"]): r for k, r in newest.items()}
   for r in latest.values():
     print(f"| {r['label']} | {r['step']} | {r['num']} | {r['fid']:.2f} | "
-          f"{1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f} | {r['precision']:.3f} | "
+          f"{r['kid']:.1f} ± {r['kid_std']:.1f} | {r['precision']:.3f} | "
           f"{r['recall']:.3f} | {r['samples_per_sec']:.0f} |")
   if os.path.isfile(REFERENCE):
     with open(REFERENCE, encoding="utf-8") as f:
       ref = json.load(f)
     for name, r in ref["rows"].items():
-      print(f"| *{name}* | - | {r['num']} | {r['fid']:.2f} | {1000 * r['kid']:.2f} ± "
-            f"{1000 * r['kid_std']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | - |")
+      print(f"| *{name}* | - | {r['num']} | {r['fid']:.2f} | {r['kid']:.1f} ± "
+            f"{r['kid_std']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | - |")
   return 0
 
 
@@ -185,9 +190,10 @@ def _plot(args: argparse.Namespace) -> int:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  path = os.path.join(os.path.dirname(OUT), "..", "sample_quality_fid.png")
-  fig.savefig(os.path.normpath(path))
-  print(f"wrote {os.path.normpath(path)}")
+  path = os.path.join(os.path.dirname(os.path.dirname(OUT)), "sample_quality", "fid_vs_step.png")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path)
+  print(f"wrote {path}")
   return 0
 
 
@@ -207,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
   e.add_argument("--label", default="", help="the row's label (default: NAME)")
   e.add_argument("--snapshot", action="store_true",
                  help="evaluate a copy of the checkpoint (a run that is still training)")
-  sub.add_parser("table", help="the markdown table of the rows so far")
+  t = sub.add_parser("table", help="the markdown table of the rows so far")
+  t.add_argument("--final", action="store_true", help="each label's newest checkpoint only")
   pl = sub.add_parser("plot", help="digits FID against the checkpoint step")
   pl.add_argument("names", nargs="+", help="row labels to plot")
   args = p.parse_args(argv)
