@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import os
-from typing import Sequence
 
 import numpy as np
 
@@ -293,7 +292,3 @@ def resolve(model: str | None, mix: bool = False) -> str:
     return ASSET_DIR if mix else VARIABLE_DIR
   return NAMED_MODELS.get(model, os.path.abspath(model))
 
-
-def available_models(path: str | None = None) -> Sequence[str]:
-  """Directories of the models a codec with ``model=path`` would use, lowest rate first."""
-  return [m.directory for m in load_models(resolve(path))]
