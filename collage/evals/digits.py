@@ -42,6 +42,7 @@ from collage.evals import draw
 from collage.evals import features as features_lib
 from collage.metrics import frechet, kid, prec_recall
 from collage.nn import digit_features
+from collage.train import mesh as mesh_lib
 from collage.train.errors import ConfigError
 
 SIDE = digits_data.SIDE
@@ -124,7 +125,6 @@ class DigitScorer:
   """
 
   def __init__(self, weights: str = "", mesh: Any = None, batch_size: int = 250):
-    from collage.train import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
     self.network = load_network(weights)
     self.sha256 = self.network.sha256
     self.extractor = _extractor(self.network, mesh if mesh is not None else

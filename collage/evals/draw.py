@@ -20,6 +20,7 @@ compiles) is logged as ``NAME/samples_per_sec``.
 
 from __future__ import annotations
 
+import abc
 import json
 import time
 import weakref
@@ -41,7 +42,7 @@ class _Draw:
   rate: float = float("nan")
 
 
-class SampleFeatureEvaluator(evaluators.Evaluator):
+class SampleFeatureEvaluator(evaluators.Evaluator, metaclass=abc.ABCMeta):
   """Draws samples, computes their features, and hands them to :meth:`measure`.
 
   A family sets ``NUM_SAMPLES`` (the default count), ``MIN_SAMPLES``, and implements
@@ -65,29 +66,25 @@ class SampleFeatureEvaluator(evaluators.Evaluator):
                         f"{self.MIN_SAMPLES}.")
     if int(self.options["batch_size"]) < 1:
       raise ConfigError(f"config.evals.{name}.batch_size must be >= 1.")
-    sample = self.options["sample"]
-    if not isinstance(sample, Mapping):
-      raise ConfigError(f"config.evals.{name}.sample must be a block of sampling options, e.g. "
-                        f"{{'temperature': 0.85}}; got {sample!r}.")
-    try:  # checked now, before anything is written
-      self._sampler = ctx.sampler(sample, int(self.options["batch_size"]))
-    except ConfigError as e:
-      raise ConfigError(f"config.evals.{name}.sample: {e}") from None
+    self._sampler = self.sampler(self.options["sample"], self.options["batch_size"])
 
   # -- what a family provides ----------------------------------------------------------------
 
+  @abc.abstractmethod
   def extractor(self) -> features_lib.FeatureExtractor:
-    raise NotImplementedError
+    """The family's feature network on the mesh."""
 
+  @abc.abstractmethod
   def fingerprint(self) -> str:
-    raise NotImplementedError
+    """What identifies the network's weights (their sha256): part of the shared draw's key."""
 
   def prepare(self, images: np.ndarray) -> np.ndarray:
     """uint8 samples [n, H, W, C] -> the feature network's input (default: as they are)."""
     return images
 
+  @abc.abstractmethod
   def measure(self, feats: Mapping[str, np.ndarray]) -> dict[str, float]:
-    raise NotImplementedError
+    """The draw's features ``{tap: [num_samples, D]}`` -> this evaluator's scalars."""
 
   # -- the shared draw -------------------------------------------------------------------------
 

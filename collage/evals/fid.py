@@ -96,9 +96,6 @@ class InceptionEvaluator(draw.SampleFeatureEvaluator):
   def fingerprint(self) -> str:
     return self.weights.sha256
 
-  def measure(self, feats: Mapping[str, Any]) -> dict[str, float]:
-    raise NotImplementedError
-
 
 class FidEvaluator(InceptionEvaluator):
   """FID against ``reference``: logs ``fid``."""

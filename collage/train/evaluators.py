@@ -121,6 +121,21 @@ class Evaluator:
           f"{', '.join(['type', *self.OPTIONS, *COMMON_OPTIONS]) }.")
     self.options = {**valid, **{k: plain(v) for k, v in options.items() if k != "type"}}
 
+  def sampler(self, sample: Any, batch_size: int) -> Any:
+    """The task's sampler with this evaluator's sampling options ``sample`` (checked now, before
+    anything is written) and ``batch_size`` (0: ``config.sample.batch_size``).
+
+    Raises:
+      ConfigError: ``sample`` is not a block of options, or names an option the task lacks.
+    """
+    if not isinstance(sample, Mapping):
+      raise ConfigError(f"config.evals.{self.name}.sample must be a block of sampling options, "
+                        f"e.g. {{'temperature': 0.85}}; got {sample!r}.")
+    try:
+      return self.ctx.sampler(sample, int(batch_size))
+    except ConfigError as e:
+      raise ConfigError(f"config.evals.{self.name}.sample: {e}") from None
+
   def every(self, default: int) -> int:
     """Steps between this evaluator's runs in training (0: never; only ``--mode eval``)."""
     every = int(self.options["every"])
@@ -173,11 +188,8 @@ class SamplesEvaluator(Evaluator):
 
   def __init__(self, name, options, ctx):
     super().__init__(name, options, ctx)
-    if ctx is not None:  # checks the sampling options now, before anything is written
-      try:
-        self._sampler = ctx.sampler(self.options["sample"], int(self.options["batch_size"]))
-      except ConfigError as e:
-        raise ConfigError(f"config.evals.{name}.sample: {e}") from None
+    if ctx is not None:
+      self._sampler = self.sampler(self.options["sample"], self.options["batch_size"])
 
   def run(self, state, step):
     samples = self._sampler(state.eval_params, state.model_state, int(self.options["num"]),

@@ -256,7 +256,7 @@ def restore_for_inference(task: Task, config: ml_collections.ConfigDict, workdir
   rt = _Runtime(task, config, workdir, devices, "sample")
   try:
     chosen = _chosen_step(rt, rt.checkpoints.latest_step(), "sample")
-    return _restore_latest(rt, chosen, "sample"), chosen
+    return _restore(rt, chosen), chosen
   finally:
     rt.close()
 
@@ -283,8 +283,7 @@ def _chosen_step(rt: _Runtime, latest: int | None, mode: str) -> int:
   return wanted
 
 
-def _restore_latest(rt: _Runtime, step: int, mode: str) -> TrainState:
-  del mode
+def _restore(rt: _Runtime, step: int) -> TrainState:
   state, _ = rt.checkpoints.restore(step, rt.abstract_state)
   return state
 
@@ -296,7 +295,7 @@ def _sample(rt: _Runtime, latest: int | None) -> TrainState:
   meta = check_sample_dir(directory, {
       "step": latest, "num": int(sample.num), "seed": int(sample.seed),
       "options": task_options(sample), **rt.task.sample_meta()})  # before any sampling
-  state = _restore_latest(rt, latest, "sample")
+  state = _restore(rt, latest)
   samples = rt.sampler()(state.eval_params, state.model_state, int(sample.num), int(sample.seed))
   if jax.process_index() == 0:
     out = write_samples(samples, directory, meta)
@@ -306,7 +305,7 @@ def _sample(rt: _Runtime, latest: int | None) -> TrainState:
 
 def _eval_only(rt: _Runtime, latest: int | None) -> TrainState:
   latest = _chosen_step(rt, latest, "eval")
-  state = _restore_latest(rt, latest, "eval")
+  state = _restore(rt, latest)
   rt.evaluate(state, latest)
   return state
 
