@@ -24,17 +24,16 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import threading
-import time
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from collage.codec import container, reference
-from collage.codec.base import Codec, CodecError, check_image, check_quality, get_codec
+from collage.codec.base import (Codec, CodecError, check_image, check_quality, get_codec,
+                                round_trip)
 from collage.codec.memory import check_decode_fits
 from collage.codec.neural import NeuralCollageCodec, TileCode, tile_grid
-from collage.data.images import to_channels
 from collage.metrics.distortion import psnr
 from collage.metrics.msssim import min_side, ms_ssim
 from collage.metrics.rate import bpp
@@ -110,11 +109,6 @@ class Coded:
   stats: dict[str, Any]
 
 
-def _matching_channels(decoded: np.ndarray, channels: int) -> np.ndarray:
-  """WebP has no gray mode: a gray image decodes to (near-)equal RGB; its luma is the image."""
-  return decoded if decoded.shape[-1] == channels else to_channels(decoded, channels)
-
-
 def multiscale_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
   """MS-SSIM of two uint8 images [H, W, C] (:func:`collage.metrics.msssim.ms_ssim`, the mean
   over channels of each channel's value), the channels in parallel threads (numpy releases
@@ -133,14 +127,7 @@ def run(image: np.ndarray, name: str, quality: Any) -> Coded:
   measure both (see the module docstring)."""
   image = check_image(image)
   quality = as_quality(quality)
-  c = codec(name)
-  start = time.perf_counter()
-  data = c.compress(image, quality)
-  encode_s = time.perf_counter() - start
-  start = time.perf_counter()
-  decoded = np.asarray(c.decompress(data))
-  decode_s = time.perf_counter() - start
-  decoded = _matching_channels(decoded, image.shape[-1])
+  data, decoded, encode_s, decode_s = round_trip(codec(name), image, quality)
   h, w, ch = image.shape
   quality_db = psnr(image, decoded, peak=255.0)
   stats = {

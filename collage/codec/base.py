@@ -9,6 +9,7 @@ a version, the codec id, the image geometry, the codec's parameters and a checks
 from __future__ import annotations
 
 import abc
+import time
 
 import numpy as np
 
@@ -64,6 +65,23 @@ def unregister(name: str) -> None:
   if name not in _REGISTRY:
     raise ValueError(f"no codec {name!r} is registered; registered: {sorted(_REGISTRY)}")
   del _REGISTRY[name]
+
+
+def round_trip(codec: Codec, image: np.ndarray, quality: int
+               ) -> tuple[bytes, np.ndarray, float, float]:
+  """One timed encode and decode of ``image`` (uint8 [H, W, C]) -> (the file's bytes, the
+  decoded image with the input's channel count, encode seconds, decode seconds). WebP has no
+  gray mode: a gray image comes back as (near-)equal RGB, and its luma is the image."""
+  start = time.perf_counter()
+  data = codec.compress(image, quality)
+  encode_s = time.perf_counter() - start
+  start = time.perf_counter()
+  decoded = np.asarray(codec.decompress(data))
+  decode_s = time.perf_counter() - start
+  if decoded.shape[-1] != image.shape[-1]:
+    from collage.data.images import to_channels  # pylint: disable=import-outside-toplevel
+    decoded = to_channels(decoded, image.shape[-1])
+  return data, decoded, encode_s, decode_s
 
 
 def codec_class(name: str) -> type[Codec]:

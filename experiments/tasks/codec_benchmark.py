@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from collage.codec.base import CodecError, codec_names, get_codec
+from collage.codec.base import CodecError, codec_names, get_codec, round_trip
 from collage.data import augment
 from collage.metrics.distortion import psnr
 from collage.metrics.msssim import min_side, ms_ssim
@@ -100,24 +100,10 @@ def select_codecs(config) -> list[tuple[str, list[int]]]:
 
 # -- measurement --------------------------------------------------------------------------------
 
-def _match_channels(decoded: np.ndarray, channels: int) -> np.ndarray:
-  """WebP has no gray mode: a gray image comes back as (near-)equal RGB; take its luma."""
-  if decoded.shape[-1] == channels:
-    return decoded
-  from collage.data.images import to_channels  # pylint: disable=import-outside-toplevel
-  return to_channels(decoded, channels)
-
-
 def measure(codec, quality: int, image: np.ndarray, with_ms_ssim: bool = True) -> dict[str, Any]:
   """One encode + decode of ``image`` -> the metrics of FIELDS (without names)."""
   h, w, c = image.shape
-  start = time.perf_counter()
-  data = codec.compress(image, quality)
-  encode_s = time.perf_counter() - start
-  start = time.perf_counter()
-  decoded = np.asarray(codec.decompress(data))
-  decode_s = time.perf_counter() - start
-  decoded = _match_channels(decoded, c)
+  data, decoded, encode_s, decode_s = round_trip(codec, image, quality)
   if decoded.shape != image.shape:
     raise CodecError(f"codec {codec.name!r} decoded shape {decoded.shape}, expected "
                      f"{image.shape}")
