@@ -5,9 +5,9 @@ A run is a ``--workdir`` of ``python -m experiments.main``: its ``config.json`` 
 and ``checkpoints/`` holds orbax checkpoints. :func:`inspect_run` says in one line why a
 directory is not a run the tab can sample (missing, not a directory, no ``config.json``, a
 task without a sampler here, no checkpoint yet). :class:`LoadedRun` builds the task from the
-recorded config (``experiments.main.task_of``), the state's shapes on a mesh over every device
-(``collage.train.setup.StateSetup``), restores the latest checkpoint read-only (it never
-writes or cleans the run directory, so a run still training is safe), and draws samples with
+recorded config (``experiments.main.task_of``), restores the latest checkpoint onto a mesh over
+every device through the runtime (``collage.train.loop.restore_for_inference``: read-only, it
+never writes or cleans the run directory, so a run still training is safe), and draws samples with
 the runtime's :class:`collage.train.sampling.Sampler` from the EMA parameters, as
 ``--mode sample`` does.
 
@@ -31,12 +31,12 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from collage.data import images
+from collage.train import loop
 from collage.train import mesh as mesh_lib
+from collage.train.checkpoint import Checkpointer
 from collage.train.sampling import Sampler
-from collage.train.setup import StateSetup
 
 SAMPLED_TASKS = ("vdvae", "magic", "dctransformer")
 TRAIN_COMMAND = ("python -m experiments.main --config experiments/configs/vdvae.py:mnist_quick "
@@ -48,14 +48,6 @@ MAX_SAMPLERS = 8  # compiled samplers kept per run (one per set of options)
 
 class RunError(ValueError):
   """A directory that is not a run the demo can sample; the message says why and what to do."""
-
-
-def _checkpoint_manager(path: str) -> ocp.CheckpointManager:
-  """A read-only manager of ``path/checkpoints``: it neither creates nor cleans anything."""
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
-                                         cleanup_tmp_directories=False)
-  return ocp.CheckpointManager(os.path.join(path, "checkpoints"), options=options,
-                               item_names=("state",))
 
 
 class RunInfo:
@@ -124,10 +116,13 @@ def inspect_run(path: str) -> RunInfo:
   if task not in SAMPLED_TASKS:
     raise RunError(f"{path} is a run of task {task!r}, which the Generate tab does not sample; "
                    f"it samples runs of {', '.join(SAMPLED_TASKS)}")
+  checkpoints = Checkpointer(os.path.join(path, "checkpoints"), keep=1, read_only=True)
   try:
-    step = _checkpoint_manager(path).latest_step()
+    step = checkpoints.latest_step()
   except Exception as e:  # orbax reports unreadable directories as various errors  # noqa: BLE001
     raise RunError(f"{path}: its checkpoints cannot be read ({type(e).__name__}: {e})") from None
+  finally:
+    checkpoints.close()
   if step is None:
     raise RunError(f"{path} has no checkpoint yet: let its training reach its first "
                    "checkpoint (config.checkpoint_every), or train one with: "
@@ -147,18 +142,12 @@ class LoadedRun:
     self.info = info
     self.task = task_of(info.config)
     self.mesh = mesh_lib.make_mesh()
-    setup = StateSetup(self.task, info.config, self.mesh)
-    manager = _checkpoint_manager(info.path)
-    try:
-      restored = manager.restore(info.step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(setup.abstract_state)))
+    try:  # read-only: a run that is still training is safe
+      state, _ = loop.restore_for_inference(self.task, info.config, info.path, step=info.step)
     except Exception as e:  # noqa: BLE001
       raise RunError(f"{info.path}: checkpoint {info.step} does not restore into the state of "
                      f"its recorded config ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
                      ) from None
-    finally:
-      manager.close()
-    state = restored["state"]
     self.params, self.model_state = state.eval_params, state.model_state
     self._samplers: dict[str, Sampler] = {}
     self._lock = threading.Lock()
