@@ -31,7 +31,9 @@ import time
 
 import numpy as np
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sample_quality")
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "data", "sample_quality")  # the rows (JSON)
+PICTURES = os.path.join(HERE, "sample_quality")     # the plot and sample grids of the .md
 ROWS = os.path.join(OUT, "rows.jsonl")
 REFERENCE = os.path.join(OUT, "reference.json")
 KEYS = {"digits_fid/fid": "fid", "digits_kid/kid": "kid", "digits_kid/kid_std": "kid_std",
@@ -190,8 +192,8 @@ def _plot(args: argparse.Namespace) -> int:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  path = os.path.join(os.path.dirname(os.path.dirname(OUT)), "sample_quality", "fid_vs_step.png")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  path = os.path.join(PICTURES, "fid_vs_step.png")
+  os.makedirs(PICTURES, exist_ok=True)
   fig.savefig(path)
   print(f"wrote {path}")
   return 0

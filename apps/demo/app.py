@@ -656,8 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=warm, daemon=True).start()
   try:
     demo.block_thread()
-  except KeyboardInterrupt:
-    pass
+  except KeyboardInterrupt:  # Ctrl-C is how a person stops the server: close it, exit 0
+    print(f"{PROG}: stopped", flush=True)
   finally:
     demo.close()
   return 0
