@@ -72,18 +72,18 @@ def main(argv=None) -> None:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  from collage.nn import hypernet_io  # pylint: disable=import-outside-toplevel
+  from collage.nn import neural_collage_io  # pylint: disable=import-outside-toplevel
 
-  teacher, meta = hypernet_io.load_model(args.teacher)
+  teacher, meta = neural_collage_io.load_model(args.teacher)
   cfg = teacher.cfg
   if not cfg.rate_lams:
     sys.exit(f"{args.teacher} is a fixed-rate model; this distils variable-rate ones")
   if not 0 <= args.depth < cfg.depth:
     sys.exit(f"--depth must be in 0..{cfg.depth - 1} (the teacher has {cfg.depth} blocks)")
-  student = hypernet_io.abstract_model(dataclasses.replace(cfg, depth=args.depth))
-  flat = hypernet_io.flat_params(teacher)
+  student = neural_collage_io.abstract_model(dataclasses.replace(cfg, depth=args.depth))
+  flat = neural_collage_io.flat_params(teacher)
   dropped = [f"['blocks'][{i}]" for i in range(args.depth, cfg.depth)]
-  hypernet_io._set_flat_params(  # pylint: disable=protected-access
+  neural_collage_io._set_flat_params(  # pylint: disable=protected-access
       student, {k: v for k, v in flat.items() if not any(d in k for d in dropped)})
 
   levels = len(cfg.rate_lams)
@@ -146,7 +146,7 @@ def main(argv=None) -> None:
           "source": ", ".join(os.path.basename(os.path.normpath(f)) for f in folders)
                     + f" ({len(images)} images, 32x32 crops)",
           "teacher_meta": json.dumps(meta, sort_keys=True)}
-  hypernet_io.save_model(student, args.out, meta, half=True)
+  neural_collage_io.save_model(student, args.out, meta, half=True)
   print("saved", args.out, flush=True)
 
 

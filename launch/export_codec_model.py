@@ -14,19 +14,19 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from collage.nn import hypernet_io  # noqa: E402
+from collage.nn import neural_collage_io  # noqa: E402
 
 
 def main(argv):
   if len(argv) != 3:
     sys.exit(__doc__)
   run, out, source = argv
-  model, meta = hypernet_io.load_model(os.path.join(run, "artifacts", "model"))
+  model, meta = neural_collage_io.load_model(os.path.join(run, "artifacts", "model"))
   with open(os.path.join(run, "config.json")) as f:
     init_from = json.load(f).get("init_from", "")
   meta = {**meta, "init_from": os.path.basename(os.path.normpath(init_from)) if init_from else "",
           "source": source}
-  hypernet_io.save_model(model, out, meta, half=True)
+  neural_collage_io.save_model(model, out, meta, half=True)
   print("exported", out, meta)
 
 

@@ -1,7 +1,7 @@
 """Entropy coding of Neural Collage codes with a model's integer tables (range coder:
 ``constriction``'s queue coder, so symbols decode in the order they were encoded).
 
-Two schemes, chosen by the model (:class:`collage.nn.hypernet.ModelConfig`):
+Two schemes, chosen by the model (:class:`collage.nn.neural_collage.ModelConfig`):
 
 * factorized prior (every model before session 8): the symbols slot by slot (all tiles'
   values of slot 0, then slot 1, ...), one table per slot (:func:`encode_slots`);

@@ -6,7 +6,7 @@ Where: the shipped variable-rate model (``collage/assets/neural_variable/*``,
 :data:`VARIABLE_DIR`, the default), the shipped fixed-rate models (``collage/assets/neural/*``,
 :data:`ASSET_DIR`, one per quality band, the set ``mix`` picks from), the retired ones
 that only decode old files (:data:`RETIRED_DIR`), or a user's ``PATH``: an exported model
-directory (``model.json`` + ``params.npz``, :mod:`collage.nn.hypernet_io`), a training workdir
+directory (``model.json`` + ``params.npz``, :mod:`collage.nn.neural_collage_io`), a training workdir
 holding one in ``artifacts/model``, or a folder of either. A set of models is ordered lowest
 rate first (:func:`load_models`).
 """
@@ -50,16 +50,16 @@ class LoadedModel:
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     from flax import nnx  # pylint: disable=import-outside-toplevel
-    from collage.nn import hypernet_io  # pylint: disable=import-outside-toplevel
-    from collage.nn import refinement  # pylint: disable=import-outside-toplevel
+    from collage.nn import neural_collage_io  # pylint: disable=import-outside-toplevel
+    from collage.codec import refinement  # pylint: disable=import-outside-toplevel
     try:
-      self.model, self.meta = hypernet_io.load_model(directory)
+      self.model, self.meta = neural_collage_io.load_model(directory)
     except ValueError as e:
       raise CodecError(str(e)) from None
     self.directory = directory
     self.cfg = self.model.cfg
     self.layout = self.model.layout
-    flat = hypernet_io.flat_params(self.model)
+    flat = neural_collage_io.flat_params(self.model)
     h = hashlib.sha256(json.dumps(self.cfg.to_dict(), sort_keys=True).encode())
     for k in sorted(flat):
       h.update(k.encode())
@@ -160,7 +160,7 @@ class LoadedModel:
 
     ``quality``: a variable-rate model's quality 1..100 (None for a fixed-rate model).
     ``refine_steps`` > 0: that many steps of test-time refinement of the code
-    (``collage.nn.refinement.refine_code``) after the forward pass, at the rate-distortion
+    (``collage.codec.refinement.refine_code``) after the forward pass, at the rate-distortion
     trade-off ``lam`` (default: the model's own, or that of ``quality``)."""
     level = self.level(quality)
     if not refine_steps:

@@ -1,7 +1,7 @@
 """Colour transforms on float images in [0, 1]. Pure jnp.
 
 Full-range JPEG / JFIF YCbCr (ITU-T T.871, BT.601 primaries), chroma centred on 0.5, used by
-the PIFS codec (``collage.ops.pifs``) and the neural collage model (``collage.nn.hypernet``).
+the PIFS codec (``collage.ops.pifs``) and the neural collage model (``collage.nn.neural_collage``).
 """
 
 import jax

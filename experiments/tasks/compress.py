@@ -6,7 +6,7 @@ with ``model.context_model``, whose contexts come from the rounded code) and the
 the straight-through quantized decode. Baseline (``coding = "bitpack"``, the regularizer of
 Poli et al. 2022): ``lam * 255**2 * MSE + l2 * mean(raw**2)`` at a fixed number of bits per
 value.
-Variable rate (``model.rate_lams``, :class:`collage.nn.hypernet.ModelConfig`): every crop draws
+Variable rate (``model.rate_lams``, :class:`collage.nn.neural_collage.ModelConfig`): every crop draws
 a continuous level ``t ~ U[0, L - 1]`` and is scored at its own lam ``exp(interp(log
 rate_lams, t))``; ``lam`` is unused. Eval then reports every integer level (``psnr_lJ``,
 ``bpp_lJ``). ``init_from`` may name a fixed-rate model of the same architecture: its steps and
@@ -35,8 +35,8 @@ from collage.data import images
 from collage.data.pipeline import make_image_dataset
 from collage.metrics.distortion import psnr_from_mse
 from collage.metrics.rd import rd_cost
-from collage.nn import hypernet as hn
-from collage.nn import hypernet_io
+from collage.nn import neural_collage as hn
+from collage.nn import neural_collage_io
 from collage.nn import precision
 from collage.nn.bridge import ModuleBridge
 from collage.train import loop
@@ -85,7 +85,7 @@ def model_config(config: ml_collections.ConfigDict) -> hn.ModelConfig:
 
 
 class CompressTask(Task):
-  """Trains :class:`collage.nn.hypernet.NeuralCollage` for one rate-distortion trade-off."""
+  """Trains :class:`collage.nn.neural_collage.NeuralCollage` for one rate-distortion trade-off."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
@@ -93,7 +93,7 @@ class CompressTask(Task):
     if int(config.data.crop) != self.model_cfg.tile:
       raise ValueError(f"data.crop ({config.data.crop}) must equal model.tile "
                        f"({self.model_cfg.tile}): the model encodes one tile per crop")
-    self.bridge = ModuleBridge(hypernet_io.abstract_model(self.model_cfg))
+    self.bridge = ModuleBridge(neural_collage_io.abstract_model(self.model_cfg))
 
   # -- data -----------------------------------------------------------------------------
   def dataset(self, split, *, seed, process_index, process_count, batch_size):
@@ -116,7 +116,7 @@ class CompressTask(Task):
     if self.config.init_from:
       # A fixed-rate model starts every level of a variable-rate one; a factorized prior
       # starts a context model.
-      model, _ = hypernet_io.load_model(self.config.init_from, self.model_cfg.rate_lams,
+      model, _ = neural_collage_io.load_model(self.config.init_from, self.model_cfg.rate_lams,
                                         self.model_cfg.context_model)
       if model.cfg != self.model_cfg:
         raise ValueError(f"init_from={self.config.init_from!r} has architecture {model.cfg}, "
@@ -185,7 +185,7 @@ class CompressTask(Task):
     meta = {"step": int(step), "source": str(self.config.data.source)}
     if not model.levels:  # a variable-rate model's lams are in its config
       meta |= {"lam": float(self.config.lam), "l2": float(self.config.l2)}
-    hypernet_io.save_model(model, os.path.join(out, "model"), meta)
+    neural_collage_io.save_model(model, os.path.join(out, "model"), meta)
     try:
       batch = next(iter(self.dataset("eval", seed=0, process_index=0, process_count=1,
                                      batch_size=8)))

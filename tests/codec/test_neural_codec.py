@@ -14,19 +14,19 @@ from collage.codec import neural, neural_models
 from collage.metrics import rate
 from collage.metrics.rd import rd_cost
 from collage.nn import entropy_model as em
-from collage.nn import hypernet as hn
-from collage.nn import hypernet_io
+from collage.nn import neural_collage as hn
+from collage.nn import neural_collage_io
 
 TINY = dict(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3, chroma_range=8,
             chroma_aux=2, width=8, depth=1, hidden=16, support=15, decode_steps=4)
 
 
 def _save(path, seed, lam, **over):
-  m = hypernet_io.random_model(hn.ModelConfig(**{**TINY, **over}), seed=seed)
+  m = neural_collage_io.random_model(hn.ModelConfig(**{**TINY, **over}), seed=seed)
   # Make the code non-trivial: biased heads give non-zero parameters.
   m.encoder.head_g2.bias[...] = m.encoder.head_g2.bias[...] + 3.0
   m.encoder.head_w.bias[...] = m.encoder.head_w.bias[...] + 1.0
-  hypernet_io.save_model(m, str(path), {"lam": lam})
+  neural_collage_io.save_model(m, str(path), {"lam": lam})
   return str(path)
 
 
@@ -460,12 +460,12 @@ def vmodel(tmp_path_factory):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   path = tmp_path_factory.mktemp("variable") / "v"
-  m = hypernet_io.random_model(hn.ModelConfig(**TINY, rate_lams=(0.001, 0.01, 0.1)), seed=2)
+  m = neural_collage_io.random_model(hn.ModelConfig(**TINY, rate_lams=(0.001, 0.01, 0.1)), seed=2)
   m.encoder.head_g2.bias[...] = m.encoder.head_g2.bias[...] + 3.0
   m.encoder.head_w.bias[...] = m.encoder.head_w.bias[...] + 1.0
   m.log_step[...] = m.log_step[...] - 0.7 * jnp.arange(3.0)[:, None]
   m.encoder.film[...] = 0.2 * jax.random.normal(jax.random.PRNGKey(0), m.encoder.film.shape)
-  hypernet_io.save_model(m, str(path), {"step": 0})
+  neural_collage_io.save_model(m, str(path), {"step": 0})
   return str(path)
 
 
@@ -499,11 +499,11 @@ def test_variable_rate_model_codes_every_quality_bit_exactly(vmodel):
 def cmodel(vmodel, tmp_path_factory):
   """The variable-rate model with the context entropy model, its contexts made distinct."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  m = hypernet_io.to_context_model(hypernet_io.load_model(vmodel)[0])
+  m = neural_collage_io.to_context_model(neural_collage_io.load_model(vmodel)[0])
   noise = np.random.default_rng(4).normal(size=m.zero_logits.shape) / hn.CONTEXT_GAIN
   m.zero_logits[...] = m.zero_logits[...] + jnp.asarray(noise, jnp.float32)
   path = tmp_path_factory.mktemp("context") / "c"
-  hypernet_io.save_model(m, str(path), {"step": 0})
+  neural_collage_io.save_model(m, str(path), {"step": 0})
   return str(path)
 
 

@@ -12,8 +12,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from launch import distill_codec_encoder  # noqa: E402
 
 from collage.codec import neural  # noqa: E402
-from collage.nn import hypernet as hn  # noqa: E402
-from collage.nn import hypernet_io  # noqa: E402
+from collage.nn import neural_collage as hn  # noqa: E402
+from collage.nn import neural_collage_io  # noqa: E402
 
 TINY = dict(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3, chroma_range=8,
             chroma_aux=2, width=8, depth=2, hidden=16, support=15, decode_steps=4,
@@ -23,9 +23,9 @@ TINY = dict(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3, chr
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("distill")
-  teacher = hypernet_io.random_model(hn.ModelConfig(**TINY), seed=3)
+  teacher = neural_collage_io.random_model(hn.ModelConfig(**TINY), seed=3)
   teacher.encoder.head_w.bias[...] = teacher.encoder.head_w.bias[...] + 1.0
-  hypernet_io.save_model(teacher, str(root / "teacher"), {"step": 0})
+  neural_collage_io.save_model(teacher, str(root / "teacher"), {"step": 0})
   rng = np.random.default_rng(0)
   os.makedirs(root / "images")
   for i in range(2):
@@ -39,11 +39,11 @@ def test_distilled_student_keeps_the_decoder_and_codes_files(setup):
   distill_codec_encoder.main(["--teacher", str(setup / "teacher"), "--depth", "1", "--steps",
                               "3", "--batch", "4", "--images", str(setup / "images"),
                               "--out", str(out)])
-  teacher, _ = hypernet_io.load_model(str(setup / "teacher"))
-  student, meta = hypernet_io.load_model(str(out))
+  teacher, _ = neural_collage_io.load_model(str(setup / "teacher"))
+  student, meta = neural_collage_io.load_model(str(out))
   assert student.cfg.depth == 1 and len(student.encoder.blocks) == 1
   assert "distilled" in meta and meta["init_from"] == "teacher"
-  t, s = hypernet_io.flat_params(teacher), hypernet_io.flat_params(student)
+  t, s = neural_collage_io.flat_params(teacher), neural_collage_io.flat_params(student)
   decoder_side = [k for k in s if "['encoder']" not in k]
   assert decoder_side
   for k in decoder_side:  # copied (saved in half precision)

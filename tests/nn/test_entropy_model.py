@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from collage.codec import neural_coding, neural_models
-from collage.nn import hypernet_io
-from collage.nn.hypernet import CONTEXT_GAIN, ModelConfig
+from collage.nn import neural_collage_io
+from collage.nn.neural_collage import CONTEXT_GAIN, ModelConfig
 from collage.nn import entropy_model as em
 
 
@@ -125,11 +125,11 @@ def test_contexts_are_causal_and_the_same_in_numpy_and_jax():
 
 def _context_model(seed=0, rate_lams=()):
   cfg = ModelConfig(luma_range=8, luma_aux=4, chroma_aux=2, rate_lams=rate_lams)
-  base = hypernet_io.random_model(cfg, seed=seed)
+  base = neural_collage_io.random_model(cfg, seed=seed)
   rng = np.random.default_rng(seed)
   base.prior.logits[...] = base.prior.logits[...] + jnp.asarray(
       rng.normal(size=base.prior.logits.shape), jnp.float32)
-  return base, hypernet_io.to_context_model(base)
+  return base, neural_collage_io.to_context_model(base)
 
 
 def _sparse_code(rng, layout, n_tiles, channels=3, density=0.2):

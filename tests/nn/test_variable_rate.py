@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from collage.nn import entropy_model as em
-from collage.nn import hypernet as hn
-from collage.nn import hypernet_io
+from collage.nn import neural_collage as hn
+from collage.nn import neural_collage_io
 
 SMALL = hn.ModelConfig(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3,
                        chroma_range=8, chroma_aux=2, width=8, depth=1, hidden=16, support=15,
@@ -21,7 +21,7 @@ LAMS = (0.001, 0.004, 0.016)
 
 @pytest.fixture(scope="module")
 def fixed():
-  m = hypernet_io.random_model(SMALL, seed=0)
+  m = neural_collage_io.random_model(SMALL, seed=0)
   m.encoder.head_w.bias[...] = jnp.full_like(m.encoder.head_w.bias[...], 2.0)
   m.log_step[...] = m.log_step[...] + 0.3 * jnp.sin(jnp.arange(m.log_step.shape[0]))
   m.prior.logits[...] = m.prior.logits[...] + jax.random.normal(jax.random.PRNGKey(3),
@@ -32,7 +32,7 @@ def fixed():
 @pytest.fixture(scope="module")
 def variable(fixed):
   """A converted model whose levels then differ (steps, pmfs and FiLM)."""
-  v = hypernet_io.to_variable_rate(fixed, LAMS)
+  v = neural_collage_io.to_variable_rate(fixed, LAMS)
   levels = jnp.arange(3.0)[:, None]
   v.log_step[...] = v.log_step[...] - 0.5 * levels
   v.prior.logits[...] = v.prior.logits[...] + jax.random.normal(jax.random.PRNGKey(4),
@@ -46,7 +46,7 @@ def _x(n=3, seed=1):
 
 
 def test_conversion_from_a_fixed_rate_model_computes_the_same_at_every_level(fixed):
-  v = hypernet_io.to_variable_rate(fixed, LAMS)
+  v = neural_collage_io.to_variable_rate(fixed, LAMS)
   assert v.levels == 3 and v.log_step.shape == (3, fixed.log_step.shape[0])
   x = _x()
   y = fixed.analyse(x)
@@ -118,7 +118,7 @@ def test_levels_are_required_exactly_for_variable_rate_models(fixed, variable):
   with pytest.raises(ValueError, match="takes no rate level"):
     fixed.analyse(x, jnp.zeros(1))
   with pytest.raises(ValueError, match="already a variable-rate"):
-    hypernet_io.to_variable_rate(variable, LAMS)
+    neural_collage_io.to_variable_rate(variable, LAMS)
   for bad in ((0.01,), (0.02, 0.01), (0.0, 0.01)):
     with pytest.raises(ValueError, match="rate_lams"):
       dataclasses.replace(SMALL, rate_lams=bad)
@@ -128,8 +128,8 @@ def test_levels_are_required_exactly_for_variable_rate_models(fixed, variable):
 
 def test_save_load_and_the_fixed_rate_config_dict_is_unchanged(variable, tmp_path):
   assert "rate_lams" not in SMALL.to_dict()  # fixed-rate models hash the same dict as before
-  hypernet_io.save_model(variable, str(tmp_path / "v"))
-  back, _ = hypernet_io.load_model(str(tmp_path / "v"))
+  neural_collage_io.save_model(variable, str(tmp_path / "v"))
+  back, _ = neural_collage_io.load_model(str(tmp_path / "v"))
   assert back.cfg == variable.cfg and back.cfg.rate_lams == LAMS
   x, lv = _x(2), jnp.array([0.7, 1.2])
   np.testing.assert_array_equal(back.analyse(x, lv), variable.analyse(x, lv))

@@ -11,7 +11,7 @@ import optax
 
 from collage.metrics.rd import rd_cost
 from collage.nn import entropy_model as em
-from collage.nn.hypernet import NeuralCollage
+from collage.nn.neural_collage import NeuralCollage
 
 
 def refine_code(model: NeuralCollage, rgb: jax.Array, y: jax.Array, lam: float, steps: int,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from collage.nn import hypernet as hn
-from collage.nn import hypernet_io
+from collage.nn import neural_collage as hn
+from collage.nn import neural_collage_io
 
 SMALL = hn.ModelConfig(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma_aux=3,
                        chroma_range=8, chroma_aux=2, width=8, depth=1, hidden=16, support=15,
@@ -16,7 +16,7 @@ SMALL = hn.ModelConfig(tile=16, luma_range=4, luma_domain=8, luma_stride=8, luma
 
 @pytest.fixture(scope="module")
 def model():
-  m = hypernet_io.random_model(SMALL, seed=0)
+  m = neural_collage_io.random_model(SMALL, seed=0)
   # Push the code away from 0 so every part of the decoder is active.
   m.encoder.head_w.bias[...] = jnp.full_like(m.encoder.head_w.bias[...], 2.0)
   m.encoder.head_g2.bias[...] = jnp.full_like(m.encoder.head_g2.bias[...], 2.0)
@@ -73,7 +73,7 @@ def test_scale_decode_pools_back_when_converged():
   """With enough iterations, the scale-2 decode mean-pooled by 2 equals the scale-1 decode
   (the collage operator's resolution consistency, through the whole model)."""
   cfg = hn.ModelConfig(**{**SMALL.to_dict(), "decode_steps": 60})
-  m = hypernet_io.random_model(cfg, seed=1)
+  m = neural_collage_io.random_model(cfg, seed=1)
   q = jnp.round(3 * jax.random.normal(jax.random.PRNGKey(4), (2, m.layout.num_values(3))))
   one, two = nnx.jit(lambda m, q: (m.synthesise(q, 3), m.synthesise(q, 3, scale=2)))(m, q)
   pooled = two.reshape(2, 16, 2, 16, 2, 3).mean(axis=(2, 4))
@@ -81,15 +81,15 @@ def test_scale_decode_pools_back_when_converged():
 
 
 def test_save_load_round_trip(model, tmp_path):
-  hypernet_io.save_model(model, str(tmp_path / "m"), {"lam": 0.5})
-  loaded, meta = hypernet_io.load_model(str(tmp_path / "m"))
+  neural_collage_io.save_model(model, str(tmp_path / "m"), {"lam": 0.5})
+  loaded, meta = neural_collage_io.load_model(str(tmp_path / "m"))
   assert meta == {"lam": 0.5} and loaded.cfg == model.cfg
-  a, b = hypernet_io.flat_params(model), hypernet_io.flat_params(loaded)
+  a, b = neural_collage_io.flat_params(model), neural_collage_io.flat_params(loaded)
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
   with pytest.raises(ValueError, match="model.json"):
-    hypernet_io.load_model(str(tmp_path / "nothing"))
+    neural_collage_io.load_model(str(tmp_path / "nothing"))
 
 
 def test_bad_config_is_rejected():

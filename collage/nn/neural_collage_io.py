@@ -1,7 +1,7 @@
 """Exported Neural Collage models: save and load them, and build models without training.
 
 An exported model is a directory of two files: ``model.json`` (the format tag
-``MODEL_FORMAT``, the architecture as :class:`collage.nn.hypernet.ModelConfig` fields, and free
+``MODEL_FORMAT``, the architecture as :class:`collage.nn.neural_collage.ModelConfig` fields, and free
 metadata such as the training ``lam``) and ``params.npz`` (every parameter array, keyed by its
 path in the model, see :func:`flat_params`). The codec (:mod:`collage.codec.neural`) reads these
 directories; training (``experiments/tasks/compress.py``) writes them.
@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from collage.nn import entropy_model as em
-from collage.nn.hypernet import (ModelConfig, NeuralCollage, initial_steps_and_scales,
+from collage.nn.neural_collage import (ModelConfig, NeuralCollage, initial_steps_and_scales,
                                   stored_entropy_logits)
 
 MODEL_FORMAT = "collage-neural-v1"

@@ -36,8 +36,8 @@ Structure of one ``T x T`` tile (``ModelConfig`` defaults, T = 32):
   slot's pmf without zero (:mod:`collage.nn.entropy_model`); bias coefficients keep the
   factorized prior.
 
-Saving, loading and placeholder models: :mod:`collage.nn.hypernet_io`; test-time refinement
-of a code: :mod:`collage.nn.refinement`.
+Saving, loading and placeholder models: :mod:`collage.nn.neural_collage_io`; test-time refinement
+of a code: :mod:`collage.codec.refinement`.
 """
 
 from __future__ import annotations
@@ -499,6 +499,3 @@ class NeuralCollage(nnx.Module):
     raw = self.dequantize(q, 3, level)
     return {"mse": jnp.mean(tile_mse), "bpp": jnp.mean(tile_bpp), "tile_mse": tile_mse,
             "tile_bpp": tile_bpp, "l2": jnp.mean(raw ** 2), "y_abs": jnp.mean(jnp.abs(y))}
-
-  def num_params(self) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(self, nnx.Param)))
