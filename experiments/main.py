@@ -195,8 +195,9 @@ def _configs_dir() -> str:
   return os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
-def config_catalogue() -> list[tuple[str, str, tuple[str, ...]]]:
-  """``[(experiments/configs/NAME.py, its docstring's first line, its variants)]``."""
+def config_catalogue() -> list[tuple[str, str, tuple[str, ...], dict[str, tuple[str, ...]]]]:
+  """``[(experiments/configs/NAME.py, its docstring's first line, its named variants, the axes
+  its variants compose from ({} when the variants are a plain list))]``."""
   out = []
   for f in sorted(os.listdir(_configs_dir())):
     if not f.endswith(".py") or f.startswith("_"):
@@ -204,12 +205,13 @@ def config_catalogue() -> list[tuple[str, str, tuple[str, ...]]]:
     with open(os.path.join(_configs_dir(), f), encoding="utf-8") as fh:
       tree = ast.parse(fh.read())
     doc = (ast.get_docstring(tree) or "").strip().splitlines()
-    variants: tuple[str, ...] = ()
+    names = {"VARIANTS": (), "AXES": {}}
     for node in tree.body:
-      if (isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "VARIANTS"
-                                               for t in node.targets)):
-        variants = tuple(ast.literal_eval(node.value))
-    out.append((f"experiments/configs/{f}", doc[0] if doc else "", variants))
+      for t in (node.targets if isinstance(node, ast.Assign) else ()):
+        if getattr(t, "id", "") in names:
+          names[t.id] = ast.literal_eval(node.value)
+    out.append((f"experiments/configs/{f}", doc[0] if doc else "", tuple(names["VARIANTS"]),
+                dict(names["AXES"])))
   return out
 
 
@@ -218,10 +220,13 @@ def help_text() -> str:
   lines = [_USAGE, "", "Modes (--mode):"]
   lines += [f"  {m:<7} {text}" for m, text in _MODES.items()]
   lines += ["", "Configs (--config PATH[:VARIANT]; the first variant is the default):"]
-  for path, doc, variants in config_catalogue():
+  for path, doc, variants, axes in config_catalogue():
     lines.append(f"  {path}  {doc}")
     if variants:
       lines.append(f"      variants: {', '.join(variants)}")
+    if axes:
+      lines.append("      or any words joined by '_', one per axis: "
+                   + "; ".join(f"{axis}: {' | '.join(words)}" for axis, words in axes.items()))
   lines += ["", "--config PATH[:VARIANT] --print_config prints a config's fields with their "
             "comments.", ""]
   return "\n".join(lines)

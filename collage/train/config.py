@@ -119,6 +119,39 @@ def variant(arg: str | None, variants: tuple[str, ...], experiment: str) -> str:
   return arg
 
 
+def compose(arg: str, axes: dict[str, tuple[str, ...]], experiment: str,
+            aliases: dict[str, str] | None = None) -> dict[str, str | None]:
+  """A variant name read as one word per axis: ``"collage_mnist_quick"`` with the axes
+  ``{"head": ("pixels", "collage"), "data": ("mnist", ...), "size": ("full", "quick", "tiny")}``
+  is ``{"head": "collage", "data": "mnist", "size": "quick"}``.
+
+  Words are joined by ``_`` in any order and every word names its axis (no word is on two
+  axes); an axis the name leaves out is ``None`` (the config picks its default, which may
+  depend on the other words). ``aliases`` maps a short name users type to its words
+  (``{"upsample": "photos64_upsample"}``). So a new combination is one argument, not a new block.
+
+  Raises:
+    ValueError: an unknown word (with the closest valid one) or two words for one axis, naming
+      the experiment and listing every axis's words.
+  """
+  aliases = aliases or {}
+  owner = {word: axis for axis, words in axes.items() for word in words}
+  valid = "; ".join(f"{axis}: {' | '.join(words)}" for axis, words in axes.items())
+  chosen: dict[str, str | None] = dict.fromkeys(axes)
+  for word in aliases.get(arg, arg).split("_"):
+    if word not in owner:
+      close = difflib.get_close_matches(word, list(owner) + list(aliases), n=1, cutoff=0.6)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ValueError(f"unknown {experiment} variant {arg!r}: {word!r} is no word of it{hint}; "
+                       f"a variant joins one word per axis with '_' ({valid})")
+    axis = owner[word]
+    if chosen[axis] is not None:
+      raise ValueError(f"{experiment} variant {arg!r} names two words of the axis {axis!r} "
+                       f"({chosen[axis]!r} and {word!r}); choose one of {' | '.join(axes[axis])}")
+    chosen[axis] = word
+  return chosen
+
+
 # Valid ranges of the runtime's numeric fields: (low, high, low inclusive, high inclusive);
 # None is unbounded. Optimizer fields apply to every optimizer block.
 _RANGES = {

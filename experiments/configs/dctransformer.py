@@ -17,19 +17,33 @@ model in about 10 minutes on a 2-core CPU), ``photos64`` (64x64 colour crops, 4:
 embedded photographs or any ``folder:PATH``), ``upsample`` and ``colorize`` (photos64 trained
 in the order whose prefix is the conditioning: the DC of every block / the luma), and the
 paper-sized ``imagenet`` and ``lsun`` (256x256, tfds datasets a user has prepared; unrun here;
-bfloat16 compute by default, ``--config.model.dtype=float32`` for full precision).
+bfloat16 compute by default, ``--config.model.dtype=float32`` for full precision). A variant
+joins one word per axis of ``AXES`` (data x conditioning x size), so any combination is one
+argument: ``imagenet_upsample`` (the paper's upsampler), ``digits_upsample``, ``photos64_full``.
 """
 
 import ml_collections
 
-from collage.train.config import add_digit_evals, sample_defaults, training_defaults, variant
+from collage.train.config import add_digit_evals, compose, sample_defaults, training_defaults
 
-VARIANTS = ("digits_quick", "photos64", "upsample", "colorize", "imagenet", "lsun")
+VARIANTS = ("digits_quick", "photos64", "upsample", "colorize", "imagenet", "lsun")  # the named ones
+# A variant joins one word per axis: the data x the conditioning x the size ("quick": minutes on
+# a CPU, the default for digits and photos64; "full": the paper's model, the default for
+# imagenet and lsun). A left-out data is digits, a left-out conditioning none.
+AXES = {"data": ("digits", "photos64", "imagenet", "lsun"),
+        "condition": ("none", "upsample", "colorize"),
+        "size": ("quick", "full")}
+ALIASES = {"upsample": "photos64_upsample", "colorize": "photos64_colorize"}  # names users type
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The DCTransformer config; ``arg`` is one of VARIANTS (default "digits_quick")."""
-  arg = variant(arg, VARIANTS, "dctransformer")
+  """The DCTransformer config; ``arg`` is a variant of AXES words (default "digits_quick")."""
+  words = compose(arg or VARIANTS[0], AXES, "dctransformer", ALIASES)
+  data, condition = words["data"] or "digits", words["condition"] or "none"
+  size = words["size"] or ("full" if data in ("imagenet", "lsun") else "quick")
+  if condition == "colorize" and data == "digits":
+    raise ValueError(f"dctransformer variant {arg!r}: colorize needs colour data (photos64, "
+                     "imagenet or lsun), the digits are gray")
   c = training_defaults()
   c.task = "dctransformer"              # experiments/tasks/dctransformer.py
   c.condition = "none"                  # none | upsample (prefix: DC of every block) | colorize (prefix: luma)
@@ -80,42 +94,39 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sample.use_cache = True             # key/value cache (False: recompute the chunk per element)
   c.sample.input_image = ""             # upsample / colorize: the image whose prefix is kept ("" : first eval image)
 
-  if arg == "digits_quick":
-    add_digit_evals(c)                   # digits_fid / digits_kid / digits_prec_recall: --mode eval
-    return c
-  # 64x64 colour crops, 4:2:0: a 4x4 grid of 384 channels.
-  c.data.source = "embedded"
-  c.data.channels = 3
-  c.data.size = 64
-  c.data.flip = True
-  c.data.eval_images = 64
-  c.batch_size = 16
-  c.total_steps = 3000                   # optimizer steps
-  c.eval_batches = 4
-  c.artifact_samples = 4
-  c.model.max_len = 1536
-  c.model.chunk = 128
-  c.model.dim = 128
-  c.model.truncate = True
-  c.model.clip_values = True
-  if arg == "upsample":
-    c.condition = "upsample"
-  elif arg == "colorize":
-    c.condition = "colorize"
+  c.condition = condition
+  if condition == "colorize":
     c.model.order = "luma_first"
-  elif arg in ("imagenet", "lsun"):
-    # The paper's 256x256 setting (Nash et al. 2021, Sec. 4): long sequences in chunks of 896.
-    c.data.source = "tfds:imagenet2012" if arg == "imagenet" else "tfds:lsun/bedroom"
+  if data == "digits":
+    if size == "quick":
+      add_digit_evals(c)                 # digits_fid / digits_kid / digits_prec_recall: --mode eval
+  else:                                  # colour, 4:2:0; 64x64 crops: a 4x4 grid of 384 channels
+    c.data.source = "embedded"
+    c.data.channels = 3
+    c.data.size = 64
+    c.data.flip = True
+    c.data.eval_images = 64
+    c.total_steps = 3000                 # optimizer steps
+    c.eval_batches = 4
+    c.artifact_samples = 4
+    c.model.max_len = 1536
+    c.model.chunk = 128
+    c.model.dim = 128
+    c.model.truncate = True
+    c.model.clip_values = True
+  if data in ("imagenet", "lsun"):       # the paper's 256x256 images: long sequences in chunks of 896
+    c.data.source = "tfds:imagenet2012" if data == "imagenet" else "tfds:lsun/bedroom"
     c.data.size = 256
     c.data.quality = 75
     c.data.eval_images = 1000
+    c.model.max_len = 8064
+    c.model.chunk = 896
+    c.model.max_value = 255
+  if size == "full":                     # the paper's model and schedule (Nash et al. 2021, Sec. 4)
     c.batch_size = 64
     c.total_steps = 500_000
     c.eval_every = 10_000
     c.checkpoint_every = 5_000
-    c.model.max_len = 8064
-    c.model.chunk = 896
-    c.model.max_value = 255
     c.model.dim = 512
     c.model.heads = 8
     c.model.encoder_layers = 6

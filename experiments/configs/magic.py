@@ -21,16 +21,19 @@ photograph's name.
 
 import ml_collections
 
-from collage.train.config import add_digit_evals, sample_defaults, training_defaults, variant
+from collage.train.config import add_digit_evals, compose, sample_defaults, training_defaults
 
-VARIANTS = ("guided_quick", "guided", "unguided_quick", "unguided")
+VARIANTS = ("guided_quick", "guided", "unguided_quick", "unguided")  # the named ones
+# A variant joins one word per axis (a left-out axis takes its first word): guided by a content
+# image or not x the size ("full": the paper's settings; "quick": minutes on a CPU).
+AXES = {"mode": ("guided", "unguided"), "size": ("full", "quick")}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The MAGIC config; ``arg`` is one of VARIANTS (default "guided_quick")."""
-  arg = variant(arg, VARIANTS, "magic")
-  guided = arg.startswith("guided")
-  quick = arg.endswith("quick")
+  """The MAGIC config; ``arg`` is a variant of AXES words (default "guided_quick")."""
+  words = compose(arg or VARIANTS[0], AXES, "magic")
+  guided = (words["mode"] or "guided") == "guided"
+  quick = words["size"] == "quick"
   c = training_defaults(networks=("generator", "discriminator"))
   c.task = "magic"                       # experiments/tasks/magic.py
   c.total_steps = 20000                  # train steps (each: discriminator, then generator)

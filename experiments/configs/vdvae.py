@@ -15,10 +15,13 @@ Variants: ``mnist_quick`` / ``collage_mnist_quick`` (about 10 minutes on a 2-cor
 not binarized; the fixed 4,500 / 500 split of ``collage.data.digits``); the paper-sized
 ``cifar10`` (39M parameters), ``imagenet32`` (119M), ``imagenet64`` (125M), ``ffhq256`` (115M)
 with openai/vdvae's ``hps.py`` hyperparameters, read through tfds, computing in bfloat16 (the
-Collage-VDVAE twin of each: ``--config.model.head=collage``); ``tiny`` / ``collage_tiny``
-(seconds: for tests). The digit twins are matched in parameter count (within 0.5%): the
-collage twin has the collage head (2x2 range blocks), the pixel twin the 1x1-conv head and one
-more 28x28 decoder block, which costs what the collage head costs. The loss is the negative ELBO
+Collage-VDVAE twin of each: ``collage_cifar10`` ...); ``tiny`` / ``collage_tiny`` (seconds: for
+tests). A variant joins one word per axis of ``AXES`` (head x data x size), so any
+combination is one argument: ``cifar10_quick`` is the quick model on CIFAR-10 (32x32 RGB),
+``collage_imagenet64_tiny`` a seconds-long Collage-VDVAE on ImageNet 64x64. The digit twins
+are matched in parameter count (within 0.5%): the collage twin has the collage head (2x2 range
+blocks), the pixel twin the 1x1-conv head and one more 28x28 decoder block, which costs what
+the collage head costs. The loss is the negative ELBO
 in nats per dimension; ``eval/bpd`` is its exact mean over the eval split in bits per dimension
 (EMA parameters). ``--mode sample`` draws from the prior at ``sample.temperature`` and, for
 Collage-VDVAE, decodes at ``sample.scale`` times the training resolution.
@@ -26,10 +29,16 @@ Collage-VDVAE, decodes at ``sample.scale`` times the training resolution.
 
 import ml_collections
 
-from collage.train.config import add_digit_evals, sample_defaults, training_defaults, variant
+from collage.train.config import add_digit_evals, compose, sample_defaults, training_defaults
 
 VARIANTS = ("mnist_quick", "mnist", "collage_mnist_quick", "collage_mnist", "cifar10",
-            "imagenet32", "imagenet64", "ffhq256", "tiny", "collage_tiny")
+            "imagenet32", "imagenet64", "ffhq256", "tiny", "collage_tiny")  # the named ones
+# A variant joins one word per axis (any order; a left-out axis takes its first word):
+# the model's head x the data x the size ("full": the data's own recipe, the paper's
+# hyperparameters for the paper datasets; "quick": minutes on a CPU; "tiny": seconds, for tests).
+AXES = {"head": ("pixels", "collage"),
+        "data": ("mnist", "cifar10", "imagenet32", "imagenet64", "ffhq256"),
+        "size": ("full", "quick", "tiny")}
 
 # openai/vdvae hps.py: (image size, width, encoder, decoder, lr, batch, ema, grad clip, skip).
 _PAPER = {
@@ -51,8 +60,9 @@ _SOURCES = {"cifar10": "tfds:cifar10", "imagenet32": "tfds:imagenet_resized/32x3
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The VDVAE config; ``arg`` is one of VARIANTS (default "mnist_quick")."""
-  arg = variant(arg, VARIANTS, "vdvae")
+  """The VDVAE config; ``arg`` is a variant of AXES words (default "mnist_quick")."""
+  words = compose(arg or VARIANTS[0], AXES, "vdvae")
+  head, data, size = (words[a] or AXES[a][0] for a in ("head", "data", "size"))
   c = training_defaults()
   c.task = "vdvae"                       # experiments/tasks/vdvae.py
   c.batch_size = 16                      # global batch of images
@@ -102,10 +112,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sample.scale = 1                     # collage: decode at this multiple of image_size
   c.artifact_samples = 16                # prior samples in artifacts/samples_STEP.png (0: none)
 
-  base = arg.removeprefix("collage_")
-  if arg.startswith("collage_"):
-    c.model.head = "collage"
-  if base == "mnist":
+  c.model.head = head
+  if data != "mnist":
+    c.data.source = _SOURCES[data]
+    c.model.image_size = _PAPER[data][0]
+    c.model.channels = 3
+    c.model.range_size = 8
+  if size == "full" and data == "mnist":
     c.batch_size = 32
     c.total_steps = 2000                 # about an hour of one CPU core (measured: 1 to 2.5 s a step);
                                          # the schedule is constant: --config.total_steps=N trains on
@@ -116,9 +129,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.width = 48
     c.model.zdim = 8
     c.model.num_mix = 10
-    c.model.enc_blocks = "28x2,28d2,14x3,14d2,7x3,7d7,1x2"
-    c.model.dec_blocks = "1x1,7m1,7x3,14m7,14x3,28m14,28x1"
-  elif base == "tiny":
+    c.model.enc_blocks, c.model.dec_blocks = _blocks(c.model.image_size, 2, 3, 3, 2, 3, 3, 1)
+  elif size == "quick":
+    c.model.enc_blocks, c.model.dec_blocks = _blocks(c.model.image_size, 1, 2, 2, 1, 2, 1, 0)
+  elif size == "tiny":
     c.batch_size = 8
     c.total_steps = 4
     c.log_every = 2
@@ -129,13 +143,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.width = 8
     c.model.zdim = 2
     c.model.num_mix = 2
-    c.model.enc_blocks = "28x1,28d2,14d2,7d7,1x1"
-    c.model.dec_blocks = "1x1,7m1,14m7,28m14"
+    c.model.enc_blocks, c.model.dec_blocks = _blocks(c.model.image_size, 1, 0, 0, 1, 0, 0, 0)
     c.sample.num = 4
     c.artifact_samples = 0
-  elif base in _PAPER:
-    size, width, enc, dec, lr, batch, ema, clip, skip = _PAPER[base]
-    c.data.source = _SOURCES[base]
+  else:                                  # the paper's recipe for a paper dataset
+    _, width, enc, dec, lr, batch, ema, clip, skip = _PAPER[data]
     c.batch_size = batch * 8             # openai/vdvae's per-GPU n_batch x 8 devices: set yours
     c.total_steps = 1_000_000            # long: watch eval/bpd and stop when it plateaus
     c.log_every = 500
@@ -146,21 +158,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optimizer.grad_clip_norm = clip
     c.optimizer.skip_threshold = skip
     c.optimizer.ema_decay = ema
-    c.model.image_size = size
-    c.model.channels = 3
     c.model.width = width
     c.model.zdim = 16
     c.model.num_mix = 10
     c.model.enc_blocks = enc
     c.model.dec_blocks = dec
-    c.model.range_size = 8
     c.model.dtype = "bfloat16"           # bfloat16 convolutions; likelihood, KLs and loss float32
     c.model.remat = "none"               # fits 32 GB per GPU without (benchmarks/vdvae.md)
-  if base in ("mnist_quick", "mnist"):  # the digit twins, matched in parameters
+  if data == "mnist" and size in ("quick", "full"):  # the digit twins, matched in parameters
     add_digit_evals(c)                   # digits_fid / digits_kid / digits_prec_recall: --mode eval
-    if c.model.head == "collage":
+    if head == "collage":
       c.model.range_size = 2             # 2x2 ranges: the candidates span every 2x2 pattern
-      c.model.num_aux = 6 if base == "mnist_quick" else 4
+      c.model.num_aux = 6 if size == "quick" else 4
     else:
-      c.model.dec_blocks += ",28x1"      # costs what the collage head costs (0.4% / 0.02%)
+      c.model.dec_blocks += f",{c.model.image_size}x1"  # costs what the collage head costs (0.4% / 0.02%)
   return c
+
+
+def _blocks(s: int, top: int, mid: int, low: int, last: int, dec_low: int, dec_mid: int,
+            dec_top: int) -> tuple[str, str]:
+  """Encoder and decoder block strings of a small VDVAE at resolution ``s`` over three
+  resolutions (s, s/2, s/4) and 1x1: ``top``/``mid``/``low``/``last`` residual blocks per
+  encoder resolution, ``dec_low``/``dec_mid``/``dec_top`` per decoder resolution (one 1x1
+  block first; 0 leaves a resolution with only its up-sampling block)."""
+  h, q = s // 2, s // 4
+  enc = [f"{s}x{top}", f"{s}d2", f"{h}x{mid}", f"{h}d2", f"{q}x{low}", f"{q}d{q}", f"1x{last}"]
+  dec = ["1x1", f"{q}m1", f"{q}x{dec_low}", f"{h}m{q}", f"{h}x{dec_mid}", f"{s}m{h}",
+         f"{s}x{dec_top}"]
+  return (",".join(b for b in enc if not b.endswith("x0")),
+          ",".join(b for b in dec if not b.endswith("x0")))
