@@ -29,7 +29,15 @@ import sys
 import tempfile
 import time
 
+import matplotlib
 import numpy as np
+from skimage import filters
+
+from collage.data import digits
+from collage.evals.digits import DigitScorer
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "data", "sample_quality")  # the rows (JSON)
@@ -45,10 +53,6 @@ NOISE_SIGMA = 0.25  # of the full range, then clipped
 
 
 def _reference(args: argparse.Namespace) -> int:
-  from skimage import filters  # pylint: disable=import-outside-toplevel
-
-  from collage.data import digits  # pylint: disable=import-outside-toplevel
-  from collage.evals.digits import DigitScorer  # pylint: disable=import-outside-toplevel
   scorer = DigitScorer()
   real = scorer.reference("train")
   train, _ = digits.digit_images("train")
@@ -175,9 +179,6 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
   for name in args.names:
     points = {}

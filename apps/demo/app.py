@@ -47,6 +47,7 @@ from PIL import Image  # noqa: E402
 
 from apps.demo import compress as cp  # noqa: E402
 from apps.demo import fractal, generate, inputs  # noqa: E402
+from collage import compilation_cache  # noqa: E402
 from collage.codec.base import CodecError  # noqa: E402
 from collage.data.embedded import EMBEDDED_NAMES  # noqa: E402
 
@@ -633,7 +634,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{PROG}: error: --concurrency must be at least 1, got {args.concurrency}",
           file=sys.stderr)
     return 2
-  from collage import compilation_cache  # pylint: disable=import-outside-toplevel
   compilation_cache.enable()
   runs, errors = check_runs(args.runs)
   for e in errors:

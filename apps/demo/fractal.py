@@ -33,6 +33,8 @@ from collage.data import images
 from collage.metrics.distortion import psnr
 from collage.ops import blocks
 from collage.ops import collage as co
+from experiments.configs import fractalize as fractalize_config
+from experiments.tasks.fractalize import FractalizeTask
 
 SIZES = (128, 256, 512)  # the square sizes the page offers
 DEFAULT_SIZE = 256
@@ -46,8 +48,7 @@ WORKING_COPIES = 6  # float32 image-sized arrays a decode holds at once (iterate
 
 def fit_config(image_path: str, size: int, channels: int, steps: int):
   """The fractalize task's ``quick`` config for this image, size and number of steps."""
-  from experiments.configs import fractalize as cfg  # pylint: disable=import-outside-toplevel
-  config = cfg.get_config("quick")
+  config = fractalize_config.get_config("quick")
   config.image_path = image_path
   config.image_size = int(size)
   config.channels = int(channels)
@@ -135,7 +136,6 @@ def fit(image_path: str, channels: int, size=DEFAULT_SIZE, steps=DEFAULT_STEPS,
   :func:`apps.demo.inputs.read_upload`; ``channels`` is its channel count, 1 or 3).
 
   ``report(done, total)`` is called after every chunk of steps."""
-  from experiments.tasks.fractalize import FractalizeTask  # pylint: disable=import-outside-toplevel
   size, steps = check_size(size), check_steps(steps)
   config = fit_config(image_path, size, channels, steps)
   task = FractalizeTask(config)
@@ -192,8 +192,7 @@ def decode_at(result: Fit, scale) -> np.ndarray:
   if k == 1:
     out = result.decoded
   else:
-    from experiments.configs import fractalize as cfg  # pylint: disable=import-outside-toplevel
-    config = cfg.get_config("quick")
+    config = fractalize_config.get_config("quick")
     out = np.asarray(_decode(result.spec, result.params(), tol=float(config.artifact_tol),
                              max_steps=int(config.artifact_max_steps), scale=k,
                              start=blocks.upsample_nearest(x1, k)))[0]

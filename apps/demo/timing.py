@@ -19,6 +19,12 @@ import sys
 import time
 from typing import Sequence
 
+import jax
+from gradio_client import Client, handle_file
+
+from apps.demo import app, inputs
+from collage import compilation_cache
+
 
 def main(argv: Sequence[str] | None = None) -> int:
   p = argparse.ArgumentParser(prog="python -m apps.demo.timing",
@@ -29,13 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--repeat", type=int, default=10, help="warm calls to time (default 10)")
   args = p.parse_args(argv)
 
-  from collage import compilation_cache  # pylint: disable=import-outside-toplevel
   compilation_cache.enable()
-  import jax  # pylint: disable=import-outside-toplevel
-  from gradio_client import Client, handle_file  # pylint: disable=import-outside-toplevel
-
-  from apps.demo import app, inputs  # pylint: disable=import-outside-toplevel
-
   image = inputs.read_upload(args.image)
   outputs = app.Outputs()
   demo = app.build_app(outputs=outputs)

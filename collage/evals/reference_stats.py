@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any, Sequence
 
+import jax
 import numpy as np
 
 from collage.data import augment, sources
@@ -35,6 +36,7 @@ from collage.evals import features as features_lib
 from collage.evals import reference
 from collage.metrics import frechet, inception_score
 from collage.nn import inception, inception_io
+from collage.train import mesh as mesh_lib
 
 PR_NUM = 10000  # reference images kept for precision/recall (guided-diffusion's reference batches)
 
@@ -158,8 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  import jax  # pylint: disable=g-import-not-at-top
-  from collage.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   extractor = features_lib.FeatureExtractor(weights, mesh_lib.make_mesh(), args.batch_size)
   label = _label(args.source, args.split)
   if args.start or args.num:

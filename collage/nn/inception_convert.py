@@ -17,6 +17,7 @@ is :mod:`collage.nn.inception_io`'s file, with the graph's ``variance_epsilon``,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tarfile
@@ -256,7 +257,6 @@ def convert(graph_path: str, out_path: str) -> tuple[str, str]:
   Returns:
     (sha256 of the graph bytes, sha256 of the written weight file).
   """
-  import hashlib  # pylint: disable=g-import-not-at-top
   data, label = read_graph_bytes(graph_path)
   source_sha = hashlib.sha256(data).hexdigest()
   arrays, scalars = convert_graph(data, label)

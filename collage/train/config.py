@@ -11,6 +11,8 @@ import difflib
 
 import ml_collections
 
+from collage.train.errors import ConfigError
+
 
 def optimizer_block() -> ml_collections.ConfigDict:
   """One network's optimizer block. Every field is documented on its line."""
@@ -195,7 +197,6 @@ def _describe(low, high, low_in, high_in) -> str:
 
 
 def _check(name: str, value, bounds) -> None:
-  from collage.train.errors import ConfigError  # pylint: disable=g-import-not-at-top
   low, high, low_in, high_in = bounds
   ok = isinstance(value, (int, float)) and not isinstance(value, bool)
   if ok:

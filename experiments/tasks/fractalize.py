@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from collage.data import augment, images
+from collage.data import augment, embedded, images
 from collage.metrics.distortion import psnr, psnr_from_mse
 from collage.ops import blocks
 from collage.ops import collage as co
@@ -39,7 +39,6 @@ IFS_DEMOS = {"sierpinski": (ifs.SIERPINSKI, None), "fern": (ifs.BARNSLEY_FERN,
 # -- the image ------------------------------------------------------------------------------
 def _load_uint8(config: ml_collections.ConfigDict) -> np.ndarray:
   """uint8 [h, w, channels] from ``image_path`` or the embedded photograph."""
-  from collage.data import embedded  # pylint: disable=g-import-not-at-top
   channels = int(config.channels)
   if config.image_path:
     return images.to_channels(images.load_image(config.image_path), channels)
