@@ -33,7 +33,9 @@ from collage.codec import container, reference
 from collage.codec.base import (Codec, CodecError, check_image, check_quality, get_codec,
                                 round_trip)
 from collage.codec.memory import check_decode_fits
-from collage.codec.neural import NeuralCollageCodec, TileCode, tile_grid
+from collage.codec.neural import NeuralCollageCodec
+from collage.codec.neural_format import TileCode
+from collage.codec.neural_tiles import tile_grid
 from collage.metrics.distortion import psnr
 from collage.metrics.msssim import min_side, ms_ssim
 from collage.metrics.rate import bpp

@@ -35,6 +35,7 @@ from collage import compilation_cache
 from collage.codec import container
 from collage.codec.base import (CodecError, check_quality, check_scale, codec_class, codec_names,
                                  get_codec)
+from collage.codec.neural_tiles import check_downscale
 from collage.metrics.rate import bpp
 
 PROG = "collage-codec"
@@ -259,8 +260,7 @@ def _compress(args) -> None:
                        f"got {args.refine!r}")
   downscale = None
   if args.downscale is not None:
-    from collage.codec import neural  # pylint: disable=import-outside-toplevel
-    downscale = _int_option(args.downscale, "downscale", neural.check_downscale)
+    downscale = _int_option(args.downscale, "downscale", check_downscale)
   _check_output(args.output, args.force)
   codec = _make_codec(args.codec, args.model, refine, True if args.mix else None, downscale)
   image = _load_image(args.input)

@@ -14,6 +14,14 @@ Two schemes, chosen by the model (:class:`collage.nn.neural_collage.ModelConfig`
 
 Tables are integer frequencies (rows summing to ``2**16``); the coder's floating-point models
 are built from them identically on both sides.
+
+A model's codes to bytes and back (:func:`encode_symbols`, :func:`decode_symbols`: the words
+of one range coder, little-endian uint32, under a
+:class:`~collage.codec.neural_models.LoadedModel`'s scheme and tables), and the per-tile
+stream of a file that mixes models or qualities (:func:`encode_per_tile`,
+:func:`decode_per_tile`: each tile's entry index, uniform over the K entries, then every
+entry's codes, in one range coder). Where these bytes sit in a file:
+:mod:`collage.codec.neural_format`.
 """
 
 from __future__ import annotations
@@ -206,3 +214,60 @@ def decode_context(coder, n_tiles: int, n: int, layout, tables: dict) -> np.ndar
     q[:, off:off + gh * gw * k] = sig.reshape(n_tiles, -1)          # 1 marks a nonzero
   _decode_values(coder, q, slots, layout.is_weight[:n], tables)
   return q
+
+
+# -- a model's codes <-> the range coder's bytes ----------------------------------------------
+def range_decoder(data: bytes):
+  """A range decoder reading ``data`` (little-endian uint32 words). Raises CodecError when
+  its length is not a whole number of words."""
+  import constriction  # pylint: disable=import-outside-toplevel
+  if len(data) % 4:
+    raise CodecError(f"corrupt neural payload: {len(data)} bytes is not a multiple of 4")
+  return constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
+
+
+def encode_symbols(model, q: np.ndarray, channels: int, quality: int | None = None) -> bytes:
+  """Range-code a model's integer codes q [n_tiles, N_channels] (values in ``[-M, M]``) under
+  its entropy model at ``quality`` -> the coder's words as little-endian uint32 bytes.
+  ``model``: a :class:`~collage.codec.neural_models.LoadedModel`."""
+  import constriction  # pylint: disable=import-outside-toplevel
+  coder = constriction.stream.queue.RangeEncoder()
+  model.encode_into(coder, q, channels, quality)
+  return coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_symbols(model, data: bytes, n_tiles: int, channels: int,
+                   quality: int | None = None) -> np.ndarray:
+  """Inverse of :func:`encode_symbols` -> int64 [n_tiles, N]. Raises CodecError on bad data."""
+  coder = range_decoder(data)
+  try:
+    return model.decode_from(coder, n_tiles, channels, quality)
+  except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
+    raise CodecError(f"corrupt neural payload: {e}") from None
+
+
+def encode_per_tile(models, qualities, choice: np.ndarray, codes, channels: int) -> bytes:
+  """The bytes of a code that gives each tile one of K entries (a model, at a quality for a
+  variable-rate one): ``choice`` int [n_tiles] (the entry of every tile, uniform over the K
+  entries), then entry k's codes ``codes[k]`` [its tiles, N_k] under ``models[k]`` at
+  ``qualities[k]``, in one range coder."""
+  import constriction  # pylint: disable=import-outside-toplevel
+  coder = constriction.stream.queue.RangeEncoder()
+  coder.encode(choice.astype(np.int32), categorical(np.ones(len(models))))
+  for m, quality, q in zip(models, qualities, codes):
+    m.encode_into(coder, q, channels, quality)
+  return coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_per_tile(models, qualities, data: bytes, n_tiles: int,
+                    channels: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+  """Inverse of :func:`encode_per_tile` -> (choice int64 [n_tiles], the K entries' codes).
+  Raises CodecError on bad data."""
+  coder = range_decoder(data)
+  try:
+    choice = np.asarray(coder.decode(categorical(np.ones(len(models))), n_tiles), np.int64)
+    codes = tuple(m.decode_from(coder, int(np.sum(choice == i)), channels, qualities[i])
+                  for i, m in enumerate(models))
+  except Exception as e:  # constriction reports bad data as various errors  # noqa: BLE001
+    raise CodecError(f"corrupt neural payload: {e}") from None
+  return choice, codes

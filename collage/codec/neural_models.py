@@ -8,7 +8,8 @@ Where: the shipped variable-rate model (``collage/assets/neural_variable/*``,
 that only decode old files (:data:`RETIRED_DIR`), or a user's ``PATH``: an exported model
 directory (``model.json`` + ``params.npz``, :mod:`collage.nn.neural_collage_io`), a training workdir
 holding one in ``artifacts/model``, or a folder of either. A set of models is ordered lowest
-rate first (:func:`load_models`).
+rate first (:func:`load_models`); which of them a quality takes, and at what code quality:
+:mod:`collage.codec.neural_quality`.
 """
 
 from __future__ import annotations
