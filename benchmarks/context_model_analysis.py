@@ -1,6 +1,6 @@
 """How many bits the context model can save on a trained model's codes, before any training.
 
-    python benchmarks/context_model_analysis.py [--model collage/assets/neural_retired/r4_var8]
+    python -m benchmarks.context_model_analysis [--model collage/assets/neural_retired/r4_var8]
         [--qualities 25,55,85] [--data ../shared/data]
 
 Codes every other shared photograph and every third aerial (their top-left 768 x 768) with a
@@ -29,11 +29,10 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from collage.codec import neural_models  # noqa: E402
-from collage.codec.neural import image_tiles  # noqa: E402
-from collage.data.images import load_image  # noqa: E402
-from collage.nn import entropy_model as em  # noqa: E402
+from collage.codec import neural_models
+from collage.codec.neural_tiles import image_tiles
+from collage.data.images import load_image
+from collage.nn import entropy_model as em
 
 
 def _codes(m, files, quality):

@@ -14,10 +14,12 @@
 #
 # Usage, from the repository root:  bash benchmarks/neural_codec_gpu.sh OUT_DIR PART...
 #   check   versions, devices, and a bit-exactness check of GPU encode -> file -> GPU decode
-#   speed   `speed` at 64 and 512 tiles per pass, and `sweep` (one model, per tile, PIFS) on kodim23
-#   rdN     `rd` over the 24 Kodak images, per-tile model choice with --refine N (e.g. rd300),
-#           at the qualities in $RD_QUALITIES (default 55,65,75,85), and PIFS at the qualities
-#           in $RD_PIFS (default none)
+#   speed   on kodim23, 5 timed round trips each: the variable-rate model at 64 and 512 tiles
+#           per pass, the per-tile choice and PIFS at 512, then PIFS's speed-up at equal PSNR
+#   rdN     rate-distortion over the 24 Kodak images, per-tile model choice with --refine N
+#           (e.g. rd300), at the qualities in $RD_QUALITIES (default 55,65,75,85), and PIFS at
+#           the qualities in $RD_PIFS (default none)
+# (The session-10 runs used the retired benchmarks/neural_codec.py; neural_codec_log.md.)
 # Each part writes its JSON to OUT_DIR and stops at its own time limit ($PART_TIMEOUT seconds).
 # The exit status is that of the first part that failed (0 if none).
 set -uo pipefail
@@ -33,7 +35,7 @@ if [ -d "$wheels" ]; then
 fi
 kodak=${KODAK:-.devdata/kodak}
 limit=${PART_TIMEOUT:-300}
-bench="timeout $limit python3 benchmarks/neural_codec.py"
+rd="timeout $limit python3 -m benchmarks.neural_codec_rd"
 
 status=0
 for part in "$@"; do
@@ -65,18 +67,22 @@ for p in image_paths(sys.argv[1])[:3]:
 EOF
       ;;
     speed)
+      one="--images $kodak/kodim23.png --repeats 5"
       for b in 64 512; do
-        $bench speed --image "$kodak/kodim23.png" --quality 21 --repeats 5 --batch $b \
-            --out "$out/speed_q21_b$b.json"
-        $bench speed --image "$kodak/kodim23.png" --quality 61 --repeats 5 --batch $b \
-            --out "$out/speed_q61_b$b.json"
+        $rd $one --qualities 21,61 --batch $b --out "$out/speed_neural_b$b.json"
       done
-      $bench sweep --image "$kodak/kodim23.png" --neural_q 21,61 --mix_q 50,70 \
-          --pifs_q 30,45,60,70 --repeats 5 --batch 512 --out "$out/sweep.json"
+      $rd $one --mix --qualities 50,70 --batch 512 --out "$out/speed_mix.json"
+      $rd $one --codec pifs --qualities 30,45,60,70 --out "$out/speed_pifs.json"
+      python3 -m benchmarks.neural_codec_speed speedup --reference pifs \
+          --inputs "$out/speed_neural_b512.json,$out/speed_mix.json,$out/speed_pifs.json" \
+          --out "$out/speedup.json"
       ;;
     rd*)
-      $bench rd --images "$kodak" --mix "${RD_QUALITIES:-55,65,75,85}" --skip_single \
-          --refine "${part#rd}" --pifs "${RD_PIFS:-}" --batch 512 --out "$out/mix24_r${part#rd}_gpu.json"
+      $rd --images "$kodak" --mix --qualities "${RD_QUALITIES:-55,65,75,85}" \
+          --refine "${part#rd}" --batch 512 --out "$out/mix24_r${part#rd}_gpu.json"
+      if [ -n "${RD_PIFS:-}" ]; then
+        $rd --images "$kodak" --codec pifs --qualities "$RD_PIFS" --out "$out/pifs24_gpu.json"
+      fi
       ;;
     *) echo "unknown part $part (check, speed, rdN)"; exit 2 ;;
   esac

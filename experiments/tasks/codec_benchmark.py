@@ -18,24 +18,16 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import time
-from typing import Any
 
 import numpy as np
 
-from collage.codec.base import CodecError, codec_names, get_codec, round_trip
-from collage.data import augment
-from collage.metrics.distortion import psnr
-from collage.metrics.msssim import min_side, ms_ssim
-from collage.metrics.rate import bpp
-from collage.metrics.rd import value_at_rate
+from collage.codec import rd
+from collage.codec.base import codec_names, get_codec
+from collage.codec.rd import AVERAGED, FIELDS, average_rows, fmt, measure, summary_markdown
+from collage.codec.rd_plot import plot_averages
 from collage.train.writer import write_config
-
-FIELDS = ("codec", "quality", "image", "height", "width", "channels", "bytes", "bpp", "psnr",
-          "ms_ssim", "encode_s", "decode_s")
-AVERAGED = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -48,34 +40,16 @@ def _parse_list(text: str, kind, what: str) -> list:
                      f"{text!r}") from None
 
 
-def _crop(image: np.ndarray, size: int) -> np.ndarray:
-  if size <= 0:
-    return image
-  h, w = image.shape[:2]
-  if h < size or w < size:
-    raise ValueError(f"config.crop={size} is larger than an image of {h}x{w}")
-  return np.ascontiguousarray(augment.center_crop(image, (size, size)))
-
-
 def load_images(config) -> list[tuple[str, np.ndarray]]:
-  """[(name, uint8 [H, W, C])] as the config selects them."""
-  from collage.data import embedded, images  # pylint: disable=import-outside-toplevel
+  """[(name, uint8 [H, W, C])] as the config selects them (``collage.codec.rd.load_images``)."""
   if config.channels not in (1, 3):
     raise ValueError(f"config.channels must be 1 or 3, got {config.channels}")
+  source = f"embedded:{config.embedded_split}"
   if config.images:
-    folder = os.path.abspath(config.images)
-    if not os.path.isdir(folder):
-      raise FileNotFoundError(f"config.images={config.images!r}: no such folder ({folder})")
-    paths = images.image_paths(folder)
-    if config.max_images:
-      paths = paths[:config.max_images]
-    out = [(os.path.splitext(os.path.relpath(p, folder))[0],
-            images.to_channels(images.load_image(p), config.channels)) for p in paths]
-  else:
-    out = embedded.embedded_images(config.channels, config.embedded_split)
-    if config.max_images:
-      out = out[:config.max_images]
-  return [(name, _crop(np.asarray(img), config.crop)) for name, img in out]
+    source = os.path.abspath(config.images)
+    if not os.path.isdir(source):
+      raise FileNotFoundError(f"config.images={config.images!r}: no such folder ({source})")
+  return rd.load_images(source, config.channels, config.max_images, config.crop)
 
 
 def select_codecs(config) -> list[tuple[str, list[int]]]:
@@ -98,103 +72,14 @@ def select_codecs(config) -> list[tuple[str, list[int]]]:
   return chosen
 
 
-# -- measurement --------------------------------------------------------------------------------
-
-def measure(codec, quality: int, image: np.ndarray, with_ms_ssim: bool = True) -> dict[str, Any]:
-  """One encode + decode of ``image`` -> the metrics of FIELDS (without names)."""
-  h, w, c = image.shape
-  data, decoded, encode_s, decode_s = round_trip(codec, image, quality)
-  if decoded.shape != image.shape:
-    raise CodecError(f"codec {codec.name!r} decoded shape {decoded.shape}, expected "
-                     f"{image.shape}")
-  use_ms = with_ms_ssim and min(h, w) >= min_side()
-  return {
-      "height": h, "width": w, "channels": c, "bytes": len(data),
-      "bpp": bpp(len(data), h, w),
-      "psnr": psnr(image, decoded, peak=255.0),
-      "ms_ssim": ms_ssim(image, decoded) if use_ms else float("nan"),
-      "encode_s": encode_s, "decode_s": decode_s,
-  }
-
-
-def average_rows(rows: list[dict]) -> list[dict]:
-  """Mean of AVERAGED per (codec, quality), in first-seen order."""
-  groups: dict[tuple[str, int], list[dict]] = {}
-  for r in rows:
-    groups.setdefault((r["codec"], r["quality"]), []).append(r)
-  out = []
-  for (name, quality), members in groups.items():
-    avg = {"codec": name, "quality": quality, "images": len(members)}
-    for key in AVERAGED:
-      avg[key] = float(np.mean([m[key] for m in members]))
-    out.append(avg)
-  return out
-
-
 # -- artifacts ----------------------------------------------------------------------------------
-
-def _fmt(v: Any, digits: int = 4) -> str:
-  if isinstance(v, float):
-    return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
-  return str(v)
-
 
 def write_csv(path: str, rows: list[dict], fields) -> None:
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-      writer.writerow({k: _fmt(r[k], 6) for k in fields})
-
-
-def summary_markdown(averages: list[dict], targets: list[float],
-                     n_images: int, source: str) -> str:
-  lines = [f"# Codec benchmark: {n_images} images ({source})", ""]
-  codecs = list(dict.fromkeys(a["codec"] for a in averages))
-  header = " | ".join(f"{t:g} bpp" for t in targets)
-  lines += ["## PSNR (dB) at target rates (curve of per-quality averages, linear in bpp)", "",
-            f"| codec | {header} |", "| --- |" + " --- |" * len(targets)]
-  for name in codecs:
-    vals = " | ".join(_fmt(value_at_rate(averages, name, t), 2) for t in targets)
-    lines.append(f"| {name} | {vals} |")
-  lines += ["", "## MS-SSIM at target rates", "", f"| codec | {header} |",
-            "| --- |" + " --- |" * len(targets)]
-  for name in codecs:
-    vals = " | ".join(_fmt(value_at_rate(averages, name, t, "ms_ssim"), 4) for t in targets)
-    lines.append(f"| {name} | {vals} |")
-  lines += ["", "## Averages per quality setting", "",
-            "| codec | quality | bpp | PSNR (dB) | MS-SSIM | encode (s) | decode (s) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-  for a in averages:
-    lines.append(f"| {a['codec']} | {a['quality']} | {a['bpp']:.4f} | {_fmt(a['psnr'], 2)} | "
-                 f"{_fmt(a['ms_ssim'], 4)} | {a['encode_s']:.3f} | {a['decode_s']:.3f} |")
-  return "\n".join(lines) + "\n"
-
-
-def plot_curves(averages: list[dict], folder: str, title: str = "") -> list[str]:
-  """rd_psnr.png and rd_msssim.png: each codec's average curve; ``title`` says what was measured."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  paths = []
-  for key, label, name in [("psnr", "PSNR (dB)", "rd_psnr.png"),
-                           ("ms_ssim", "MS-SSIM", "rd_msssim.png")]:
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    for codec in dict.fromkeys(a["codec"] for a in averages):
-      pts = sorted((a["bpp"], a[key]) for a in averages if a["codec"] == codec)
-      ax.plot(*zip(*pts), marker="o", markersize=3, label=codec)
-    ax.set_xlabel("bits per pixel (from file bytes)")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if title:
-      ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = os.path.join(folder, name)
-    fig.savefig(path)
-    plt.close(fig)
-    paths.append(path)
-  return paths
+      writer.writerow({k: fmt(r[k], 6) for k in fields})
 
 
 class Eta:
@@ -273,7 +158,7 @@ def run(config, workdir: str, mode: str = "train") -> dict:
           row.update(measure(codec, quality, image, config.ms_ssim))
           eta.add(name, image.shape[0] * image.shape[1], time.perf_counter() - item_start)
           rows.append(row)
-          writer.writerow({k: _fmt(row[k], 6) for k in FIELDS})
+          writer.writerow({k: fmt(row[k], 6) for k in FIELDS})
           per_image.flush()
           done += 1
           print(f"[{done}/{total}] {name} q={quality} {image_name}: {row['bpp']:.3f} bpp "
@@ -289,7 +174,7 @@ def run(config, workdir: str, mode: str = "train") -> dict:
   with open(os.path.join(folder, "summary.md"), "w") as f:
     f.write(text)
   if averages:
-    plot_curves(averages, folder, f"average of {len(images)} images: {source}")
+    plot_averages(averages, folder, f"average of {len(images)} images: {source}")
   print(text, flush=True)
   print(f"codec_benchmark: artifacts in {folder}", flush=True)
   return {"averages": averages, "rows": rows}
