@@ -21,7 +21,11 @@ import sys
 import tempfile
 import time
 
+import skimage.data
 from PIL import Image
+
+from collage.codec.base import get_codec
+from collage.data import images
 
 
 def _wall(cmd: list[str], env: dict[str, str]) -> float:
@@ -41,7 +45,6 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     image = args.image
     if not image:
-      import skimage.data  # pylint: disable=g-import-not-at-top
       image = os.path.join(tmp, "astronaut.png")
       Image.fromarray(skimage.data.astronaut()).save(image)
     width, height = Image.open(image).size
@@ -60,8 +63,6 @@ def main() -> None:
     rows["compress, warm cache"] = [_wall(compress, warm) for _ in range(args.repeats)]
     rows["compress, cache off"] = [_wall(compress, {**env, "COLLAGE_CACHE_DIR": "off"})
                                    for _ in range(args.repeats)]
-    from collage.codec.base import get_codec  # pylint: disable=g-import-not-at-top
-    from collage.data import images  # pylint: disable=g-import-not-at-top
     pixels = images.load_image(image)
     codec = get_codec("neural")
     codec.compress(pixels, args.quality)

@@ -27,13 +27,12 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from collage.train import mesh as mesh_lib
 from collage.train import plan as plan_lib
+from collage.train import registry
 from collage.train.setup import StateSetup
-from experiments import main as entry
 
 
 def _synthetic(spec: dict, sharding) -> dict:
@@ -62,9 +61,9 @@ def _peak_name(kind: str) -> str | None:
 
 def measure(spec: str, batch: int, steps: int, overrides: list[str]) -> dict:
   """Runs ``steps`` train steps of config ``spec`` at ``batch`` on one device; the figures."""
-  config = entry.load_config(spec)
+  config = registry.load_config(spec)
   pairs = [tuple(o.split("=", 1)) for o in overrides]
-  entry.check_overrides(config, pairs)
+  registry.check_overrides(config, pairs)
   for key, text in [("batch_size", str(batch)), *pairs]:
     *parents, leaf = key.split(".")
     node = config
@@ -72,7 +71,7 @@ def measure(spec: str, batch: int, steps: int, overrides: list[str]) -> dict:
       node = node[p]
     old = node[leaf]
     node[leaf] = text.lower() in ("1", "true") if isinstance(old, bool) else type(old)(text)
-  task = entry.task_of(config)
+  task = registry.task_of(config)
   device = jax.devices()[0]
   mesh = mesh_lib.make_mesh([device])
   setup = StateSetup(task, config, mesh)

@@ -1,6 +1,6 @@
 r"""Train input pipeline throughput (crops/s), next to the pipeline it replaced, in one run.
 
-    python benchmarks/input_pipeline.py [--folder ../shared/data/aerials] [--batch 128]
+    python -m benchmarks.input_pipeline [--folder ../shared/data/aerials] [--batch 128]
         [--crop 32] [--batches 30] [--out input_pipeline.json]
 
 Rows (results in benchmarks/input_pipeline.md):
@@ -17,15 +17,12 @@ import argparse
 import functools
 import json
 import os
-import sys
 import time
 
 import grain
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from collage.data import pipeline, sources  # noqa: E402
+from collage.data import pipeline, sources
 
 
 def _reference(src, *, crop, batch, seed=0):

@@ -1,8 +1,8 @@
 r"""MAGIC measurements: train step time, the tiled poster roll-out, and collage statistics.
 
-    python benchmarks/magic.py steptime --variant guided --batch 1 --crop 128 --steps 2
-    python benchmarks/magic.py poster --workdir runs/magic_gq --side 2048 --k 10 --tile 256
-    python benchmarks/magic.py table runs/magic_gq runs/magic_gq_tv runs/magic_gq_e
+    python -m benchmarks.magic steptime --variant guided --batch 1 --crop 128 --steps 2
+    python -m benchmarks.magic poster --workdir runs/magic_gq --side 2048 --k 10 --tile 256
+    python -m benchmarks.magic table runs/magic_gq runs/magic_gq_tv runs/magic_gq_e
 
 ``steptime``: one jitted train step of a config variant (discriminator then generator, on the
 real data pipeline's batches): the median seconds per step after two warm-up steps, and the peak
@@ -19,12 +19,22 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 
+import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from collage.train import loop
+from collage.train import mesh as mesh_lib
+from collage.train import registry
+from collage.train.optimizer import make_optimizer
+from collage.train.state import create_state
+from collage.train.step import NetworkUpdate, make_train_step
+
+# The MAGIC config file, resolved by path as the entrypoint resolves it (benchmarks import
+# only collage/; the task comes from the config's name through collage.train.registry).
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "experiments", "configs", "magic.py")
 
 
 def _peak_gib() -> float:
@@ -32,15 +42,7 @@ def _peak_gib() -> float:
 
 
 def steptime(args) -> None:
-  import jax  # pylint: disable=import-outside-toplevel
-  from collage.train import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
-  from collage.train.optimizer import make_optimizer  # pylint: disable=import-outside-toplevel
-  from collage.train.state import create_state  # pylint: disable=import-outside-toplevel
-  from collage.train.step import NetworkUpdate, make_train_step  # pylint: disable=import-outside-toplevel
-  from experiments.configs import magic as magic_config  # pylint: disable=import-outside-toplevel
-  from experiments.tasks.magic import MagicTask  # pylint: disable=import-outside-toplevel
-
-  cfg = magic_config.get_config(args.variant)
+  cfg = registry.load_config(f"{CONFIG}:{args.variant}")
   if args.batch:
     cfg.batch_size = args.batch
   if args.crop:
@@ -49,7 +51,7 @@ def steptime(args) -> None:
     cfg.model.remat = args.remat
   if args.dtype:
     cfg.model.dtype = args.dtype
-  task = MagicTask(cfg)
+  task = registry.task_of(cfg)
   blocks = dict(cfg.optimizers.items())
   optimizers = {n: make_optimizer(b, int(cfg.total_steps)) for n, b in blocks.items()}
   update = NetworkUpdate(optimizers, {"generator": float(blocks["generator"].ema_decay)})
@@ -79,26 +81,22 @@ def steptime(args) -> None:
 
 
 def poster(args) -> None:
-  import jax  # pylint: disable=import-outside-toplevel
-  from collage.train import loop, mesh  # pylint: disable=import-outside-toplevel
-  from experiments.configs import magic as magic_config  # pylint: disable=import-outside-toplevel
-  from experiments.tasks import magic as tm  # pylint: disable=import-outside-toplevel
-
   with open(os.path.join(args.workdir, "config.json"), encoding="utf-8") as f:
     saved = json.load(f)
-  cfg = magic_config.get_config(args.variant)
+  cfg = registry.load_config(f"{CONFIG}:{args.variant}")
   cfg.update_from_flattened_dict({k: v for k, v in _flat(saved).items()
                                   if k in _flat(cfg.to_dict())})
-  task = tm.MagicTask(cfg)
+  task = registry.task_of(cfg)
   state, _ = loop.restore_for_inference(task, cfg, args.workdir, devices=jax.devices()[:1])
-  params = mesh.to_host(state.eval_params)["generator"]
+  params = mesh_lib.to_host(state.eval_params)["generator"]
   opts = {"k": args.k, "height": args.side, "width": args.side, "seed": args.seed,
           "tile": args.tile, "window": -1, "halo": -1, "templates": args.templates,
           "content": args.content}
   os.makedirs(args.out, exist_ok=True)
   reports = []
   for i in range(args.repeats):
-    reports.append(tm.write_poster(task, params, opts, os.path.join(args.out, "poster")))
+    reports.append(registry.load_task(cfg.task).write_poster(
+        task, params, opts, os.path.join(args.out, "poster")))
     print(f"render {i}: {json.dumps(reports[-1])}", flush=True)
   print(f"| {args.side}x{args.side} | {args.k} | {args.tile} | {reports[-1]['halo']} | "
         f"{reports[-1]['tiles']} | {reports[0]['seconds']:.1f} | {reports[-1]['seconds']:.1f} | "

@@ -1,6 +1,6 @@
 """Rate-distortion of the PIFS codec (rate from real file bytes) next to JPEG (Pillow).
 
-  python benchmarks/pifs_quality.py [--gray_q 50 55 60 65] [--kodak 3]
+  python -m benchmarks.pifs_quality [--gray_q 50 55 60 65] [--kodak 3]
       [--kodak_q 30 40 50 60 70] [--jpeg_q 10 20 30 50 70 90]
 
 Grayscale 512x512 photographs shipped with the dependencies (skimage camera, moon; pywt
@@ -19,6 +19,8 @@ import os
 import time
 
 import numpy as np
+import pywt.data
+import skimage.data
 from PIL import Image
 
 from collage.codec.pifs import PIFSCodec
@@ -28,8 +30,6 @@ from collage.metrics.rd import curve_at_rate
 
 
 def gray_images():
-  import pywt.data
-  import skimage.data
   out = {"skimage camera": skimage.data.camera(), "skimage moon": skimage.data.moon()}
   for name in ("ascent", "camera", "aero"):
     x = getattr(pywt.data, name)()

@@ -1,14 +1,14 @@
 """Speed of the exhaustive PIFS search against a plain float32 matmul, same process, same run.
 
-  python benchmarks/pifs_speed.py [--repeats 5] [--col_chunk 64] [--limit_mb 8]
+  python -m benchmarks.pifs_speed [--repeats 5] [--col_chunk 64] [--limit_mb 8]
       [--kodak /work/shared/data/kodak/kodim01.png --kodak_q 20 40 60]
 
 Task: 512x512 grayscale (skimage camera), 4x4 ranges (16384), 8x8 domains at stride 4 pooled
 to 4x4 (127^2 = 16129), all 8 isometries, exhaustive, quantized selection (5/7 bits).
 FLOPs counted: the correlation matmul only, 2 * M * N * K with M = 8 * ranges, N = domains,
 K = 16 pixels. "encode" = image -> maps (pooling, isometries, search), after compilation.
-"without the fusion hint" = the same search with ``pifs_search._native_epilogue`` replaced
-by the identity, i.e. the epilogue fused the way XLA:CPU fuses it by default.
+"without the fusion hint" = the same search compiled with ``fusion_hint=False``
+(``pifs_search.search``), i.e. the epilogue fused the way XLA:CPU fuses it by default.
 "fixed cost" = the same search against one 64-domain chunk: the range-side work that does not
 scale with the domain count (isometric copies, the resolve step that recomputes the winning
 chunk per range, the epilogue), an upper bound on the resolve step's share.
@@ -25,6 +25,14 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import skimage.data
+from einops import rearrange
+from PIL import Image
+
+from collage.codec.pifs import PIFSCodec
+from collage.metrics.rate import bpp
+from collage.ops import pifs
+from collage.ops import pifs_search as ps
 
 
 def best_time(fn, repeats):
@@ -39,10 +47,6 @@ def best_time(fn, repeats):
 
 def kodak_encode(path, qualities):
   """Quadtree encode of one RGB image with the codec's defaults: seconds per quality."""
-  from PIL import Image
-  from collage.codec.pifs import PIFSCodec
-  from collage.metrics.rate import bpp
-  from collage.ops import pifs
   img = np.asarray(Image.open(path).convert("RGB"))
   codec = PIFSCodec()
   print(f"\ncodec encode of {os.path.basename(path)} {img.shape}, stride_div "
@@ -70,9 +74,6 @@ def main():
   ap.add_argument("--kodak", default="", help="an RGB image to time the codec's encode on")
   ap.add_argument("--kodak_q", type=int, nargs="*", default=[20, 40, 60])
   args = ap.parse_args()
-  from einops import rearrange
-  from collage.ops import pifs_search as ps
-  import skimage.data
 
   img = jnp.asarray(skimage.data.camera().astype(np.float32) / 255.0)
   quant = ps.Quantizer(5, 7, 0.9)
@@ -107,15 +108,9 @@ def main():
   t_fix, _ = best_time(lambda: ps.search(ranges, one, quant, args.col_chunk, limit),
                        args.repeats)
   # The same search with the epilogue left to XLA's default fusion (no clamp hint), for the
-  # before/after of the code-generation hint in ``pifs_search._native_epilogue``.
-  hinted = ps._native_epilogue
-  ps._native_epilogue = lambda e: e
-  try:
-    plain = jax.jit(lambda r, d: ps._search_table(
-        r, ps.prepare_domains(d, quant, args.col_chunk), quant, limit))
-    t_nohint, _ = best_time(lambda: plain(ranges, domains), args.repeats)
-  finally:
-    ps._native_epilogue = hinted
+  # before/after of the code-generation hint (``pifs_search.search(..., fusion_hint=False)``).
+  t_nohint, _ = best_time(lambda: ps.search(ranges, domains, quant, args.col_chunk, limit,
+                                            fusion_hint=False), args.repeats)
   t_mm2, _ = best_time(lambda: mm(a, a), args.repeats)
   t_sk, _ = best_time(lambda: skinny(rows, cols), args.repeats)
   mm_rate = 2.0 * 2048 ** 3 / min(t_mm, t_mm2) / 1e9

@@ -1,7 +1,7 @@
 r"""Per-step overhead of the training loop with a near-empty step, on N fake CPU devices.
 
-    python benchmarks/runtime_overhead.py --devices 1 --networks 1
-    python benchmarks/runtime_overhead.py --devices 8 --networks 2
+    python -m benchmarks.runtime_overhead --devices 1 --networks 1
+    python -m benchmarks.runtime_overhead --devices 8 --networks 2
 
 ``--networks 2`` is a GAN-shaped task: two networks with their own optimizers, each train step
 updates the first and then the second (two sub-steps, one step counter).
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -35,10 +34,11 @@ def _parse() -> argparse.Namespace:
   return p.parse_args()
 
 
+# The fake device count must be in the environment before JAX is imported, hence the imports
+# below the flags.
 ARGS = _parse()
 os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={ARGS.devices}"
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import grain  # noqa: E402
 import jax  # noqa: E402

@@ -1,8 +1,8 @@
 """Speed of the FID family: Inception features at 299 x 299, the Fréchet distance in 2048-D,
 precision/recall, on whatever JAX device is the default (see sample_metrics.md).
 
-    python benchmarks/sample_metrics.py                      # random weights: speed only
-    python benchmarks/sample_metrics.py --images 256 --batch 64
+    python -m benchmarks.sample_metrics                      # random weights: speed only
+    python -m benchmarks.sample_metrics --images 256 --batch 64
 
 Feature speed does not depend on the weights' values, so random weights measure it; the
 numbers are images per second after compilation, median of --repeats timed passes over

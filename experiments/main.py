@@ -20,16 +20,12 @@ touches a device; see ``launch/README.md``.
 from __future__ import annotations
 
 import ast
-import difflib
 import errno
-import importlib
-import importlib.util
 import logging as std_logging
 import os
-import pkgutil
 import re
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 from absl import app, flags, logging
 import jax
@@ -40,7 +36,7 @@ from collage import compilation_cache
 from collage.train import distributed
 from collage.train import plan as plan_lib
 from collage.train.errors import CheckpointError, ConfigError
-from collage.train.task import Task
+from collage.train.registry import closest, config_keys, key_list, load_config, load_task
 from collage.train.interrupt import Interrupted
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -91,18 +87,6 @@ def _die(message: str) -> None:
   sys.exit(2)
 
 
-def config_keys(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, str]:
-  """Dotted leaf keys of ``config`` -> their type name, e.g. ``{"optimizer.name": "str"}``."""
-  out = {}
-  for k, v in sorted(config.items()):
-    if isinstance(v, (ml_collections.ConfigDict, dict)):
-      out.update(config_keys(ml_collections.ConfigDict(v) if isinstance(v, dict) else v,
-                             f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = type(v).__name__
-  return out
-
-
 def _override_keys(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   """(argv without --config.* overrides, the overridden keys)."""
   rest, keys, skip_next = [], [], False
@@ -122,10 +106,6 @@ def _override_keys(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   return rest, keys
 
 
-def _valid_list(keys: dict[str, str]) -> str:
-  return ", ".join(f"{k} ({t})" for k, t in keys.items())
-
-
 def _config_path(argv: Sequence[str]) -> str | None:
   """The value of --config in ``argv`` (``--config=PATH`` or ``--config PATH``; the last wins)."""
   found = None
@@ -135,60 +115,6 @@ def _config_path(argv: Sequence[str]) -> str | None:
     elif a == "--config" and i + 1 < len(argv):
       found = argv[i + 1]
   return found
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """``get_config(ARG)`` of the file in ``PATH[:ARG]`` (the same call config_flags makes).
-
-  Raises:
-    ValueError: no such file, an unknown variant (the config names the valid ones), or a
-      ``get_config`` that does not return a ConfigDict.
-  """
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ValueError(f"--config={spec}: no such file {path!r}; configs live in "
-                     "experiments/configs/.")
-  module_spec = importlib.util.spec_from_file_location("_config_under_check", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  try:
-    config = module.get_config(arg) if arg else module.get_config()
-  except ValueError as e:
-    raise ValueError(f"--config={spec}: {e}") from None
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise ValueError(f"--config={spec}: get_config() returned {type(config).__name__}, not a "
-                     "ConfigDict.")
-  return config
-
-
-def check_overrides(config: ml_collections.ConfigDict,
-                    overrides: Sequence[tuple[str, str]]) -> None:
-  """Checks ``[(dotted key, value text)]`` against ``config``: known keys, values of their type.
-
-  Raises:
-    ValueError: naming the key, and the valid keys or the expected type.
-  """
-  keys = config_keys(config)
-  for key, text in overrides:
-    if key not in keys:
-      raise ValueError(f"unknown config key {key!r}{_closest(key, list(keys))}; this config's "
-                       f"valid keys are: {_valid_list(keys)}.")
-    kind = keys[key]
-    try:
-      if kind == "int":
-        int(text)
-      elif kind == "float":
-        float(text)
-      elif kind == "bool" and text.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(text)
-    except ValueError:
-      raise ValueError(f"config key {key!r} takes a {kind}, got {text!r}") from None
-
-
-def _closest(word: str, choices: Sequence[str]) -> str:
-  """`` (did you mean X?)`` for the closest of ``choices`` to ``word``, or ``""``."""
-  close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-  return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _configs_dir() -> str:
@@ -282,66 +208,20 @@ def parse_flags(argv: list[str]) -> list[str]:
     for key in override_keys:
       bare = key[2:] if key.startswith("no") and key[2:] in keys else key
       if bare not in keys:
-        _die(f"unknown config key {key!r} in {_OVERRIDE}{key}{_closest(bare, list(keys))}; "
-             f"this config's valid keys are: {_valid_list(keys)}.")
+        _die(f"unknown config key {key!r} in {_OVERRIDE}{key}{closest(bare, list(keys))}; "
+             f"this config's valid keys are: {key_list(keys)}.")
   try:
     rest = flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     detail = " ".join(str(e).split())
     if override_keys and "config" in detail:  # a --config.key=value of the wrong type
       _die(f"invalid command line: {detail}. Give each --config.key=value a value of the key's "
-           f"type; valid keys are: {_valid_list(keys) or '(load a config with --config first)'}.")
+           f"type; valid keys are: {key_list(keys) or '(load a config with --config first)'}.")
     _die(f"invalid command line: {detail}. {_USAGE}")
   return rest
 
 
 # -- task dispatch ------------------------------------------------------------------------------
-
-def task_names() -> list[str]:
-  """The modules in experiments/tasks/, i.e. the valid values of ``config.task``."""
-  import experiments.tasks  # pylint: disable=g-import-not-at-top
-  return sorted(m.name for m in pkgutil.iter_modules(experiments.tasks.__path__)
-                if not m.name.startswith("_"))
-
-
-def load_task(name: str) -> Any:
-  """The module for ``config.task``: ``experiments.tasks.<name>`` or a full dotted path."""
-  module_name = name if "." in name else f"experiments.tasks.{name}"
-  valid = task_names()
-  if not name:
-    raise LookupError(f"config.task is empty; valid tasks: {', '.join(valid) or '(none yet)'}.")
-  try:
-    module = importlib.import_module(module_name)
-  except ModuleNotFoundError as e:
-    if e.name not in (module_name, *_parents(module_name)):
-      raise  # the task exists but one of its imports is missing: show the real error
-    raise LookupError(f"unknown task {name!r} (config.task): no module {module_name}; "
-                      f"valid tasks: {', '.join(valid) or '(none yet)'}.") from None
-  if not callable(getattr(module, "run", None)):
-    raise LookupError(f"task module {module_name} has no run(config, workdir, mode) function.")
-  return module
-
-
-def task_of(config: ml_collections.ConfigDict) -> Any:
-  """The :class:`collage.train.task.Task` that ``config.task``'s module defines, built from
-  ``config`` (for tools that drive a task's steps themselves, e.g. benchmarks).
-
-  Raises:
-    LookupError: the module defines no Task class, or several.
-  """
-  module = load_task(config.task)
-  classes = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Task)
-             and v is not Task and v.__module__ == module.__name__]
-  if len(classes) != 1:
-    raise LookupError(f"task module {module.__name__} defines {len(classes)} Task classes; "
-                      "expected one")
-  return classes[0](config)
-
-
-def _parents(module_name: str) -> list[str]:
-  parts = module_name.split(".")
-  return [".".join(parts[:i]) for i in range(1, len(parts))]
-
 
 def _quiet_library_info() -> None:
   """Keeps orbax's per-save INFO chatter out of the progress log (warnings still show)."""

@@ -11,7 +11,7 @@ import pytest
 from collage.data import digits as digits_lib
 from collage.nn import digit_features as df
 from collage.train.errors import CheckpointError, ConfigError
-from experiments import main as entry
+from collage.train import registry
 from experiments.configs import digit_features as digit_config
 from experiments.tasks import digit_features as digit_task
 from tests.train import helpers
@@ -23,7 +23,8 @@ NO_AUGMENT = {"max_rotation": 0.0, "max_scale": 0.0, "max_shift": 0.0}
 def test_variants_are_valid_and_an_unknown_one_is_named():
   for arg in digit_config.VARIANTS:
     c = digit_config.get_config(arg)
-    assert c.task == "digit_features" and entry.task_of(c).model_cfg == digit_task.model_config(c)
+    assert c.task == "digit_features"
+    assert registry.task_of(c).model_cfg == digit_task.model_config(c)
   shipped = digit_task.model_config(digit_config.get_config())  # "full" is the default
   assert shipped.feature_dim == df.FEATURE_DIM
   with pytest.raises(ValueError, match="valid: full, tiny"):

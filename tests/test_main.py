@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from collage.train import registry
 from experiments import main
 from tests.train import helpers
 
@@ -69,12 +70,12 @@ def test_eval_without_checkpoint_is_clear(tmp_path):
 
 def test_load_task_lists_modules_in_experiments_tasks():
   with pytest.raises(LookupError, match="valid tasks"):
-    main.load_task("no_such_task")
-  assert main.load_task("tests.train.linreg_task").run
+    registry.load_task("no_such_task")
+  assert registry.load_task("tests.train.linreg_task").run
 
 
 def test_config_keys_flattens_nested():
-  keys = main.config_keys(helpers.config())
+  keys = registry.config_keys(helpers.config())
   assert keys["optimizer.name"] == "str" and keys["total_steps"] == "int"
 
 

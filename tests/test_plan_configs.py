@@ -10,7 +10,10 @@ import os
 import jax
 import pytest
 
-from experiments import main as entry
+from collage.train import registry
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments",
+                       "configs")
 
 # (config, overrides): each config file's small variants. A global batch that 8 devices do not
 # split is raised to 8 (the plan refuses it otherwise, as training does). The sample step is
@@ -33,7 +36,7 @@ SMALL = [
 
 
 def _config(spec: str, overrides: dict):
-  config = entry.load_config(os.path.join(entry.__file__.rsplit(os.sep, 1)[0], "configs", spec))
+  config = registry.load_config(os.path.join(CONFIGS, spec))
   for key, value in overrides.items():
     *parents, leaf = key.split(".")
     node = config
@@ -50,7 +53,7 @@ def _config(spec: str, overrides: dict):
 def test_every_small_config_plans_on_eight_devices(spec, overrides, tmp_path, eight_devices):
   del eight_devices
   config = _config(spec, overrides)
-  module = entry.load_task(config.task)
+  module = registry.load_task(config.task)
   result = module.run(config, str(tmp_path), "plan")
   assert os.listdir(tmp_path) == ["plan.json"]
   with open(tmp_path / "plan.json") as f:
@@ -63,7 +66,7 @@ def test_every_small_config_plans_on_eight_devices(spec, overrides, tmp_path, ei
   assert train["batch_per_device"] * 8 == config.batch_size
   assert 0 < train["peak_bytes"] < 8e9 and train["matmul_flops"] > 0
   # The planned count is the count of the parameters the task really builds (allocated here).
-  task = entry.task_of(config)
+  task = registry.task_of(config)
   if overrides.get("plan.sample", True) and task.can_sample() and "sample" in config:
     assert result["sample"]["peak_bytes"] > 0 and result["sample"]["matmul_flops"] > 0
   else:

@@ -5,7 +5,7 @@ A run is a ``--workdir`` of ``python -m experiments.main``: its ``config.json`` 
 and ``checkpoints/`` holds orbax checkpoints. :func:`inspect_run` says in one line why a
 directory is not a run the tab can sample (missing, not a directory, no ``config.json``, a
 task without a sampler here, no checkpoint yet). :class:`LoadedRun` builds the task from the
-recorded config (``experiments.main.task_of``), restores the latest checkpoint onto a mesh over
+recorded config (``collage.train.registry.task_of``), restores the latest checkpoint onto a mesh over
 every device through the runtime (``collage.train.loop.restore_for_inference``: read-only, it
 never writes or cleans the run directory, so a run still training is safe), and draws samples with
 the runtime's :class:`collage.train.sampling.Sampler` from the EMA parameters, as
@@ -36,6 +36,7 @@ from collage.data import images
 from collage.train import loop
 from collage.train import mesh as mesh_lib
 from collage.train.checkpoint import Checkpointer
+from collage.train.registry import task_of
 from collage.train.sampling import Sampler
 
 SAMPLED_TASKS = ("vdvae", "magic", "dctransformer")
@@ -138,7 +139,6 @@ class LoadedRun:
   """
 
   def __init__(self, info: RunInfo):
-    from experiments.main import task_of  # pylint: disable=import-outside-toplevel
     self.info = info
     self.task = task_of(info.config)
     self.mesh = mesh_lib.make_mesh()
