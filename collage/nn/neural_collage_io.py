@@ -94,7 +94,7 @@ def load_model(directory: str, rate_lams=(), context_model: bool = False
   if context_model and not cfg.context_model:
     cfg, flat = _context_params(cfg, flat)
   model = abstract_model(cfg)
-  _set_flat_params(model, flat)
+  set_flat_params(model, flat)
   return model, info.get("meta", {})
 
 
@@ -108,7 +108,7 @@ def flat_params(model: NeuralCollage) -> dict[str, np.ndarray]:
   return out
 
 
-def _set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
+def set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
   """Inverse of :func:`flat_params`: fill ``model``'s parameters in place (cast to the model's
   dtypes). Raises ValueError naming a missing parameter or a shape that does not match."""
   state = nnx.state(model, nnx.Param)
@@ -127,6 +127,25 @@ def _set_flat_params(model: NeuralCollage, flat: dict[str, np.ndarray]) -> None:
   nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
 
 
+def with_encoder_depth(model: NeuralCollage, depth: int) -> NeuralCollage:
+  """The model with its encoder's trunk cut to its first ``depth`` residual blocks, every other
+  parameter (the rest of the encoder, the auxiliary patches, the steps, the entropy model)
+  unchanged. The trunk is residual, so the result is a working, cheaper encoder for the same
+  decoder: the start of distilling one (``experiments/tasks/distill_codec_encoder.py``).
+
+  Raises:
+    ValueError: ``depth`` outside 0..(the model's depth - 1), naming the valid range.
+  """
+  if not 0 <= depth < model.cfg.depth:
+    raise ValueError(f"depth must be in 0..{model.cfg.depth - 1} (the model has "
+                     f"{model.cfg.depth} blocks), got {depth}")
+  dropped = [f"['blocks'][{i}]" for i in range(depth, model.cfg.depth)]
+  out = abstract_model(dataclasses.replace(model.cfg, depth=depth))
+  set_flat_params(out, {k: v for k, v in flat_params(model).items()
+                        if not any(d in k for d in dropped)})
+  return out
+
+
 def to_variable_rate(model: NeuralCollage, rate_lams) -> NeuralCollage:
   """A variable-rate model (:attr:`ModelConfig.rate_lams`) that starts from a fixed-rate one:
   the same weights, the fixed model's steps and pmfs at every level, the encoder's FiLM at
@@ -134,7 +153,7 @@ def to_variable_rate(model: NeuralCollage, rate_lams) -> NeuralCollage:
   variable-rate training from a shipped model (also ``load_model(..., rate_lams=...)``)."""
   cfg, flat = _variable_rate_params(model.cfg, flat_params(model), rate_lams)
   out = abstract_model(cfg)
-  _set_flat_params(out, flat)
+  set_flat_params(out, flat)
   return out
 
 
@@ -165,7 +184,7 @@ def to_context_model(model: NeuralCollage) -> NeuralCollage:
   mixes the significance and the nonzero pmf separately, not the whole pmf)."""
   cfg, flat = _context_params(model.cfg, flat_params(model))
   out = abstract_model(cfg)
-  _set_flat_params(out, flat)
+  set_flat_params(out, flat)
   return out
 
 

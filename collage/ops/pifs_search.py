@@ -178,8 +178,9 @@ def _native_epilogue(e):
   return jnp.clip(e, -_ERR_BOUND, _ERR_BOUND)
 
 
-def _search_table(ranges, table, quant, memory_limit_bytes):
-  """The body of :func:`search_ranges` (traced inside the jitted callers)."""
+def _search_table(ranges, table, quant, memory_limit_bytes, fusion_hint=True):
+  """The body of :func:`search_ranges` (traced inside the jitted callers); ``fusion_hint``: end
+  the epilogue with :func:`_native_epilogue` (False: leave its fusion to XLA's default)."""
   r_count, b, _ = ranges.shape
   n_chunks, col_chunk, n = table.dmat.shape
   levels = quant.s_levels
@@ -207,7 +208,7 @@ def _search_table(ranges, table, quant, memory_limit_bytes):
     def body(i, carry):
       best, best_chunk = carry
       e, _ = rel_err(rws @ dmat[i].T, a[i], vd[i])
-      m = jnp.min(_native_epilogue(e), axis=1)
+      m = jnp.min(_native_epilogue(e) if fusion_hint else e, axis=1)
       better = m < best
       return jnp.where(better, m, best), jnp.where(better, i, best_chunk)
 
@@ -253,9 +254,11 @@ def search_ranges(ranges: jnp.ndarray, table: DomainTable, quant: Quantizer = Qu
   return _search_table(ranges, table, quant, memory_limit_bytes)
 
 
-@functools.partial(jax.jit, static_argnames=("quant", "col_chunk", "memory_limit_bytes"))
+@functools.partial(jax.jit, static_argnames=("quant", "col_chunk", "memory_limit_bytes",
+                                             "fusion_hint"))
 def search(ranges: jnp.ndarray, domains: jnp.ndarray, quant: Quantizer = Quantizer(),
-           col_chunk: int = 64, memory_limit_bytes: int = 8 << 20) -> Maps:
+           col_chunk: int = 64, memory_limit_bytes: int = 8 << 20,
+           fusion_hint: bool = True) -> Maps:
   """Exhaustive search of the best quantized map for each range block.
 
   Args:
@@ -264,13 +267,16 @@ def search(ranges: jnp.ndarray, domains: jnp.ndarray, quant: Quantizer = Quantiz
     quant: the quantizers (static).
     col_chunk: domains per step of the running minimum (static).
     memory_limit_bytes: bound on one chunk's working buffers (static).
+    fusion_hint: keep the code-generation hint that makes XLA:CPU fuse the epilogue in its own
+      loop (see ``_native_epilogue``; static). False compiles the same search without it, for
+      measuring the hint (``benchmarks/pifs_speed.py``); the maps are the same either way.
 
   Returns:
     Maps with fields [R]. Ties go to the lowest domain chunk, then the lowest isometry row,
     then the lowest domain index.
   """
   table = prepare_domains(domains, quant, col_chunk)
-  return _search_table(ranges, table, quant, memory_limit_bytes)
+  return _search_table(ranges, table, quant, memory_limit_bytes, fusion_hint)
 
 
 def range_batch(n_pixels: int, col_chunk: int = 64, memory_limit_bytes: int = 8 << 20) -> int:
