@@ -56,5 +56,5 @@ python3 -m experiments.main "${flags[@]}" --workdir "$work/main" --config.total_
     --config.log_every=$((steps / 20)) --config.eval_every=$steps --config.checkpoint_every=$steps \
     2>&1 | tee "$out/train.log" | grep -E "step [0-9]+/|eval" | tail -25
 cp "$work/main/metrics.jsonl" "$out/metrics.jsonl"
-python3 launch/export_codec_model.py "$work/main" "$out/model" \
+python3 -m launch.export_codec_model "$work/main" "$out/model" \
     "central 29% windows of ../shared/data photos (45) + aerials (30), 32x32 crops"

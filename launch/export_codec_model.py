@@ -1,7 +1,7 @@
 """Export a codec training run's model for shipping: half-precision weights, with the run's
 starting model and the training data named in its metadata.
 
-    python launch/export_codec_model.py RUN_DIR OUT_DIR "DATA DESCRIPTION"
+    python -m launch.export_codec_model RUN_DIR OUT_DIR "DATA DESCRIPTION"
 
 RUN_DIR is a training workdir of experiments/configs/compress.py (its artifacts/model and
 config.json); the metadata gets ``init_from`` (the basename of the run's ``init_from``, "" if
@@ -13,8 +13,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from collage.nn import neural_collage_io  # noqa: E402
+from collage.nn import neural_collage_io
 
 
 def main(argv):

@@ -123,6 +123,8 @@ def _plot(sweep: Sweep, table: list[dict[str, Any]], keys: list[str], metric: st
   rows = [r for r in table if "best" in r]
   if not rows or not keys:
     return None
+  # Imported here: `python -m launch.sweep` imports this module for every command, and
+  # matplotlib (0.9 s) and its file-only backend are needed only when a plot is drawn.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -40,7 +40,9 @@ class SweepError(Exception):
 
 def _validate(config_spec: str, keys_values: Sequence[tuple[str, str]]) -> None:
   """Unknown config keys and ill-typed values are rejected before anything is launched."""
-  from experiments.main import check_overrides, load_config  # pylint: disable=g-import-not-at-top
+  # Imported here: the registry brings in JAX (3 s), which `status`, `resume` and `summary`
+  # do not need.
+  from collage.train.registry import check_overrides, load_config  # pylint: disable=g-import-not-at-top
   try:
     check_overrides(load_config(config_spec), keys_values)
   except ValueError as e:

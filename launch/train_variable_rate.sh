@@ -46,5 +46,5 @@ python -m experiments.main --config experiments/configs/compress.py:variable \
     --workdir "$runs/variable" "--config.data.source=folder:$runs/data_train" \
     "--config.data.eval_source=folder:$runs/data_eval" "$@"
 
-python launch/export_codec_model.py "$runs/variable" "$out" \
+python -m launch.export_codec_model "$runs/variable" "$out" \
     "../shared/data photos (45) + aerials (30), 32x32 crops"
