@@ -1,7 +1,7 @@
 r"""DCTransformer measurements for benchmarks/dctransformer.md.
 
-    python benchmarks/dctransformer.py lengths            # sequence lengths per dataset, quality
-    python benchmarks/dctransformer.py speed --workdir runs/dct_digits \
+    python -m benchmarks.dctransformer lengths            # sequence lengths per dataset, quality
+    python -m benchmarks.dctransformer speed --workdir runs/dct_digits \
         --config experiments/configs/dctransformer.py:digits_quick   # sampling with / without cache
 
 ``speed`` restores the latest checkpoint of a trained run and times the jitted sampler on the
@@ -19,27 +19,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from collage.data import dct_coords
 from collage.data.sources import open_source
-from collage.nn import dctransformer as dm
-from experiments.configs import dctransformer as dct_config
-from experiments.tasks import dctransformer as dct_task
+from collage.nn import dct_sampler as dm
+from collage.train import loop, registry
+
+CONFIG = "experiments/configs/dctransformer.py"
 
 
 def lengths() -> None:
   rows = []
   for name, source, channels, size, count in (("digits 32x32 gray", "digits", 1, 32, 500),
                                               ("photos 64x64 4:2:0", "embedded", 3, 64, 200)):
-    cfg = dct_config.get_config("digits_quick" if channels == 1 else "photos64")
+    cfg = registry.load_config(f"{CONFIG}:{'digits_quick' if channels == 1 else 'photos64'}")
     cfg.unlock()
     cfg.data.source, cfg.data.channels, cfg.data.size = source, channels, size
     cfg.model.max_len, cfg.model.max_value, cfg.model.truncate = 1 << 16, 4096, False
     src = open_source(source, split="train", channels=channels)
     rng = np.random.default_rng(0)
-    picks = [dct_task.fit_image(np.asarray(src[int(i) % len(src)]["image"]), size, rng)
+    picks = [dct_coords.fit_image(np.asarray(src[int(i) % len(src)]["image"]), size, rng)
              for i in rng.integers(0, len(src), count)]
     for quality in (25, 50, 75, 95):
       cfg.data.quality = quality
-      coder = dct_task.Coder(cfg)
+      coder = dct_coords.Coder(cfg)
       n = np.array([int(coder.sequence(p)["length"]) for p in picks])
       bits = np.array([coder.jpeg_bits(p) for p in picks])
       rows.append(f"| {name} | {quality} | {n.mean():.0f} | {np.median(n):.0f} | "
@@ -50,12 +52,10 @@ def lengths() -> None:
 
 
 def speed(workdir: str, config: str, num: int) -> None:
-  from collage.train import loop  # pylint: disable=import-outside-toplevel
-  name = config.split(":")[1] if ":" in config else None
-  cfg = dct_config.get_config(name)
+  cfg = registry.load_config(config)
   cfg.unlock()
   cfg.eval_batches, cfg.artifact_samples, cfg.data.eval_images = 1, 0, 8
-  task = dct_task.DCTransformerTask(cfg)
+  task = registry.task_of(cfg)
   state = loop.run(task, cfg, workdir, "eval", devices=jax.devices()[:1])
   params = jax.tree.map(jnp.asarray, task.task_params(jax.device_get(state.eval_params)))
   model = task.model(params)
@@ -82,7 +82,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("what", choices=("lengths", "speed"))
   parser.add_argument("--workdir", default="runs/dct_digits")
-  parser.add_argument("--config", default="experiments/configs/dctransformer.py:digits_quick")
+  parser.add_argument("--config", default=f"{CONFIG}:digits_quick")
   parser.add_argument("--num", type=int, default=8)
   args = parser.parse_args()
   if args.what == "lengths":

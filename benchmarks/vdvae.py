@@ -22,16 +22,19 @@ import time
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 import optax
 
 from collage.data import images
 from collage.nn import vdvae as V
 from collage.ops import dmol
-from collage.train import loop, optimizer
-from experiments.configs import vdvae as configs
-from experiments.tasks import vdvae as vdvae_task
+from collage.train import loop, optimizer, registry
 
+matplotlib.use("Agg")  # files only: before pyplot is imported
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position  # noqa: E402
+
+CONFIG = "experiments/configs/vdvae.py"
 TEMPERATURES = (0.6, 0.85, 1.0)
 SCALES = (1, 2, 4, 8)
 PAPER = {"cifar10": 39e6, "imagenet32": 119e6, "imagenet64": 125e6, "ffhq256": 115e6}
@@ -43,9 +46,6 @@ def _metrics(workdir: str) -> list[dict]:
 
 
 def _curves(runs: dict[str, str], path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
   for (name, workdir), color in zip(runs.items(), ("C0", "C1", "C2", "C3")):
     rows = _metrics(workdir)
@@ -64,8 +64,8 @@ def _curves(runs: dict[str, str], path: str) -> None:
 
 
 def _restore(workdir: str, variant: str):
-  cfg = configs.get_config(variant)
-  task = vdvae_task.VDVAETask(cfg)
+  cfg = registry.load_config(f"{CONFIG}:{variant}")
+  task = registry.task_of(cfg)
   state = loop.run(task, cfg, workdir, "sample", devices=jax.devices()[:1])
   params = jax.tree.map(jnp.asarray, jax.device_get(task.task_params(state.eval_params)))
   return cfg, task, task.bridge.merge(params)
@@ -104,7 +104,7 @@ def _time(fn, reps: int = 5) -> float:
   return best
 
 
-def _speed(cfg, task: vdvae_task.VDVAETask, model: V.VDVAE) -> tuple[float, float]:
+def _speed(cfg, task, model: V.VDVAE) -> tuple[float, float]:
   """(seconds per train step at the config's batch, samples/s at batch 64, scale 1)."""
   params = task.bridge.params(model)
   tx = optimizer.make_optimizer(cfg.optimizer, int(cfg.total_steps))
@@ -153,7 +153,7 @@ def main() -> None:
   print("\n| config | parameters | paper | difference |")
   print("| --- | --- | --- | --- |")
   for name, paper in PAPER.items():
-    n = V.param_count(vdvae_task.model_config(configs.get_config(name)))
+    n = V.param_count(V.VDVAEConfig(**registry.load_config(f"{CONFIG}:{name}").model.to_dict()))
     print(f"| {name} | {n:,} | {paper / 1e6:.0f}M | {100 * (n - paper) / paper:+.2f}% |")
 
 

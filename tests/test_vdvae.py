@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 from collage.nn import vdvae as V
 from collage.train import loop, optimizer, state as state_lib, step
@@ -192,3 +193,42 @@ def test_an_8x_wide_imagenet64_is_built_from_shapes_without_allocating():
   n = sum(math.prod(s.shape) for s in jax.tree.leaves(shapes))
   assert n == V.param_count(task.model_cfg) and n > 7e9
   assert {s.dtype for s in jax.tree.leaves(shapes)} == {np.dtype("float32")}
+
+
+def test_the_diagnostic_picture_has_openai_vdvaes_rows(tmp_path):
+  """artifacts/diagnostic_STEP.png: eval images, 6 partial-posterior reconstructions and prior
+  samples at 3 temperatures, one row each, 8 columns, no gaps; beside the samples grid."""
+  cfg = _config(artifact_samples=2)
+  task = vdvae_task.VDVAETask(cfg)
+  params = jax.tree.map(np.asarray, task.init_params(jax.random.PRNGKey(0)))
+  task.write_artifacts(params, {}, 7, str(tmp_path))
+  s = task.model_cfg.image_size
+  rows = 1 + vdvae_task.DIAGNOSTIC_GROUPS + len(vdvae_task.DIAGNOSTIC_TEMPERATURES)
+  with Image.open(tmp_path / "artifacts" / "diagnostic_7.png") as im:
+    assert im.size == (8 * s, rows * s)
+    picture = np.asarray(im)
+  assert (tmp_path / "artifacts" / "samples_7.png").exists()
+  # The first row is the eval images themselves.
+  batch = next(iter(task.dataset("eval", seed=int(cfg.seed), process_index=0, process_count=1,
+                                 batch_size=8)))
+  first = np.concatenate(list(np.asarray(batch["image"])[:8, ..., 0]), axis=1)
+  np.testing.assert_array_equal(picture[:s], np.round(first * 255).astype(np.uint8))
+  # The blocks that take the posterior: evenly spaced inside (0, blocks), as openai/vdvae picks.
+  assert vdvae_task.posterior_groups(6, 6) == [0, 1, 2, 3, 4, 5]
+  assert vdvae_task.posterior_groups(12, 3) == [3, 6, 9]
+
+
+def test_a_partial_posterior_of_no_blocks_is_a_prior_sample():
+  cfg = vdvae_task.model_config(_config())
+  model = V.VDVAE(cfg, rngs=V.init_rngs(0))
+  keys = jax.random.split(jax.random.PRNGKey(1), 2)
+  x = jax.random.uniform(jax.random.PRNGKey(2), (2, cfg.image_size, cfg.image_size,
+                                                  cfg.channels))
+  np.testing.assert_array_equal(model.partial_posterior_features(x, keys, 0, 0.7),
+                                model.prior_features(keys, 0.7))
+  blocks = len(cfg.decoder_layout)
+  full = model.reconstruct(x, keys, blocks)
+  assert full.shape == x.shape and np.all((np.asarray(full) >= 0) & (np.asarray(full) <= 1))
+  # Rows are independent: image 0's reconstruction does not depend on image 1.
+  alone = model.reconstruct(x[:1], keys[:1], blocks)
+  np.testing.assert_allclose(alone, full[:1], atol=1e-6)

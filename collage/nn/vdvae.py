@@ -283,6 +283,31 @@ class VDVAE(nnx.Module):
     """Images [N, scale S, scale S, C] in [0, 1]: latents, then pixels from the likelihood."""
     return self.sample_pixels(keys, self.prior_likelihood(keys, temperature, scale))
 
+  def partial_posterior_features(self, x: jax.Array, keys: jax.Array, groups: int,
+                                 temperature: float = 1.0) -> jax.Array:
+    """The latents of the first ``groups`` decoder blocks (the top, coarsest ones) from the
+    posterior of x [N, S, S, C] in [0, 1], the rest from the prior (standard deviation times
+    ``temperature``) -> the decoder's top feature map [N, S, S, width]; row n depends on
+    x[n] and keys[n] only. ``groups = 0`` is a prior sample, all blocks a reconstruction."""
+    acts = self.encoder(x)
+    xs = self._start()
+    for i, block in enumerate(self.blocks):
+      if i < groups:
+        acts_r = acts[block.res]
+        h, _ = block.step(block.input(xs, acts_r.shape[0], acts_r.shape[-1]), acts_r,
+                          _fold(keys, i))
+        xs = {**xs, block.res: h}
+      else:
+        xs = block.sample(xs, _fold(keys, i), self.cfg.width, temperature)
+    return self._top(xs)
+
+  def reconstruct(self, x: jax.Array, keys: jax.Array, groups: int,
+                  temperature: float = 1.0) -> jax.Array:
+    """Images [N, S, S, C] in [0, 1] decoded from a partial posterior
+    (:meth:`partial_posterior_features`), pixels drawn from the likelihood as in :meth:`sample`."""
+    return self.sample_pixels(keys, self.likelihood(
+        self.partial_posterior_features(x, keys, groups, temperature)))
+
   def architecture(self) -> tuple[str, str]:
     """The (encoder, decoder) block strings read back from the built modules."""
     enc = [(None, b.down_rate) for b in self.encoder.blocks]

@@ -6,7 +6,8 @@
 Sections: set-up (mesh, one optimizer per network, state shapes, evaluators) -> restore or
 initialise -> train (jitted step, host fetches only when logging) -> evaluators, artifacts,
 checkpoint. ``--mode eval`` runs the evaluators on the latest checkpoint; ``--mode sample`` draws
-``config.sample.num`` samples from it (see :mod:`collage.train.sampling`).
+``config.sample.num`` samples from it and lets the task add its own files to the draw (see
+:mod:`collage.train.sampling`).
 """
 
 from __future__ import annotations
@@ -300,6 +301,8 @@ def _sample(rt: _Runtime, latest: int | None) -> TrainState:
   if jax.process_index() == 0:
     out = write_samples(samples, directory, meta)
     logging.info("%d samples of step %d written to %s", int(sample.num), latest, out)
+    rt.task.write_sample_files(rt.task.task_params(mesh_lib.to_host(state.eval_params)),
+                               mesh_lib.to_host(state.model_state), samples, out, meta)
   return state
 
 

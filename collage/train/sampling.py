@@ -10,6 +10,11 @@ the padding is dropped.
       grid.png         every "image" sample in one picture
       00000.png ...    each "image" sample
       samples.npz      every array the sampler returned, [num, ...]
+      ...              the task's own files of the draw (``Task.write_sample_files``: .jpg, posters)
+
+A task's sampling options are ``config.sample`` less the runtime's fields (:func:`task_options`),
+wherever they are read: the runtime's draws, the evaluators' draws and a task's artifacts. The
+artifacts' samples come from the same :class:`Sampler` (:func:`local_sampler`).
 """
 
 from __future__ import annotations
@@ -110,6 +115,20 @@ class Sampler:
       elif len(chunks) > 1:
         progress.report(min((i + 1) * self.chunk, int(num)), {})
     return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
+
+
+def local_sampler(task: Task, options: Mapping[str, Any], batch_size: int) -> Sampler:
+  """A :class:`Sampler` on this process's first device alone, for a task's artifacts
+  (``Task.write_artifacts`` runs on process 0 only, so its draws cannot span the other
+  processes' devices). Its draws take ``{network name: parameters}`` and equal the runtime's
+  draws with the same options and seed; ``batch_size`` samples per call."""
+  return Sampler(task, mesh_lib.make_mesh(jax.local_devices()[:1]), options, batch_size)
+
+
+def network_params(task: Task, params: Any) -> dict[str, Any]:
+  """``params`` as the task's functions take them (bare for a single network) -> ``{network
+  name: parameters}``, as a :class:`Sampler` takes them (the inverse of ``task.task_params``)."""
+  return {task.networks[0]: params} if len(task.networks) == 1 else dict(params)
 
 
 def sample_dir(workdir: str, step: int, name: str = "") -> str:

@@ -4,7 +4,7 @@ An experiment module ``experiments/tasks/NAME.py`` subclasses :class:`Task` and 
 to :func:`collage.train.loop.run`. The runtime owns everything that is not model-specific: the
 mesh, sharding, each network's optimizer (clipping, skipping of bad updates, EMA), the loop,
 evaluators, sampling, logging, checkpoints and resumption. A task owns its data, its networks'
-parameters, its losses, its sampler and its artifacts.
+parameters, its losses, its sampler, the extra files of its draws and its artifacts.
 
 A single-network task implements ``dataset``, ``init_params`` and ``loss_fn``; its functions
 see that network's parameters directly::
@@ -205,6 +205,22 @@ class Task:
     return cls.sample is not Task.sample
 
   # -- outputs --------------------------------------------------------------------------------
+  def write_sample_files(self, params: Params, model_state: ModelState,
+                         samples: Mapping[str, Any], directory: str,
+                         meta: Mapping[str, Any]) -> None:
+    """Writes the task's own files of one ``--mode sample`` draw into its ``directory``
+    (``DIR/samples/STEP[-NAME]``), after the runtime has written its files there (PNGs,
+    ``grid.png``, ``samples.npz``, ``options.json``): e.g. each sample as a ``.jpg``, or a poster
+    rendered outside the jitted sampler.
+
+    Called on process 0 only, once per draw, with host (numpy) copies of the parameters the draw
+    used (each network's EMA where it has one) and of the model state, the draw's samples
+    ``{name: [num, ...] numpy}`` and its ``meta`` (what ``options.json`` holds: ``step``,
+    ``num``, ``seed``, ``options`` (the task's sampling options) and :meth:`sample_meta`'s
+    settings). The default writes nothing.
+    """
+    del params, model_state, samples, directory, meta
+
   def write_artifacts(self, params: Params, model_state: ModelState, step: int,
                       workdir: str) -> None:
     """Write human-readable outputs (PNGs, tables, plots) under ``workdir/artifacts``.

@@ -14,13 +14,13 @@ tables, headers excluded), ``elements`` (sequence length); summary ``saving`` = 
 Sampling (``--mode sample``, ``config.sample``: ``temperature``, ``top_p``, ``use_cache``,
 ``input_image``): unconditional, or with ``condition = "upsample"`` (the DC of every block of the
 input image is the prefix: 8x upsampling) or ``"colorize"`` (its luma is the prefix). Each sample
-is written as a PNG by the runtime and, here, as a real baseline ``.jpg`` next to it.
+is written as a PNG by the runtime and, by this task's ``write_sample_files``, as a real baseline
+``.jpg`` next to it. Images become sequences through ``collage.data.dct_coords``.
 """
 
 from __future__ import annotations
 
 import functools
-import glob
 import os
 from typing import Any
 
@@ -33,135 +33,24 @@ from flax import nnx
 
 from collage.data import images
 from collage.data import jpeg_coefficients as jc
+from collage.data.dct_coords import Coder, fit_components, fit_image, prefix_of, train_element
 from collage.data.pipeline import EpochShuffle
 from collage.data.sources import open_source
+from collage.nn import dct_sampler
 from collage.nn import dctransformer as dct_model
 from collage.nn.bridge import ModuleBridge
-from collage.ops import jpeg as jpeg_ops
 from collage.ops import sparse_dct
 from collage.train import loop
+from collage.train.sampling import local_sampler, network_params, task_options
 from collage.train.task import Task
 
 CONDITIONS = ("none", "upsample", "colorize")
-TRANSFORMS = ("libjpeg", "jax")
+# The artifacts' samples: unconditional settings, whatever config.sample says.
+ARTIFACT_OPTIONS = {"temperature": 1.0, "top_p": 1.0, "use_cache": True, "input_image": ""}
 LN2 = float(np.log(2.0))
 
 
-# -- images -> sequences ------------------------------------------------------------------------
-
-def fit_image(image: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:
-  """uint8 [h, w, c] -> [size, size, c]: zero-padded (centred) where smaller, cropped (random
-  with ``rng``, else central) where larger."""
-  h, w = image.shape[:2]
-  ph, pw = max(0, size - h), max(0, size - w)
-  if ph or pw:
-    image = np.pad(image, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-    h, w = image.shape[:2]
-  if rng is None:
-    top, left = (h - size) // 2, (w - size) // 2
-  else:
-    top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-  return np.ascontiguousarray(image[top:top + size, left:left + size])
-
-
-class Coder:
-  """Turns 8-bit images into the model's sequences, and sequences back into files and pixels."""
-
-  def __init__(self, config: ml_collections.ConfigDict):
-    d, m = config.data, config.model
-    self.size, self.channels = int(d.size), int(d.channels)
-    self.quality = jpeg_ops.check_quality(int(d.quality))
-    self.block = jpeg_ops.check_block(int(d.block))
-    if d.transform not in TRANSFORMS:
-      raise ValueError(f"data.transform={d.transform!r} is unknown; valid: {', '.join(TRANSFORMS)}")
-    if d.transform == "libjpeg" and self.block != 8:
-      raise ValueError(f"data.transform='libjpeg' needs data.block=8 (JPEG files hold 8x8 "
-                       f"blocks); use data.transform='jax' for block {self.block}")
-    self.transform = d.transform
-    jpeg_ops.check_shape(self.size, self.size, self.channels, self.block)
-    self.layout = sparse_dct.layout_for(self.size, self.size, self.channels == 3, self.block,
-                                        str(m.order))
-    self.capacity, self.max_value = int(m.max_len), int(m.max_value)
-    self.truncate, self.clip_values = bool(m.truncate), bool(m.clip_values)
-    self._jax_encode = jax.jit(functools.partial(jpeg_ops.encode_pixels, quality=self.quality,
-                                                 block=self.block))
-
-  def tables(self) -> tuple[np.ndarray, ...]:
-    """The quantization tables [B*B] zig-zag, per component."""
-    n = 3 if self.channels == 3 else 1
-    return tuple(jpeg_ops.quant_zigzag(self.quality, i > 0, self.block) for i in range(n))
-
-  def components(self, pixels: np.ndarray) -> tuple[np.ndarray, ...]:
-    """uint8 [size, size, channels] -> the quantized components (libjpeg's or the in-JAX)."""
-    if self.transform == "libjpeg":
-      comps, tables = jc.coefficients_from_pixels(pixels, self.quality)
-      if any(not np.array_equal(a, b) for a, b in zip(tables, self.tables())):
-        raise ValueError("libjpeg used other quantization tables than collage.ops.jpeg's")
-      return comps
-    with jax.ensure_compile_time_eval():
-      return tuple(np.asarray(c) for c in self._jax_encode(pixels))
-
-  def sequence(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """uint8 image -> {"ranks", "positions", "values": [L], "length": []} (host arrays, also
-    when called while a sampler is being traced)."""
-    return self.sequence_of(self.components(pixels))
-
-  def sequence_of(self, components) -> dict[str, np.ndarray]:
-    """Quantized components -> the sequence (host arrays)."""
-    with jax.ensure_compile_time_eval():
-      image = np.asarray(sparse_dct.dct_image(components))
-    seq = sparse_dct.encode(image, self.layout, self.capacity, truncate=self.truncate,
-                            max_value=self.max_value, clip_values=self.clip_values)
-    seq.pop("truncated")
-    return seq
-
-  def jpeg_bits(self, pixels: np.ndarray) -> float:
-    """Bits of libjpeg's optimized-Huffman coding of the image's coefficients (no headers)."""
-    return 8.0 * jc.entropy_coded_bytes(self.components(pixels), self.tables())
-
-  def pixels(self, dct_image: jax.Array) -> jax.Array:
-    """A DCT image [rows, cols, C] -> float [size, size, channels] in [0, 1] (jnp)."""
-    comps = sparse_dct.components_of(dct_image, self.channels == 3)
-    tables = tuple(jpeg_ops.quant_table(self.quality, i > 0, self.block)
-                   for i in range(len(comps)))
-    return jpeg_ops.decode_pixels(comps, tables=tables)
-
-  def write_jpeg(self, path: str, dct_image: np.ndarray) -> None:
-    """A DCT image as a baseline .jpg (8x8 blocks only)."""
-    comps = sparse_dct.components_of(np.asarray(dct_image), self.channels == 3)
-    jc.write_jpeg(path, [np.asarray(c) for c in comps], self.tables())
-
-
 # -- grain pipelines ------------------------------------------------------------------------------
-
-def fit_components(element: dict[str, Any], coder: Coder, rng: np.random.Generator | None):
-  """A JPEG file's components cropped to ``data.size`` in whole cells (random with ``rng``)."""
-  comps = element["components"]
-  if (len(comps) == 3) != (coder.channels == 3):
-    raise ValueError(f"{element['name']}: a {'colour' if len(comps) == 3 else 'gray'} JPEG, "
-                     f"but data.channels={coder.channels}")
-  rows, cols = coder.layout.grid
-  cell = 2 if len(comps) == 3 else 1
-  have_r, have_c = comps[0].shape[0] // cell, comps[0].shape[1] // cell
-  if have_r < rows or have_c < cols:
-    raise ValueError(f"{element['name']}: {8 * cell * have_r}x{8 * cell * have_c} pixels of "
-                     f"whole cells, smaller than data.size={coder.size}")
-  if rng is None:
-    top, left = (have_r - rows) // 2, (have_c - cols) // 2
-  else:
-    top, left = int(rng.integers(0, have_r - rows + 1)), int(rng.integers(0, have_c - cols + 1))
-  return jc.crop_cells(comps, top, left, rows, cols)
-
-
-def _train_element(element: dict[str, Any], rng: np.random.Generator, *, coder: Coder,
-                   flip: bool) -> dict[str, np.ndarray]:
-  if "components" in element:  # a JPEG file's own coefficients
-    return coder.sequence_of(fit_components(element, coder, rng))
-  image = fit_image(np.asarray(element["image"]), coder.size, rng)
-  if flip and rng.random() < 0.5:
-    image = np.ascontiguousarray(image[:, ::-1])
-  return coder.sequence(image)
-
 
 def _stack(elements):
   return {k: np.stack([e[k] for e in elements]) for k in elements[0]}
@@ -176,16 +65,6 @@ def _condition_ranks(condition: str, layout: sparse_dct.Layout) -> int:
                        "model.order='luma_first'")
     return layout.luma_channels
   return 0
-
-
-def prefix_of(seq: dict[str, np.ndarray], ranks: int, channels: int) -> dict[str, np.ndarray]:
-  """The conditioning prefix of a sequence: its entries with rank < ``ranks`` (a prefix,
-  since entries are rank-major); ``length`` counts them."""
-  n = int(np.sum((seq["ranks"] < ranks) & (np.arange(len(seq["ranks"])) < seq["length"])))
-  out = {k: np.array(seq[k]) for k in ("ranks", "positions", "values")}
-  out["ranks"][n:], out["positions"][n:], out["values"][n:] = channels, 0, 0
-  out["length"] = np.int32(n)
-  return out
 
 
 class DCTransformerTask(Task):
@@ -207,6 +86,7 @@ class DCTransformerTask(Task):
         chunk=int(m.chunk), dim=int(m.dim), heads=int(m.heads), mlp_ratio=int(m.mlp_ratio),
         encoder_layers=int(m.encoder_layers), decoder_layers=int(m.decoder_layers),
         dtype=str(m.dtype), param_dtype=str(m.param_dtype), remat=str(m.remat))
+    self._artifact_sampler = None
     self.bridge = ModuleBridge(nnx.eval_shape(
         lambda: dct_model.DCTransformer(self.model_cfg, rngs=nnx.Rngs(0))))
 
@@ -249,7 +129,7 @@ class DCTransformerTask(Task):
       shuffle_seed, augment_seed = (int(s) for s in
                                     np.random.SeedSequence(seed).generate_state(2))
       ds = grain.MapDataset.source(EpochShuffle(self._source("train"), shuffle_seed))
-      ds = ds.random_map(functools.partial(_train_element, coder=self.coder,
+      ds = ds.random_map(functools.partial(train_element, coder=self.coder,
                                            flip=bool(self.config.data.flip)), seed=augment_seed)
       ds = ds[process_index::process_count].batch(batch_size, drop_remainder=True,
                                                   batch_fn=_stack)
@@ -317,10 +197,10 @@ class DCTransformerTask(Task):
     n = keys.shape[0]
     if prefix is not None:
       prefix = {k: jnp.broadcast_to(jnp.asarray(v), (n,) + np.shape(v)) for k, v in prefix.items()}
-    out = dct_model.generate(self.model(params), keys, self.coder.layout, self.coder.capacity,
-                             prefix=prefix, temperature=float(options.get("temperature", 1.0)),
-                             top_p=float(options.get("top_p", 1.0)),
-                             use_cache=bool(options.get("use_cache", True)))
+    out = dct_sampler.generate(self.model(params), keys, self.coder.layout, self.coder.capacity,
+                               prefix=prefix, temperature=float(options.get("temperature", 1.0)),
+                               top_p=float(options.get("top_p", 1.0)),
+                               use_cache=bool(options.get("use_cache", True)))
     dct = jax.vmap(lambda s: sparse_dct.decode(s, self.coder.layout))(
         {k: out[k] for k in ("ranks", "positions", "values")})
     result = {"image": jax.vmap(self.coder.pixels)(dct), "dct": dct, **out}
@@ -330,16 +210,18 @@ class DCTransformerTask(Task):
       result["condition"] = jax.vmap(self.coder.pixels)(cond)
     return result
 
-  def write_jpegs(self, directory: str) -> int:
-    """Writes NNNNN.jpg next to every NNNNN.png of a sample directory (8x8 blocks only)."""
-    path = os.path.join(directory, "samples.npz")
-    if self.coder.block != 8 or not os.path.exists(path):
-      return 0
-    with np.load(path) as f:
-      dct = f["dct"]
+  def write_jpegs(self, dct: np.ndarray, directory: str) -> None:
+    """Writes each DCT image of ``dct`` [N, rows, cols, C] as ``directory/NNNNN.jpg`` (8x8
+    blocks only: other block sizes are not JPEG files, and nothing is written)."""
+    if self.coder.block != 8:
+      return
     for i, image in enumerate(dct):
       self.coder.write_jpeg(os.path.join(directory, f"{i:05d}.jpg"), image)
-    return len(dct)
+
+  def write_sample_files(self, params, model_state, samples, directory, meta):
+    """Each sample of a draw also as a real baseline ``.jpg``, next to its PNG."""
+    del params, model_state, meta
+    self.write_jpegs(samples["dct"], directory)
 
   # -- artifacts ------------------------------------------------------------------------------
   def sample_meta(self):
@@ -347,31 +229,24 @@ class DCTransformerTask(Task):
     return {"condition": str(self.config.condition)}
 
   def write_artifacts(self, params, model_state, step, workdir):
-    """``artifacts/samples_STEP/``: a few samples as PNGs, .jpg files and a grid."""
+    """``artifacts/samples_STEP/``: a few samples (``ARTIFACT_OPTIONS``, seed 0) as PNGs, .jpg
+    files and a grid."""
     num = int(self.config.artifact_samples)
     if num <= 0:
       return
-    params = jax.tree.map(jnp.asarray, params)
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(jnp.arange(num))
-    opts = {"temperature": 1.0, "top_p": 1.0, "use_cache": True, "input_image": ""}
-    out = jax.jit(lambda p, k: self.sample(p, model_state, k, opts))(params, keys)
-    out = jax.tree.map(np.asarray, out)
+    if self._artifact_sampler is None:
+      options = {**task_options(self.config.get("sample", None)), **ARTIFACT_OPTIONS}
+      self._artifact_sampler = local_sampler(self, options, num)
+    out = self._artifact_sampler(network_params(self, params), model_state, num, 0)
     directory = os.path.join(workdir, "artifacts", f"samples_{step}")
     os.makedirs(directory, exist_ok=True)
     for i, image in enumerate(out["image"]):
       images.save_png(os.path.join(directory, f"{i:05d}.png"), image)
-      if self.coder.block == 8:
-        self.coder.write_jpeg(os.path.join(directory, f"{i:05d}.jpg"), out["dct"][i])
+    self.write_jpegs(out["dct"], directory)
     images.save_png(os.path.join(directory, "grid.png"), images.captioned(
         images.image_grid(out["image"]), f"unconditional samples at step {step} (temperature "
         "1, top_p 1, cached sampler)"))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:
-  """Runs the task; after ``--mode sample`` also writes each sample as a .jpg."""
-  task = DCTransformerTask(config)
-  state = loop.run(task, config, workdir, mode)
-  if mode == "sample" and jax.process_index() == 0:
-    for directory in sorted(glob.glob(os.path.join(workdir, "samples", "*"))):
-      task.write_jpegs(directory)
-  return state
+  return loop.run(DCTransformerTask(config), config, workdir, mode)

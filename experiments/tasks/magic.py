@@ -26,8 +26,9 @@ its own key: K templates chosen from a fixed pool of ``sample.pool`` crops of th
 source (and a content crop from a pool, guided), written by the runtime as PNGs of I, plus
 ``collage`` (I_M), ``weights_rgb`` (A, one colour per template) in samples.npz. The poster, an
 image of any size rendered in tiles on the host (``collage.nn.magic_render``), cannot be one
-jitted call per key, so this module's ``run`` renders it after the runtime's samples, with the
-same restored (EMA) parameters, into the same ``DIR/samples/STEP/``: ``poster.png`` (I),
+jitted call per key, so the task's ``write_sample_files`` renders it after the runtime has
+written the samples, with the same restored (EMA) parameters, into the same
+``DIR/samples/STEP/``: ``poster.png`` (I),
 ``poster_collage.png`` (I_M), ``poster_weights.png`` (A coloured), ``poster_content.png``,
 ``poster.json`` (metrics, timing). Guided runs always render one (``sample.height`` /
 ``sample.width`` 0: the content image's size); unguided runs when both are given.
@@ -52,8 +53,6 @@ from collage.nn import magic as mg
 from collage.nn.bridge import ModuleBridge
 from collage.nn.magic_render import TiledRenderer, template_colours
 from collage.train import loop
-from collage.train.mesh import to_host
-from collage.train.sampling import sample_dir, task_options
 from collage.train.task import Task
 from collage.train.writer import Progress
 
@@ -301,6 +300,17 @@ class MagicTask(Task):
       result["content"] = content
     return result
 
+  def write_sample_files(self, params, model_state, samples, directory, meta):
+    """The poster of the draw (see the module docstring), rendered with the draw's parameters
+    into its directory, when :func:`wants_poster`."""
+    del model_state, samples
+    options = {"seed": int(meta["seed"]), **meta["options"]}
+    if not wants_poster(self, options):
+      return
+    report = write_poster(self, params["generator"], options, os.path.join(directory, "poster"))
+    print(f"poster {report['height']}x{report['width']} written to {directory}/poster*.png "
+          f"in {report['seconds']:.1f} s ({report['megapixels_per_second']:.3f} MP/s)")
+
   # -- artifacts --------------------------------------------------------------------------------
   def write_artifacts(self, params, model_state, step, workdir):
     """artifacts/collage_STEP.png: per held-out set (columns) its content (guided), I_M, A
@@ -411,15 +421,4 @@ def wants_poster(task: MagicTask, options: dict[str, Any]) -> bool:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:
-  task = MagicTask(config)
-  state = loop.run(task, config, workdir, mode)
-  if mode == "sample" and jax.process_index() == 0:
-    options = {"seed": int(config.sample.seed), **task_options(config.sample)}
-    if wants_poster(task, options):
-      step = int(jax.device_get(state.step))
-      params = to_host(state.eval_params)["generator"]
-      directory = sample_dir(workdir, step, config.sample.get("name", ""))
-      report = write_poster(task, params, options, os.path.join(directory, "poster"))
-      print(f"poster {report['height']}x{report['width']} written to {directory}/poster*.png "
-            f"in {report['seconds']:.1f} s ({report['megapixels_per_second']:.3f} MP/s)")
-  return state
+  return loop.run(MagicTask(config), config, workdir, mode)

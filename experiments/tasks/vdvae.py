@@ -7,12 +7,17 @@ are the same per image, so ``eval/bpd`` is the exact mean over the eval split.
 
 Sampling (``--mode sample`` and the artifacts): options ``temperature`` (the prior's standard
 deviation multiplier) and ``scale`` (Collage-VDVAE: decode the same latents at ``scale`` times
-the training resolution). Artifacts: ``WORKDIR/artifacts/samples_STEP.png``, a grid of
-``artifact_samples`` prior samples at ``sample.temperature`` and ``sample.scale``.
+the training resolution). Artifacts (at each evaluation, when ``artifact_samples`` > 0):
+``WORKDIR/artifacts/samples_STEP.png``, a grid of ``artifact_samples`` prior samples at
+``sample.temperature`` and ``sample.scale``, drawn by the runtime's sampler; and
+``WORKDIR/artifacts/diagnostic_STEP.png``, openai/vdvae's picture: eval images, their
+reconstructions from partial posteriors and prior samples at several temperatures
+(:meth:`VDVAETask.diagnostic`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
@@ -28,9 +33,14 @@ from collage.data.pipeline import make_image_dataset
 from collage.nn.bridge import ModuleBridge
 from collage.nn.vdvae import VDVAE, VDVAEConfig, init_rngs
 from collage.train import loop
+from collage.train.sampling import Sampler, local_sampler, network_params, task_options
 from collage.train.task import Task
 
 LN2 = math.log(2.0)
+DIAGNOSTIC_COLUMNS = 8                   # eval images in the diagnostic picture (openai/vdvae: 8)
+DIAGNOSTIC_GROUPS = 6                    # its rows of partial-posterior reconstructions (6)
+DIAGNOSTIC_REST_TEMPERATURE = 0.1        # the prior's temperature below the posterior's blocks
+DIAGNOSTIC_TEMPERATURES = (1.0, 0.9, 0.8)  # its rows of prior samples
 
 
 def model_config(config: ml_collections.ConfigDict) -> VDVAEConfig:
@@ -65,7 +75,8 @@ class VDVAETask(Task):
     self.model_cfg = model_config(config)
     self.bridge = ModuleBridge(nnx.eval_shape(lambda: VDVAE(self.model_cfg,
                                                             rngs=init_rngs(0))))
-    self._artifact_sampler = None
+    self._artifact_samplers: dict[tuple[str, int], Sampler] = {}
+    self._reconstruct = None
 
   # -- data -----------------------------------------------------------------------------------
   def dataset(self, split, *, seed, process_index, process_count, batch_size):
@@ -109,23 +120,62 @@ class VDVAETask(Task):
     return {"image": self.bridge.merge(params).sample(keys, temperature, scale)}
 
   # -- artifacts ------------------------------------------------------------------------------
+  def _sampler(self, options: dict[str, Any], num: int) -> Sampler:
+    """The runtime's sampler on one device for the artifacts, one per options and size."""
+    key = (json.dumps(options, sort_keys=True), int(num))
+    if key not in self._artifact_samplers:
+      self._artifact_samplers[key] = local_sampler(self, options, num)
+    return self._artifact_samplers[key]
+
   def write_artifacts(self, params, model_state, step, workdir):
-    del model_state
+    """``artifacts/samples_STEP.png`` (``artifact_samples`` prior samples at ``config.sample``'s
+    options, seed 0) and ``artifacts/diagnostic_STEP.png`` (:meth:`diagnostic`)."""
     num = int(self.config.artifact_samples)
     if num <= 0:
       return
-    from collage.train.sampling import task_options  # pylint: disable=g-import-not-at-top
     options = task_options(self.config.get("sample", None))
-    if self._artifact_sampler is None:
-      self._artifact_sampler = jax.jit(lambda p, k: self.sample(p, {}, k, options)["image"])
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
-        jnp.arange(num))
-    imgs = np.asarray(self._artifact_sampler(jax.tree.map(jnp.asarray, params), keys))
+    imgs = self._sampler(options, num)(network_params(self, params), model_state, num, 0)["image"]
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)
     shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     images.save_png(os.path.join(out, f"samples_{step}.png"), images.captioned(
         images.image_grid(imgs), f"prior samples at step {step} (EMA parameters); {shown}"))
+    images.save_png(os.path.join(out, f"diagnostic_{step}.png"),
+                    self.diagnostic(params, model_state))
+
+  def diagnostic(self, params, model_state) -> np.ndarray:
+    """openai/vdvae's picture of a model, float [R S, N S, C]: N <= ``DIAGNOSTIC_COLUMNS`` eval
+    images (columns) and R rows of S x S images without gaps: the images; their
+    reconstructions from partial posteriors (the top k decoder blocks' latents from the
+    posterior, the rest from the prior at ``DIAGNOSTIC_REST_TEMPERATURE``; k from
+    :func:`posterior_groups`); prior samples at each of ``DIAGNOSTIC_TEMPERATURES`` (the
+    runtime's sampler, seed 0, at scale 1). R = 1 + ``DIAGNOSTIC_GROUPS`` + the temperatures."""
+    batch = next(iter(self.dataset("eval", seed=int(self.config.seed), process_index=0,
+                                   process_count=1, batch_size=DIAGNOSTIC_COLUMNS)))
+    x = np.asarray(batch["image"], np.float32)
+    if "mask" in batch:
+      x = x[np.asarray(batch["mask"]) > 0]
+    n = len(x)
+    groups = posterior_groups(len(self.model_cfg.decoder_layout), DIAGNOSTIC_GROUPS)
+    if self._reconstruct is None:
+      def reconstruct(p, images_, keys):
+        model = self.bridge.merge(p)
+        return jnp.stack([model.reconstruct(images_, keys, k, DIAGNOSTIC_REST_TEMPERATURE)
+                          for k in groups])
+      self._reconstruct = jax.jit(reconstruct)
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(jnp.arange(n))
+    rows = [x, *np.asarray(self._reconstruct(jax.tree.map(jnp.asarray, params), x, keys))]
+    options = task_options(self.config.get("sample", None))
+    for t in DIAGNOSTIC_TEMPERATURES:
+      sampler = self._sampler({**options, "temperature": t, "scale": 1}, n)
+      rows.append(sampler(network_params(self, params), model_state, n, 0)["image"])
+    return images.image_grid(np.concatenate(rows), columns=n, pad=0)
+
+
+def posterior_groups(blocks: int, rows: int) -> list[int]:
+  """How many decoder blocks take the posterior in each of ``rows`` reconstructions: openai/
+  vdvae's ``rows`` points evenly spaced strictly inside (0, ``blocks``), rounded down."""
+  return [int(k) for k in np.floor(np.linspace(0, 1, rows + 2) * blocks).astype(int)[1:-1]]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:

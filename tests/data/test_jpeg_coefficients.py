@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from collage.data import images
+from collage.data import dct_coords, images
 from collage.data import jpeg_coefficients as jc
 from experiments.configs import dctransformer as dct_config
 from experiments.tasks import dctransformer as dct_task
@@ -69,7 +69,7 @@ def test_an_input_image_gives_the_upsampling_and_colorization_prefixes(tmp_path)
   prefix = color.condition_prefix(path)
   n = int(prefix["length"])
   assert n > 0 and np.all(prefix["ranks"][:n] < 256)  # every luma channel, no chroma
-  full = color.coder.sequence(dct_task.fit_image(images.to_channels(images.load_image(path), 3),
+  full = color.coder.sequence(dct_coords.fit_image(images.to_channels(images.load_image(path), 3),
                                                  64, None))
   assert np.all(full["ranks"][n:int(full["length"]) - 1] >= 256)
   with pytest.raises(FileNotFoundError, match="does not exist"):

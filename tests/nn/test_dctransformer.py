@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from collage.nn import dct_sampler
 from collage.nn import dctransformer as dm
 from collage.ops import sparse_dct
 
@@ -38,7 +39,7 @@ def _sequences(n=2, seed=0):
 @functools.lru_cache(maxsize=None)
 def _jitted(use_cache):
   """One compiled sampler per path: temperature, top-p and the prefix are traced."""
-  return jax.jit(lambda k, p, t, tp: dm.generate(_model(), k, LAYOUT, CAP, prefix=p,
+  return jax.jit(lambda k, p, t, tp: dct_sampler.generate(_model(), k, LAYOUT, CAP, prefix=p,
                                                  temperature=t, top_p=tp, use_cache=use_cache))
 
 
@@ -169,7 +170,7 @@ def test_a_bfloat16_model_samples_through_the_cache_as_it_trains():
   model = dm.DCTransformer(cfg, rngs=nnx.Rngs(3))
   seq = _sequences()
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  sampler = jax.jit(lambda k, p: dm.generate(model, k, LAYOUT, CAP, prefix=p))
+  sampler = jax.jit(lambda k, p: dct_sampler.generate(model, k, LAYOUT, CAP, prefix=p))
   forced = sampler(keys, seq)
   chunks = jax.jit(lambda s: [dm.chunk_logprobs(model, s, jnp.full((2,), k), LAYOUT)[0]
                               for k in range(CAP // cfg.chunk)])(seq)
