@@ -122,7 +122,8 @@ def variant(arg: str | None, variants: tuple[str, ...], experiment: str) -> str:
 
 
 def compose(arg: str, axes: dict[str, tuple[str, ...]], experiment: str,
-            aliases: dict[str, str] | None = None) -> dict[str, str | None]:
+            aliases: dict[str, str] | None = None,
+            named: tuple[str, ...] = ()) -> dict[str, str | None]:
   """A variant name read as one word per axis: ``"collage_mnist_quick"`` with the axes
   ``{"head": ("pixels", "collage"), "data": ("mnist", ...), "size": ("full", "quick", "tiny")}``
   is ``{"head": "collage", "data": "mnist", "size": "quick"}``.
@@ -130,7 +131,8 @@ def compose(arg: str, axes: dict[str, tuple[str, ...]], experiment: str,
   Words are joined by ``_`` in any order and every word names its axis (no word is on two
   axes); an axis the name leaves out is ``None`` (the config picks its default, which may
   depend on the other words). ``aliases`` maps a short name users type to its words
-  (``{"upsample": "photos64_upsample"}``). So a new combination is one argument, not a new block.
+  (``{"upsample": "photos64_upsample"}``); ``named`` lists the variants an error names first.
+  So a new combination is one argument, not a new block.
 
   Raises:
     ValueError: an unknown word (with the closest valid one) or two words for one axis, naming
@@ -144,8 +146,9 @@ def compose(arg: str, axes: dict[str, tuple[str, ...]], experiment: str,
     if word not in owner:
       close = difflib.get_close_matches(word, list(owner) + list(aliases), n=1, cutoff=0.6)
       hint = f" (did you mean {close[0]!r}?)" if close else ""
+      listed = f"{', '.join(named)}, or " if named else ""
       raise ValueError(f"unknown {experiment} variant {arg!r}: {word!r} is no word of it{hint}; "
-                       f"a variant joins one word per axis with '_' ({valid})")
+                       f"valid: {listed}one word per axis joined by '_' ({valid})")
     axis = owner[word]
     if chosen[axis] is not None:
       raise ValueError(f"{experiment} variant {arg!r} names two words of the axis {axis!r} "

@@ -38,7 +38,7 @@ ALIASES = {"upsample": "photos64_upsample", "colorize": "photos64_colorize"}  # 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The DCTransformer config; ``arg`` is a variant of AXES words (default "digits_quick")."""
-  words = compose(arg or VARIANTS[0], AXES, "dctransformer", ALIASES)
+  words = compose(arg or VARIANTS[0], AXES, "dctransformer", ALIASES, VARIANTS)
   data, condition = words["data"] or "digits", words["condition"] or "none"
   size = words["size"] or ("full" if data in ("imagenet", "lsun") else "quick")
   if condition == "colorize" and data == "digits":

@@ -31,7 +31,7 @@ AXES = {"mode": ("guided", "unguided"), "size": ("full", "quick")}
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The MAGIC config; ``arg`` is a variant of AXES words (default "guided_quick")."""
-  words = compose(arg or VARIANTS[0], AXES, "magic")
+  words = compose(arg or VARIANTS[0], AXES, "magic", named=VARIANTS)
   guided = (words["mode"] or "guided") == "guided"
   quick = words["size"] == "quick"
   c = training_defaults(networks=("generator", "discriminator"))

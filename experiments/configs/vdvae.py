@@ -61,7 +61,7 @@ _SOURCES = {"cifar10": "tfds:cifar10", "imagenet32": "tfds:imagenet_resized/32x3
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The VDVAE config; ``arg`` is a variant of AXES words (default "mnist_quick")."""
-  words = compose(arg or VARIANTS[0], AXES, "vdvae")
+  words = compose(arg or VARIANTS[0], AXES, "vdvae", named=VARIANTS)
   head, data, size = (words[a] or AXES[a][0] for a in ("head", "data", "size"))
   c = training_defaults()
   c.task = "vdvae"                       # experiments/tasks/vdvae.py
