@@ -25,7 +25,7 @@ import skimage.data
 from PIL import Image
 
 from collage.codec.base import get_codec
-from collage.data import images
+from collage import images
 
 
 def _wall(cmd: list[str], env: dict[str, str]) -> float:

@@ -31,7 +31,7 @@ import numpy as np
 
 from collage.codec import neural_models
 from collage.codec.neural_tiles import image_tiles
-from collage.data.images import load_image
+from collage.images import load_image
 from collage.nn import entropy_model as em
 
 

@@ -26,7 +26,7 @@ import matplotlib
 import numpy as np
 import optax
 
-from collage.data import images
+from collage import images
 from collage.nn import vdvae as V
 from collage.ops import dmol
 from collage.train import loop, optimizer, registry

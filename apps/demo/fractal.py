@@ -29,7 +29,7 @@ from PIL import Image
 from apps.demo.compress import MAX_ZOOM, check_zoom
 from collage.codec.base import CodecError
 from collage.codec.memory import FIXED_BYTES, check_decode_fits
-from collage.data import images
+from collage import images
 from collage.metrics.distortion import psnr
 from collage.ops import blocks
 from collage.ops import collage as co

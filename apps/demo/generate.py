@@ -32,7 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from collage.data import images
+from collage import images
 from collage.train import loop
 from collage.train import mesh as mesh_lib
 from collage.train.checkpoint import Checkpointer
@@ -181,7 +181,7 @@ def loaded(info: RunInfo) -> LoadedRun:
 
 def grid(samples: np.ndarray, min_width: int = 384) -> np.ndarray:
   """Samples float [N, H, W, C] in [0, 1] -> one uint8 picture, enlarged by whole pixels so a
-  28-pixel digit is visible (:func:`collage.data.images.image_grid`)."""
+  28-pixel digit is visible (:func:`collage.images.image_grid`)."""
   picture = images.image_grid(np.asarray(samples, np.float32))
   zoom = max(1, -(-min_width // picture.shape[1]))
   picture = np.repeat(np.repeat(picture, zoom, axis=0), zoom, axis=1)

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from collage.data.embedded import EMBEDDED_NAMES, embedded_images
-from collage.data.images import load_image
-from collage.data.images import sample_bits
+from collage.images import load_image
+from collage.images import sample_bits
 
 MAX_PIXELS = 16_000_000  # the largest upload, width x height (16 MP)
 DEFAULT_PHOTO = "astronaut"

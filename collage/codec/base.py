@@ -79,7 +79,7 @@ def round_trip(codec: Codec, image: np.ndarray, quality: int
   decoded = np.asarray(codec.decompress(data))
   decode_s = time.perf_counter() - start
   if decoded.shape[-1] != image.shape[-1]:
-    from collage.data.images import to_channels  # pylint: disable=import-outside-toplevel
+    from collage.images import to_channels  # pylint: disable=import-outside-toplevel
     decoded = to_channels(decoded, image.shape[-1])
   return data, decoded, encode_s, decode_s
 

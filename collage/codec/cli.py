@@ -117,7 +117,7 @@ def _int_option(text: str, name: str, check) -> int:
 def _check_input(path: str, what: str) -> None:
   """One line unless ``path`` is a regular file: missing, a directory, a broken link, or a
   device, pipe or socket (reading one of those could block or never end)."""
-  from collage.data.images import check_file  # pylint: disable=import-outside-toplevel
+  from collage.images import check_file  # pylint: disable=import-outside-toplevel
   try:
     check_file(path, what)
   except (OSError, ValueError) as e:
@@ -172,7 +172,7 @@ def _write_atomic(path: str, write) -> None:
 
 
 def _load_image(path: str) -> np.ndarray:
-  from collage.data.images import load_image  # pylint: disable=import-outside-toplevel
+  from collage.images import load_image  # pylint: disable=import-outside-toplevel
   _check_input(path, "input image")
   try:
     return load_image(path)

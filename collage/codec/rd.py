@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from collage.codec.base import Codec, CodecError, round_trip
-from collage.data import augment, embedded, images as image_io
+from collage import images as image_io
+from collage.data import augment, embedded
 from collage.metrics.distortion import psnr
 from collage.metrics.msssim import min_side, ms_ssim
 from collage.metrics.rate import bpp

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from collage.data.images import to_channels
+from collage.images import to_channels
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:

@@ -31,7 +31,7 @@ import grain
 import numpy as np
 
 from collage.data import augment
-from collage.data.images import check_size
+from collage.images import check_size
 from collage.data.sources import open_source
 
 # Default threads preparing batches in parallel (each thread decodes a whole batch).

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from collage.data import embedded as embedded_lib
-from collage.data.images import image_paths, load_image, to_channels
+from collage.images import image_paths, load_image, to_channels
 
 SOURCE_KINDS = ("embedded", "digits", "folder:PATH", "tfds:NAME[:SPLIT]")
 _TFDS_RE = re.compile(r"^(?P<name>[A-Za-z0-9_./-]+(?::[0-9][0-9.*]*)?)(?::(?P<split>.+))?$")

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from collage.data import embedded
-from collage.data.images import load_image, to_channels
+from collage.images import load_image, to_channels
 from collage.data.sources import open_source
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1

@@ -33,7 +33,7 @@ TAPS = ("pool", "spatial", "logits")  # the Inception network's
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
   """Library images [N, H, W, C] float in [0, 1] -> uint8, rounded and clipped as PNGs are
-  written (:func:`collage.data.images.to_uint8`); uint8 passes through.
+  written (:func:`collage.images.to_uint8`); uint8 passes through.
 
   Raises:
     ValueError: not [N, H, W, 1 or 3].

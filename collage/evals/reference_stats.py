@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from collage.data import augment, sources
-from collage.data.images import check_size
+from collage.images import check_size
 from collage.evals import features as features_lib
 from collage.evals import reference
 from collage.metrics import frechet, inception_score

@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from collage.data import images
+from collage import images
 from collage.train import mesh as mesh_lib
 from collage.train.errors import ConfigError
 from collage.train.step import make_eval_step

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from collage.data import images
+from collage import images
 from collage.train import mesh as mesh_lib
 from collage.train.errors import ConfigError
 from collage.train.task import Task

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from collage.data import images
+from collage import images
 from collage.data.pipeline import make_image_dataset
 from collage.metrics.distortion import psnr_from_mse
 from collage.metrics.rd import rd_cost

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from collage.data import images
+from collage import images
 from collage.data import jpeg_coefficients as jc
 from collage.data.dct_coords import Coder, fit_components, fit_image, prefix_of, train_element
 from collage.data.pipeline import EpochShuffle

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from collage.data import digits as digits_lib
-from collage.data import images
+from collage import images
 from collage.data.pipeline import DEFAULT_THREADS, EpochShuffle
 from collage.data.sources import open_source
 from collage.nn import digit_features as df

@@ -21,7 +21,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from collage.data import augment, embedded, images
+from collage import images
+from collage.data import augment, embedded
 from collage.metrics.distortion import psnr, psnr_from_mse
 from collage.ops import blocks
 from collage.ops import collage as co

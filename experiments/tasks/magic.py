@@ -47,7 +47,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from collage.data import images
+from collage import images
 from collage.data import template_sets as ts
 from collage.nn import magic as mg
 from collage.nn.bridge import ModuleBridge

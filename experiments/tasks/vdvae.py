@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from collage.data import images
+from collage import images
 from collage.data.pipeline import make_image_dataset
 from collage.nn.bridge import ModuleBridge
 from collage.nn.vdvae import VDVAE, VDVAEConfig, init_rngs

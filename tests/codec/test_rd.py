@@ -11,7 +11,7 @@ from PIL import Image
 from collage.codec import rd, rd_compare
 from collage.codec.base import Codec, CodecError, get_codec
 from collage.codec.rd_plot import plot_rows
-from collage.data.images import load_image
+from collage.images import load_image
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from collage.data import dct_coords, images
+from collage import images
+from collage.data import dct_coords
 from collage.data import jpeg_coefficients as jc
 from experiments.configs import dctransformer as dct_config
 from experiments.tasks import dctransformer as dct_task

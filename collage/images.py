@@ -1,4 +1,6 @@
-"""Reading image files into uint8 arrays, and converting between channel counts.
+"""Image files in and out: reading them into uint8 arrays, converting between channel counts,
+writing PNGs and captioned grids. The ground floor's image I/O (with ``ops`` and ``metrics``):
+every floor may import it, and it imports only numpy and Pillow.
 
 The I/O edge of the library: everything here returns ``uint8`` arrays ``[H, W, C]``
 with ``C = 1`` (grayscale) or ``C = 3`` (RGB). Inside the library images become

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from collage.data import images
+from collage import images
 
 
 def _save(path, array, mode=None, **kw):
