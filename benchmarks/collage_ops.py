@@ -11,11 +11,11 @@ megapixels per iteration: ``steps * (k*256)^2 / seconds / 1e6`` at scale ``k``. 
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 
+from benchmarks.timing import best_time
 from collage.ops import collage as co
 
 SPECS = {
@@ -23,16 +23,6 @@ SPECS = {
     "pifs": co.CollageSpec(image_size=256, range_size=8, domain_size=16,
                            isometries=tuple(range(8))),
 }
-
-
-def _time(fn, reps: int) -> float:
-  jax.block_until_ready(fn())  # compile + warm up
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - t)
-  return best
 
 
 def main() -> None:
@@ -50,7 +40,7 @@ def main() -> None:
     params = co.params_from_raw(spec, *raw)
     for k in (1, 4):
       dec = jax.jit(lambda p, k=k, spec=spec: co.decode(spec, p, steps=args.steps, scale=k))
-      t = _time(lambda: dec(params), args.reps)
+      t = best_time(lambda: dec(params), args.reps)
       mp = args.steps * (256 * k) ** 2 / 1e6
       print(f"| {name} | decode scale {k}, {args.steps} steps | {t:.4f} | {mp / t:.1f} MP/s |")
 
@@ -64,7 +54,7 @@ def main() -> None:
     for lname, loss in (("collage loss", collage_loss),
                         (f"decode loss, implicit, {args.steps} steps", decode_loss)):
       g = jax.jit(jax.value_and_grad(loss))
-      t = _time(lambda: g(raw), args.reps)
+      t = best_time(lambda: g(raw), args.reps)
       print(f"| {name} | gradient step ({lname}) | {t:.4f} | {1 / t:.1f} steps/s |")
 
 

@@ -13,9 +13,8 @@ at a shared setting keep their own, labelled ``label [file]``
 from __future__ import annotations
 
 import argparse
-import json
 
-from collage.codec.rd_compare import compare, compare_table, merge_curves
+from collage.codec.rd_compare import compare, compare_table, merge_curves, save_rows
 
 
 def main(argv=None) -> dict:
@@ -32,9 +31,7 @@ def main(argv=None) -> dict:
   except ValueError as e:
     raise SystemExit(f"{args.inputs}: {e}") from None
   print(compare_table(result, args.reference, targets))
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(result, f, indent=1)
+  save_rows(args.out, result)
   return result
 
 

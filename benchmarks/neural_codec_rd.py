@@ -18,11 +18,11 @@ and ``neural_codec_speed`` read any number of these files.
 from __future__ import annotations
 
 import argparse
-import json
 
 from collage.codec import neural_models
 from collage.codec.base import get_codec
 from collage.codec.rd import curve_rows, load_images, measure_images
+from collage.codec.rd_compare import save_rows
 
 NEURAL_OPTIONS = ("model", "mix", "refine", "downscale")
 
@@ -89,9 +89,7 @@ def main(argv=None) -> list[dict]:
     rows.append(row)
     print(f"| {label} | {q} | {row['bpp']:.4f} | {row['psnr']:.2f} | {row['encode_s']:.3f} | "
           f"{row['decode_s']:.3f} |", flush=True)
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(rows, f, indent=1)
+  save_rows(args.out, rows)
   return rows
 
 

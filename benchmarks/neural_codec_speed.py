@@ -16,7 +16,6 @@ machine at one time (``neural_codec_rd`` runs back to back).
 from __future__ import annotations
 
 import argparse
-import json
 
 from collage.codec import rd_compare
 
@@ -43,9 +42,7 @@ def main(argv=None) -> list[dict]:
       print(rd_compare.coverage_table(result, args.reference))
   except ValueError as e:
     raise SystemExit(f"{args.inputs}: {e}") from None
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(result, f, indent=1)
+  rd_compare.save_rows(args.out, result)
   return result
 
 

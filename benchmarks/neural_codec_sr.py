@@ -20,6 +20,7 @@ from PIL import Image
 
 from collage.codec import neural
 from collage.codec.rd import load_images
+from collage.codec.rd_compare import save_rows
 from collage.metrics.distortion import psnr
 
 
@@ -65,9 +66,7 @@ def main(argv=None) -> list[dict]:
            "scale1_decode_vs_downsampled_psnr": float(np.mean(p_low))}
     print(json.dumps(row), flush=True)
     rows.append(row)
-  if args.out:
-    with open(args.out, "w") as f:
-      json.dump(rows, f, indent=1)
+  save_rows(args.out, rows)
   return rows
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +25,7 @@ import matplotlib
 import numpy as np
 import optax
 
+from benchmarks.timing import best_time
 from collage import images
 from collage.nn import vdvae as V
 from collage.ops import dmol
@@ -94,16 +94,6 @@ def _samples(model: V.VDVAE, out: str, name: str) -> None:
     images.save_png(os.path.join(out, f"{name}_scale{k}.png"), rows[-1])
 
 
-def _time(fn, reps: int = 5) -> float:
-  jax.block_until_ready(fn())
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - t)
-  return best
-
-
 def _speed(cfg, task, model: V.VDVAE) -> tuple[float, float]:
   """(seconds per train step at the config's batch, samples/s at batch 64, scale 1)."""
   params = task.bridge.params(model)
@@ -119,10 +109,10 @@ def _speed(cfg, task, model: V.VDVAE) -> tuple[float, float]:
     updates, opt = tx.update(grads, opt, params, step=jnp.int32(100))
     return optax.apply_updates(params, updates), opt
 
-  train = _time(lambda: step(params, opt))
+  train = best_time(lambda: step(params, opt), 5)
   draw = jax.jit(lambda k: model.sample(k, 1.0, 1))
   keys = _keys(64)
-  sample = _time(lambda: draw(keys), reps=3)
+  sample = best_time(lambda: draw(keys), 3)
   return train, 64 / sample
 
 

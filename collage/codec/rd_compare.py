@@ -33,6 +33,13 @@ def load_rows(paths: list[str]) -> list[dict]:
   return rows
 
 
+def save_rows(path: str, rows) -> None:
+  """Writes rows (or any JSON result) to ``path`` as the tools pass them on; ``""``: nowhere."""
+  if path:
+    with open(path, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
 def merge_curves(paths: list[str]) -> list[dict]:
   """The rows of the JSON row files as curves, in order.
 

@@ -66,6 +66,18 @@ def training_defaults(networks: tuple[str, ...] | None = None) -> ml_collections
   return c
 
 
+def tiny_schedule(c: ml_collections.ConfigDict, batch_size: int) -> None:
+  """The schedule of a ``tiny`` variant (seconds, for tests): 4 steps of ``batch_size``,
+  logged every 2, checkpointed every 2, evaluated (2 batches) only at the end, no warmup."""
+  c.batch_size = batch_size
+  c.total_steps = 4
+  c.log_every = 2
+  c.eval_every = 0
+  c.eval_batches = 2
+  c.checkpoint_every = 2
+  c.optimizer.warmup_steps = 0
+
+
 def plan_defaults() -> ml_collections.ConfigDict:
   """``config.plan``: what ``--mode plan`` compiles for (:mod:`collage.train.plan`). Every field
   is documented on its line; a paper-sized config sets the paper's devices here."""

@@ -15,7 +15,7 @@ means over them (EMA parameters). The export writes the weight file the evaluato
 
 import ml_collections
 
-from collage.train.config import training_defaults, variant
+from collage.train.config import tiny_schedule, training_defaults, variant
 
 VARIANTS = ("full", "tiny")
 
@@ -51,13 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.artifact_errors = 64                 # misclassified held-out digits shown in artifacts/errors_STEP.png (0: none)
 
   if arg == "tiny":
-    c.batch_size = 16
-    c.total_steps = 4
-    c.log_every = 2
-    c.eval_every = 0
-    c.eval_batches = 2
-    c.checkpoint_every = 2
-    c.optimizer.warmup_steps = 0
+    tiny_schedule(c, batch_size=16)
     c.model.width = 4
     c.model.feature_dim = 8
     c.artifact_errors = 0

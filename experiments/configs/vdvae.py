@@ -29,7 +29,8 @@ Collage-VDVAE, decodes at ``sample.scale`` times the training resolution.
 
 import ml_collections
 
-from collage.train.config import add_digit_evals, compose, sample_defaults, training_defaults
+from collage.train.config import (add_digit_evals, compose, sample_defaults, tiny_schedule,
+                                  training_defaults)
 
 VARIANTS = ("mnist_quick", "mnist", "collage_mnist_quick", "collage_mnist", "cifar10",
             "imagenet32", "imagenet64", "ffhq256", "tiny", "collage_tiny")  # the named ones
@@ -133,13 +134,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif size == "quick":
     c.model.enc_blocks, c.model.dec_blocks = _blocks(c.model.image_size, 1, 2, 2, 1, 2, 1, 0)
   elif size == "tiny":
-    c.batch_size = 8
-    c.total_steps = 4
-    c.log_every = 2
-    c.eval_every = 0
-    c.eval_batches = 2
-    c.checkpoint_every = 2
-    c.optimizer.warmup_steps = 0
+    tiny_schedule(c, batch_size=8)
     c.model.width = 8
     c.model.zdim = 2
     c.model.num_mix = 2
