@@ -34,3 +34,16 @@ def test_every_file_the_readme_links_or_shows_exists():
   assert targets, "the README links no files"
   missing = [t for t in targets if not (ROOT / t).exists()]
   assert not missing, f"README links to missing files: {missing}"
+
+
+def test_the_experiments_table_lists_every_config_with_its_named_variants():
+  text = (ROOT / "README.md").read_text()
+  rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)\.py:[^\n]*", text, flags=re.M)}
+  configs = sorted(p.stem for p in (ROOT / "experiments" / "configs").glob("*.py")
+                   if not p.name.startswith("_"))
+  assert sorted(rows) == configs, f"README's experiments table: {sorted(rows)}, configs: {configs}"
+  for name, row in rows.items():
+    variants = re.search(r"^VARIANTS = \(([^)]*)\)", (ROOT / "experiments" / "configs" /
+                                                      f"{name}.py").read_text(), flags=re.M)
+    first = re.findall(r'"(\w+)"', variants.group(1))[0]
+    assert f":{first}`" in row, f"the {name} row does not show its default variant {first}"
