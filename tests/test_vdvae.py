@@ -204,9 +204,12 @@ def test_the_diagnostic_picture_has_openai_vdvaes_rows(tmp_path):
   task.write_artifacts(params, {}, 7, str(tmp_path))
   s = task.model_cfg.image_size
   rows = 1 + vdvae_task.DIAGNOSTIC_GROUPS + len(vdvae_task.DIAGNOSTIC_TEMPERATURES)
+  zoom = -(-512 // (8 * s))  # enlarged (nearest neighbour) to at least 512 px, then captioned
   with Image.open(tmp_path / "artifacts" / "diagnostic_7.png") as im:
-    assert im.size == (8 * s, rows * s)
-    picture = np.asarray(im)
+    assert im.size[0] == 8 * s * zoom and im.size[1] > rows * s * zoom
+    picture = np.asarray(im)[:rows * s * zoom:zoom, ::zoom]
+    caption = np.asarray(im)[rows * s * zoom:]
+  assert caption.min() < 64 and caption.max() == 255  # dark text on white
   assert (tmp_path / "artifacts" / "samples_7.png").exists()
   # The first row is the eval images themselves.
   batch = next(iter(task.dataset("eval", seed=int(cfg.seed), process_index=0, process_count=1,
@@ -216,6 +219,7 @@ def test_the_diagnostic_picture_has_openai_vdvaes_rows(tmp_path):
   # The blocks that take the posterior: evenly spaced inside (0, blocks), as openai/vdvae picks.
   assert vdvae_task.posterior_groups(6, 6) == [0, 1, 2, 3, 4, 5]
   assert vdvae_task.posterior_groups(12, 3) == [3, 6, 9]
+  assert vdvae_task.posterior_groups(7, 6) == [1, 2, 3, 4, 5, 6]  # floats gave 4 twice
 
 
 def test_a_partial_posterior_of_no_blocks_is_a_prior_sample():

@@ -140,8 +140,15 @@ class VDVAETask(Task):
     shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     images.save_png(os.path.join(out, f"samples_{step}.png"), images.captioned(
         images.image_grid(imgs), f"prior samples at step {step} (EMA parameters); {shown}"))
-    images.save_png(os.path.join(out, f"diagnostic_{step}.png"),
-                    self.diagnostic(params, model_state))
+    blocks = len(self.model_cfg.decoder_layout)
+    groups = posterior_groups(blocks, DIAGNOSTIC_GROUPS)
+    temps = ", ".join(f"{t:g}" for t in DIAGNOSTIC_TEMPERATURES)
+    images.save_png(os.path.join(out, f"diagnostic_{step}.png"), images.captioned(
+        self.diagnostic(params, model_state),
+        f"step {step}, EMA parameters. Rows: eval images; their reconstructions with the top "
+        f"k = {', '.join(map(str, groups))} of {blocks} decoder blocks from the posterior (the "
+        f"rest from the prior at temperature {DIAGNOSTIC_REST_TEMPERATURE:g}); prior samples "
+        f"at temperature {temps}."))
 
   def diagnostic(self, params, model_state) -> np.ndarray:
     """openai/vdvae's picture of a model, float [R S, N S, C]: N <= ``DIAGNOSTIC_COLUMNS`` eval
@@ -174,8 +181,10 @@ class VDVAETask(Task):
 
 def posterior_groups(blocks: int, rows: int) -> list[int]:
   """How many decoder blocks take the posterior in each of ``rows`` reconstructions: openai/
-  vdvae's ``rows`` points evenly spaced strictly inside (0, ``blocks``), rounded down."""
-  return [int(k) for k in np.floor(np.linspace(0, 1, rows + 2) * blocks).astype(int)[1:-1]]
+  vdvae's ``rows`` points evenly spaced strictly inside (0, ``blocks``), rounded down (in
+  integers: openai/vdvae's floating-point ``floor(linspace(0, 1, rows + 2) * blocks)`` gives
+  4 twice for 7 blocks and 6 rows, 5 * (1/7) * 7 being 4.999...)."""
+  return [i * blocks // (rows + 1) for i in range(1, rows + 1)]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Any:
