@@ -29,9 +29,9 @@ def _reference(src, *, crop, batch, seed=0):
   """The train pipeline with grain's shuffle, as before ``EpochShuffle``."""
   shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
   ds = grain.MapDataset.source(src).shuffle(seed=shuffle_seed).repeat()
-  ds = ds.random_map(functools.partial(pipeline._train_element, crop=(crop, crop),  # pylint: disable=protected-access
+  ds = ds.random_map(functools.partial(pipeline.train_element, crop=(crop, crop),
                                        dihedral=True), seed=augment_seed)
-  ds = ds.batch(batch, drop_remainder=True, batch_fn=pipeline._stack)  # pylint: disable=protected-access
+  ds = ds.batch(batch, drop_remainder=True, batch_fn=pipeline.stack_batch)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=pipeline.DEFAULT_THREADS,
                                                    prefetch_buffer_size=2)))
 

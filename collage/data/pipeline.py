@@ -91,7 +91,7 @@ def _crop_pair(crop_size: int | Sequence[int] | None) -> tuple[int, int] | None:
   return pair
 
 
-def _train_element(element: dict[str, Any], rng: np.random.Generator, *,
+def train_element(element: dict[str, Any], rng: np.random.Generator, *,
                    crop: tuple[int, int] | None, dihedral: bool) -> dict[str, np.ndarray]:
   """Source element -> {"image": float32 [h, w, C]} with a random crop and flip/rotation."""
   image = element["image"]
@@ -114,7 +114,7 @@ def _eval_element(index: int, element: dict[str, Any], *, crop: tuple[int, int] 
           "mask": np.float32(1.0 if index < num_real else 0.0)}
 
 
-def _stack(elements: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def stack_batch(elements: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   """Stack elements into a batch; a clear error when image shapes differ."""
   shapes = {e["image"].shape for e in elements}
   if len(shapes) > 1:
@@ -155,7 +155,7 @@ def image_pipeline(source: str | Sequence[dict[str, Any]], *, split: str,
     shuffle_seed, augment_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2))
     ds = grain.MapDataset.source(EpochShuffle(src, shuffle_seed))
     ds = ds.random_map(
-        functools.partial(_train_element, crop=crop, dihedral=augment), seed=augment_seed)
+        functools.partial(train_element, crop=crop, dihedral=augment), seed=augment_seed)
   else:
     ds = grain.MapDataset.source(src)
     n = len(src)
@@ -166,7 +166,7 @@ def image_pipeline(source: str | Sequence[dict[str, Any]], *, split: str,
   ds = ds[process_index::process_count]
   # Batch on the MapDataset, so worker processes (which split the MapDataset) read
   # whole batches and a batch holds the same elements whatever ``worker_count`` is.
-  ds = ds.batch(batch_size, drop_remainder=True, batch_fn=_stack)
+  ds = ds.batch(batch_size, drop_remainder=True, batch_fn=stack_batch)
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2))
   if worker_count > 0:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
