@@ -22,6 +22,16 @@ def test_the_import_contracts_hold():
   done = _lint()
   assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
   assert "five floors KEPT" in done.stdout and "no circles in a package KEPT" in done.stdout
+  assert "benchmarks import only collage KEPT" in done.stdout
+
+
+def test_every_benchmark_script_is_a_module_the_contracts_see():
+  """A script in a folder without ``__init__.py`` is outside the import graph, so the
+  contracts would not see what it imports: benchmarks are modules of the package."""
+  hidden = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(REPO, "benchmarks"))
+            for f in files if f.endswith(".py")
+            and not os.path.isfile(os.path.join(d, "__init__.py"))]
+  assert not hidden, f"scripts the import contracts cannot see: {hidden}"
 
 
 def test_an_arrow_running_back_up_breaks_the_contract(tmp_path):
@@ -33,6 +43,7 @@ def test_an_arrow_running_back_up_breaks_the_contract(tmp_path):
   shutil.copy(os.path.join(REPO, "pyproject.toml"), tmp_path / "pyproject.toml")
   bad = tmp_path / "collage" / "ops" / "upward.py"
   bad.write_text("from collage.train import loop  # an arrow up\n")
+  (tmp_path / "benchmarks" / "sideways.py").write_text("from experiments import main\n")
   env_path = str(tmp_path)
   exe = shutil.which("lint-imports") or os.path.join(os.path.dirname(sys.executable),
                                                       "lint-imports")
@@ -40,3 +51,4 @@ def test_an_arrow_running_back_up_breaks_the_contract(tmp_path):
                         env={**os.environ, "PYTHONPATH": env_path})
   assert done.returncode != 0
   assert "collage.ops.upward -> collage.train.loop" in done.stdout
+  assert "benchmarks.sideways -> experiments.main" in done.stdout

@@ -91,7 +91,8 @@ class DCTransformerTask(Task):
         lambda: dct_model.DCTransformer(self.model_cfg, rngs=nnx.Rngs(0))))
 
   # -- data -----------------------------------------------------------------------------------
-  def _source(self, split: str):
+  def source(self, split: str):
+    """The images (or JPEG files) of ``split`` that ``config.data.source`` names."""
     source = str(self.config.data.source)
     if source.startswith("jpegs:"):
       return jc.JpegFolderSource(source[len("jpegs:"):])
@@ -110,7 +111,7 @@ class DCTransformerTask(Task):
   def eval_elements(self) -> list[dict[str, np.ndarray]]:
     """The eval set: central crops of the first ``data.eval_images`` eval images, as
     sequences with their libjpeg size in bits."""
-    src = self._source("eval")
+    src = self.source("eval")
     n = min(len(src), int(self.config.data.eval_images))
     out = []
     for i in range(n):
@@ -128,7 +129,7 @@ class DCTransformerTask(Task):
     if split == "train":
       shuffle_seed, augment_seed = (int(s) for s in
                                     np.random.SeedSequence(seed).generate_state(2))
-      ds = grain.MapDataset.source(EpochShuffle(self._source("train"), shuffle_seed))
+      ds = grain.MapDataset.source(EpochShuffle(self.source("train"), shuffle_seed))
       ds = ds.random_map(functools.partial(train_element, coder=self.coder,
                                            flip=bool(self.config.data.flip)), seed=augment_seed)
       ds = ds[process_index::process_count].batch(batch_size, drop_remainder=True,

@@ -1,6 +1,6 @@
 r"""Held-out NLL of a trained DCTransformer image by image, against libjpeg's size of each.
 
-    python benchmarks/dctransformer/per_image.py --workdir runs/dct_photos64_up \
+    python -m benchmarks.dctransformer_per_image --workdir runs/dct_photos64_up \
         --config experiments/configs/dctransformer.py:photos64 \
         [--source folder:../shared/data/kodak]
 
@@ -19,9 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collage.train import loop
-from experiments.configs import dctransformer as dct_config
-from experiments.tasks import dctransformer as dct_task
+from collage.train import loop, registry
 
 
 def main() -> None:
@@ -32,16 +30,15 @@ def main() -> None:
                       help="another eval source (e.g. folder:../shared/data/kodak); default: "
                            "the config's")
   args = parser.parse_args()
-  name = args.config.split(":")[1] if ":" in args.config else None
-  cfg = dct_config.get_config(name)
+  cfg = registry.load_config(args.config)
   cfg.unlock()
   cfg.artifact_samples = 0
   if args.source:
     cfg.data.source = args.source
-  task = dct_task.DCTransformerTask(cfg)
+  task = registry.task_of(cfg)
   state = loop.run(task, cfg, args.workdir, "eval", devices=jax.devices()[:1])
   params = jax.tree.map(jnp.asarray, task.task_params(jax.device_get(state.eval_params)))
-  src = task._source("eval")  # pylint: disable=protected-access
+  src = task.source("eval")
   rows = []
   for i, element in enumerate(task.eval_elements()):
     batch = {k: jnp.asarray(v)[None] for k, v in element.items()}
