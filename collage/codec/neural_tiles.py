@@ -55,23 +55,28 @@ def valid_pixels(height: int, width: int, tile: int) -> np.ndarray:
   return _cut_tiles(mask, tile)
 
 
+def _as_fraction(downscale) -> Fraction | None:
+  """``downscale`` as a Fraction if it is a number or a number's text (not a bool), else None."""
+  try:
+    if isinstance(downscale, bool):
+      return None
+    if isinstance(downscale, (int, np.integer)):
+      return Fraction(int(downscale))
+    if isinstance(downscale, Fraction):
+      return downscale
+    if isinstance(downscale, (float, np.floating)):
+      return Fraction(float(downscale))
+    if isinstance(downscale, str):
+      return Fraction(downscale.strip())
+  except (ValueError, ZeroDivisionError, OverflowError):
+    return None  # text that is not a number
+  return None
+
+
 def check_downscale(downscale) -> Fraction:
   """Validates ``downscale``: a number in 1..MAX_DOWNSCALE in steps of 1/4 (an int, a float,
   a Fraction, or text such as "1.5" or "3/2") -> Fraction."""
-  value = None
-  try:
-    if isinstance(downscale, bool):
-      pass
-    elif isinstance(downscale, (int, np.integer)):
-      value = Fraction(int(downscale))
-    elif isinstance(downscale, Fraction):
-      value = downscale
-    elif isinstance(downscale, (float, np.floating)):
-      value = Fraction(float(downscale))
-    elif isinstance(downscale, str):
-      value = Fraction(downscale.strip())
-  except (ValueError, ZeroDivisionError, OverflowError):
-    value = None
+  value = _as_fraction(downscale)
   if (value is None or value.denominator not in DOWNSCALE_DENOMINATORS
       or not 1 <= value <= MAX_DOWNSCALE):
     raise CodecError(f"downscale must be a number in 1..{MAX_DOWNSCALE} in steps of 1/4 "
