@@ -155,6 +155,12 @@ def sample_step(model: dm.DCTransformer, draw: Draw, state: SamplerState) -> Sam
     drawn = draw_token(key, logits, mask, draw.temperature, draw.top_p)
     return jnp.where(t < forced_len, forced[:, t], drawn)
 
+  def through(name, blocks, full):
+    """The whole chunk [B, T, D] through decoder ``name``'s layers (causal, no cache)."""
+    for blk, kv in zip(blocks, state.ctx[name]):
+      full = blk(full, kv, is_causal=True)
+    return full
+
   def run(name, blocks, h, full_input_fn):
     if draw.use_cache:
       new = []
@@ -163,9 +169,7 @@ def sample_step(model: dm.DCTransformer, draw: Draw, state: SamplerState) -> Sam
         new.append(cache)
       caches[name] = new
       return h
-    full = full_input_fn()                               # [B, T, D]
-    for blk, kv in zip(blocks, state.ctx[name]):
-      full = blk(full, kv, is_causal=True)
+    full = through(name, blocks, full_input_fn())        # [B, T, D]
     return jax.lax.dynamic_slice_in_dim(full, j, 1, axis=1)
 
   idx = t - j + jnp.arange(t_chunk)[None, :].repeat(b, 0)  # this chunk's entries [B, T]
@@ -180,9 +184,7 @@ def sample_step(model: dm.DCTransformer, draw: Draw, state: SamplerState) -> Sam
   seq_r = dict(seq, ranks=seq["ranks"].at[:, t].set(rank))
 
   def pos_full():
-    h = chan_full()
-    for blk, kv in zip(model.chan_blocks, state.ctx["chan"]):
-      h = blk(h, kv, is_causal=True)
+    h = through("chan", model.chan_blocks, chan_full())
     rk, _, _ = dm.entries_at(seq_r, idx, cfg)
     return model.pos_input(h, jnp.minimum(rk, cfg.channels))
 
@@ -194,9 +196,7 @@ def sample_step(model: dm.DCTransformer, draw: Draw, state: SamplerState) -> Sam
   seq_p = dict(seq_r, positions=seq_r["positions"].at[:, t].set(pos))
 
   def val_full():
-    h = pos_full()
-    for blk, kv in zip(model.pos_blocks, state.ctx["pos"]):
-      h = blk(h, kv, is_causal=True)
+    h = through("pos", model.pos_blocks, pos_full())
     _, ps, _ = dm.entries_at(seq_p, idx, cfg)
     return model.val_input(h, ps, state.enc)
 
