@@ -13,16 +13,9 @@ from flax import nnx
 from collage.nn import dct_sampler
 from collage.nn import dctransformer as dm
 from collage.ops import sparse_dct
+from tests.nn import dct_tiny
 
-LAYOUT = sparse_dct.layout_for(16, 16, True, 4)   # 2x2 grid, 96 channels
-CAP = 48
-
-
-@functools.lru_cache(maxsize=1)
-def _model():
-  cfg = dm.DCTConfig(channels=LAYOUT.channels, positions=LAYOUT.positions, max_value=12,
-                     chunk=16, dim=32, heads=2, encoder_layers=1, decoder_layers=1)
-  return dm.DCTransformer(cfg, rngs=nnx.Rngs(3))
+LAYOUT, CAP, _model = dct_tiny.LAYOUT, dct_tiny.CAP, dct_tiny.model
 
 
 def _sequences(n=2, seed=0):
