@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+from matplotlib.figure import Figure  # a figure of its own: no pyplot, no global backend
 
 # Published Kodak points (bpp, PSNR) drawn dashed beside measured curves.
 PUBLISHED = {"JPEG (published)": [(0.25, 24.55), (0.5, 28.94), (1.0, 32.59)],
@@ -22,7 +19,8 @@ def plot_rd(curves: dict[str, list[tuple[float, float]]], path: str, ylabel: str
   """``curves`` {label: [(bpp, value)]} (sorted by bpp here) as lines with markers, and
   ``references`` {label: points} dashed, to the PNG ``path`` (6 x 4.5 inches, 120 dpi; the
   figure is laid out at ``layout_dpi``, matplotlib's default when None)."""
-  fig, ax = plt.subplots(figsize=(6, 4.5), dpi=layout_dpi)
+  fig = Figure(figsize=(6, 4.5), dpi=layout_dpi)
+  ax = fig.subplots()
   for label, pts in curves.items():
     ax.plot(*zip(*sorted(pts)), "o-", markersize=marker_size, label=label)
   for label, pts in (references or {}).items():
@@ -35,7 +33,6 @@ def plot_rd(curves: dict[str, list[tuple[float, float]]], path: str, ylabel: str
   ax.legend(fontsize=legend_size)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
-  plt.close(fig)
   return path
 
 
