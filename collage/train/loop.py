@@ -301,8 +301,9 @@ def _sample(rt: _Runtime, latest: int | None) -> TrainState:
   if jax.process_index() == 0:
     out = write_samples(samples, directory, meta)
     logging.info("%d samples of step %d written to %s", int(sample.num), latest, out)
-    rt.task.write_sample_files(rt.task.task_params(mesh_lib.to_host(state.eval_params)),
-                               mesh_lib.to_host(state.model_state), samples, out, meta)
+    if rt.task.writes_sample_files():
+      rt.task.write_sample_files(rt.task.task_params(mesh_lib.to_host(state.eval_params)),
+                                 mesh_lib.to_host(state.model_state), samples, out, meta)
   return state
 
 

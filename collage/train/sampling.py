@@ -125,12 +125,6 @@ def local_sampler(task: Task, options: Mapping[str, Any], batch_size: int) -> Sa
   return Sampler(task, mesh_lib.make_mesh(jax.local_devices()[:1]), options, batch_size)
 
 
-def network_params(task: Task, params: Any) -> dict[str, Any]:
-  """``params`` as the task's functions take them (bare for a single network) -> ``{network
-  name: parameters}``, as a :class:`Sampler` takes them (the inverse of ``task.task_params``)."""
-  return {task.networks[0]: params} if len(task.networks) == 1 else dict(params)
-
-
 def sample_dir(workdir: str, step: int, name: str = "") -> str:
   """Where a draw of checkpoint ``step`` goes: ``DIR/samples/STEP`` or ``STEP-NAME``.
 

@@ -110,14 +110,16 @@ class Task:
 
   def init(self, rng: jax.Array) -> tuple[dict[str, Params], ModelState]:
     """``({network name: parameters}, model state)``; override for a task with model state."""
-    params = self.init_params(rng)
-    if len(self.networks) == 1:
-      params = {self.networks[0]: params}
-    return params, {}
+    return self.network_params(self.init_params(rng)), {}
 
   def task_params(self, params: Mapping[str, Params]) -> Params:
     """``{name: params}`` as the task's functions take them: bare for a single network."""
     return params[self.networks[0]] if len(self.networks) == 1 else dict(params)
+
+  def network_params(self, params: Params) -> dict[str, Params]:
+    """The inverse of :meth:`task_params`: parameters as the task's functions take them ->
+    ``{network name: parameters}``, as the runtime (and a ``Sampler``) takes them."""
+    return {self.networks[0]: params} if len(self.networks) == 1 else dict(params)
 
   # -- losses and the train step --------------------------------------------------------------
   def loss_fn(self, params: Params, batch: Batch, rng: jax.Array) -> tuple[jax.Array, Metrics]:
@@ -203,6 +205,12 @@ class Task:
   def can_sample(cls) -> bool:
     """Whether the task defines :meth:`sample`."""
     return cls.sample is not Task.sample
+
+  @classmethod
+  def writes_sample_files(cls) -> bool:
+    """Whether the task defines :meth:`write_sample_files` (the runtime copies a draw's
+    parameters to the host only for one that does)."""
+    return cls.write_sample_files is not Task.write_sample_files
 
   # -- outputs --------------------------------------------------------------------------------
   def write_sample_files(self, params: Params, model_state: ModelState,

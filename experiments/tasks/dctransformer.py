@@ -41,7 +41,7 @@ from collage.nn import dctransformer as dct_model
 from collage.nn.bridge import ModuleBridge
 from collage.ops import sparse_dct
 from collage.train import loop
-from collage.train.sampling import local_sampler, network_params, task_options
+from collage.train.sampling import local_sampler, task_options
 from collage.train.task import Task
 
 CONDITIONS = ("none", "upsample", "colorize")
@@ -238,7 +238,7 @@ class DCTransformerTask(Task):
     if self._artifact_sampler is None:
       options = {**task_options(self.config.get("sample", None)), **ARTIFACT_OPTIONS}
       self._artifact_sampler = local_sampler(self, options, num)
-    out = self._artifact_sampler(network_params(self, params), model_state, num, 0)
+    out = self._artifact_sampler(self.network_params(params), model_state, num, 0)
     directory = os.path.join(workdir, "artifacts", f"samples_{step}")
     os.makedirs(directory, exist_ok=True)
     for i, image in enumerate(out["image"]):

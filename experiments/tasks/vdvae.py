@@ -33,7 +33,7 @@ from collage.data.pipeline import make_image_dataset
 from collage.nn.bridge import ModuleBridge
 from collage.nn.vdvae import VDVAE, VDVAEConfig, init_rngs
 from collage.train import loop
-from collage.train.sampling import Sampler, local_sampler, network_params, task_options
+from collage.train.sampling import Sampler, local_sampler, task_options
 from collage.train.task import Task
 
 LN2 = math.log(2.0)
@@ -134,7 +134,7 @@ class VDVAETask(Task):
     if num <= 0:
       return
     options = task_options(self.config.get("sample", None))
-    imgs = self._sampler(options, num)(network_params(self, params), model_state, num, 0)["image"]
+    imgs = self._sampler(options, num)(self.network_params(params), model_state, num, 0)["image"]
     out = os.path.join(workdir, "artifacts")
     os.makedirs(out, exist_ok=True)
     shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
@@ -175,7 +175,7 @@ class VDVAETask(Task):
     options = task_options(self.config.get("sample", None))
     for t in DIAGNOSTIC_TEMPERATURES:
       sampler = self._sampler({**options, "temperature": t, "scale": 1}, n)
-      rows.append(sampler(network_params(self, params), model_state, n, 0)["image"])
+      rows.append(sampler(self.network_params(params), model_state, n, 0)["image"])
     return images.image_grid(np.concatenate(rows), columns=n, pad=0)
 
 

@@ -60,6 +60,8 @@ def test_the_default_hook_writes_nothing(tmp_path):
   Task(ml_collections.ConfigDict()).write_sample_files({}, {}, {"image": np.zeros((1, 2, 2, 1))},
                                                        str(tmp_path), {})
   assert not os.listdir(tmp_path)
+  # ... and a task that keeps the default costs no host copy of its parameters.
+  assert not GanTask.writes_sample_files() and RecordingGan.writes_sample_files()
 
 
 def test_the_artifacts_sampler_draws_what_the_runtime_draws(tmp_path, eight_devices):
@@ -71,7 +73,7 @@ def test_the_artifacts_sampler_draws_what_the_runtime_draws(tmp_path, eight_devi
   want = runtime(state.eval_params, state.model_state, 5, 3)
   local = sampling.local_sampler(task, options, 5)
   params = task.task_params(mesh.to_host(state.eval_params))
-  got = local(sampling.network_params(task, params), mesh.to_host(state.model_state), 5, 3)
+  got = local(task.network_params(params), mesh.to_host(state.model_state), 5, 3)
   np.testing.assert_array_equal(got["z"], want["z"])
   np.testing.assert_allclose(got["image"], want["image"], rtol=1e-6, atol=1e-7)
 
@@ -82,8 +84,8 @@ def test_task_options_drop_the_runtimes_fields():
   assert sampling.task_options(sample) == {"temperature": 0.5, "scale": 2}
   assert sampling.task_options(None) == {}
   gan = GanTask(helpers.config(gan_config))
-  assert sampling.network_params(gan, {"generator": 1, "discriminator": 2}) == {
+  assert gan.network_params({"generator": 1, "discriminator": 2}) == {
       "generator": 1, "discriminator": 2}
   single = LinRegTask(helpers.config())
-  assert sampling.network_params(single, {"w": 1}) == {"model": {"w": 1}}
-  assert single.task_params(sampling.network_params(single, {"w": 1})) == {"w": 1}
+  assert single.network_params({"w": 1}) == {"model": {"w": 1}}
+  assert single.task_params(single.network_params({"w": 1})) == {"w": 1}
