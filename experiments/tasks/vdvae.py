@@ -140,30 +140,25 @@ class VDVAETask(Task):
     shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
     images.save_png(os.path.join(out, f"samples_{step}.png"), images.captioned(
         images.image_grid(imgs), f"prior samples at step {step} (EMA parameters); {shown}"))
-    blocks = len(self.model_cfg.decoder_layout)
-    groups = posterior_groups(blocks, DIAGNOSTIC_GROUPS)
-    temps = ", ".join(f"{t:g}" for t in DIAGNOSTIC_TEMPERATURES)
-    images.save_png(os.path.join(out, f"diagnostic_{step}.png"), images.captioned(
-        self.diagnostic(params, model_state),
-        f"step {step}, EMA parameters. Rows: eval images; their reconstructions with the top "
-        f"k = {', '.join(map(str, groups))} of {blocks} decoder blocks from the posterior (the "
-        f"rest from the prior at temperature {DIAGNOSTIC_REST_TEMPERATURE:g}); prior samples "
-        f"at temperature {temps}."))
+    images.save_png(os.path.join(out, f"diagnostic_{step}.png"),
+                    self.diagnostic(params, model_state, step))
 
-  def diagnostic(self, params, model_state) -> np.ndarray:
-    """openai/vdvae's picture of a model, float [R S, N S, C]: N <= ``DIAGNOSTIC_COLUMNS`` eval
-    images (columns) and R rows of S x S images without gaps: the images; their
-    reconstructions from partial posteriors (the top k decoder blocks' latents from the
-    posterior, the rest from the prior at ``DIAGNOSTIC_REST_TEMPERATURE``; k from
-    :func:`posterior_groups`); prior samples at each of ``DIAGNOSTIC_TEMPERATURES`` (the
-    runtime's sampler, seed 0, at scale 1). R = 1 + ``DIAGNOSTIC_GROUPS`` + the temperatures."""
+  def diagnostic(self, params, model_state, step: int) -> np.ndarray:
+    """openai/vdvae's picture of a model, captioned: N <= ``DIAGNOSTIC_COLUMNS`` eval images
+    (columns) and R rows of S x S images without gaps: the images; their reconstructions from
+    partial posteriors (the top k decoder blocks' latents from the posterior, the rest from
+    the prior at ``DIAGNOSTIC_REST_TEMPERATURE``; k from :func:`posterior_groups`); prior
+    samples at each of ``DIAGNOSTIC_TEMPERATURES`` (the runtime's sampler, seed 0, at scale
+    1). R = 1 + ``DIAGNOSTIC_GROUPS`` + the temperatures; enlarged by ``images.captioned``,
+    whose caption names the rows."""
     batch = next(iter(self.dataset("eval", seed=int(self.config.seed), process_index=0,
                                    process_count=1, batch_size=DIAGNOSTIC_COLUMNS)))
     x = np.asarray(batch["image"], np.float32)
     if "mask" in batch:
       x = x[np.asarray(batch["mask"]) > 0]
     n = len(x)
-    groups = posterior_groups(len(self.model_cfg.decoder_layout), DIAGNOSTIC_GROUPS)
+    blocks = len(self.model_cfg.decoder_layout)
+    groups = posterior_groups(blocks, DIAGNOSTIC_GROUPS)
     if self._reconstruct is None:
       def reconstruct(p, images_, keys):
         model = self.bridge.merge(p)
@@ -176,7 +171,13 @@ class VDVAETask(Task):
     for t in DIAGNOSTIC_TEMPERATURES:
       sampler = self._sampler({**options, "temperature": t, "scale": 1}, n)
       rows.append(sampler(self.network_params(params), model_state, n, 0)["image"])
-    return images.image_grid(np.concatenate(rows), columns=n, pad=0)
+    temps = ", ".join(f"{t:g}" for t in DIAGNOSTIC_TEMPERATURES)
+    return images.captioned(
+        images.image_grid(np.concatenate(rows), columns=n, pad=0),
+        f"step {step}, EMA parameters. Rows: eval images; their reconstructions with the top "
+        f"k = {', '.join(map(str, groups))} of {blocks} decoder blocks from the posterior (the "
+        f"rest from the prior at temperature {DIAGNOSTIC_REST_TEMPERATURE:g}); prior samples "
+        f"at temperature {temps}.")
 
 
 def posterior_groups(blocks: int, rows: int) -> list[int]:
