@@ -142,6 +142,23 @@ class FolderSource:
     return f"FolderSource({self.folder!r}, {len(self)} images)"
 
 
+class JoinedSource:
+  """Several image sources read as one: element i of the first, then of the second, ..."""
+
+  def __init__(self, parts: Sequence[Sequence[dict[str, Any]]]):
+    self.parts = list(parts)
+
+  def __len__(self) -> int:
+    return sum(len(p) for p in self.parts)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    for part in self.parts:
+      if index < len(part):
+        return part[index]
+      index -= len(part)
+    raise IndexError(index)
+
+
 class TfdsSource:
   """One split of a tfds dataset (array_record), read through ``tfds.data_source``.
 

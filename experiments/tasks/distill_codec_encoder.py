@@ -42,23 +42,6 @@ from collage.train.task import Task
 ENCODER = "encoder"  # the first path element of every parameter the student trains
 
 
-class JoinedSource:
-  """Several image sources read as one: element i of the first, then of the second, ..."""
-
-  def __init__(self, parts: Sequence[Sequence[dict[str, Any]]]):
-    self.parts = list(parts)
-
-  def __len__(self) -> int:
-    return sum(len(p) for p in self.parts)
-
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    for part in self.parts:
-      if index < len(part):
-        return part[index]
-      index -= len(part)
-    raise IndexError(index)
-
-
 def source_specs(config: ml_collections.ConfigDict, split: str) -> list[str]:
   """The comma-separated sources of ``data.source`` (or ``data.eval_source`` for eval)."""
   c = config.data
@@ -110,7 +93,7 @@ class DistillTask(Task):
   # -- data -----------------------------------------------------------------------------
   def dataset(self, split, *, seed, process_index, process_count, batch_size):
     specs = source_specs(self.config, split)
-    source = specs[0] if len(specs) == 1 else JoinedSource(
+    source = specs[0] if len(specs) == 1 else sources.JoinedSource(
         [sources.open_source(s, split=split, channels=3) for s in specs])
     return make_image_dataset(source, split=split, crop_size=self.teacher_cfg.tile,
                               batch_size=batch_size, seed=seed, process_index=process_index,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from collage.data import augment, pipeline
-from collage.data.sources import ArraySource, open_source, parse_source
+from collage.data.sources import ArraySource, JoinedSource, open_source, parse_source
 
 
 def _take(it, n):
@@ -258,3 +258,13 @@ def test_real_aerials_folder():
   b = next(pipeline.make_image_dataset(f"folder:{AERIALS}", split="train", crop_size=64,
                                        batch_size=4, seed=0))
   assert b["image"].shape == (4, 64, 64, 3)
+
+
+def test_a_joined_source_reads_its_parts_in_order():
+  a, b = _id_source(2), _id_source(3)
+  joined = JoinedSource([a, b])
+  assert len(joined) == 5
+  for i, want in enumerate([a[0], a[1], b[0], b[1], b[2]]):
+    np.testing.assert_array_equal(joined[i]["image"], want["image"])
+  with pytest.raises(IndexError):
+    joined[5]  # pylint: disable=pointless-statement
